@@ -1,0 +1,181 @@
+// Package bundle is the on-disk contract between `keel build` and keel's
+// PID 1: where the bundles live inside the image, how they are named, and
+// how their config.json and runtime.json are read and written.
+//
+// It is imported by both sides, so it must stay small and must not pull in
+// registry or container-runtime code.
+package bundle
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Paths inside the booted image (and inside the initrd, without the leading /).
+const (
+	Root          = "/containers"
+	OnbootDir     = Root + "/onboot"
+	OnshutdownDir = Root + "/onshutdown"
+	ServicesDir   = Root + "/services"
+	// EtcDir holds whatever PID 1 needs to know at boot (module index,
+	// boot config).
+	EtcDir = "/etc/keel"
+
+	ConfigFile  = "config.json"
+	RuntimeFile = "runtime.json"
+	RootfsDir   = "rootfs"
+)
+
+// Kind says which list of the YAML a bundle came from.
+type Kind string
+
+const (
+	Onboot     Kind = "onboot"
+	Onshutdown Kind = "onshutdown"
+	Service    Kind = "services"
+)
+
+// Dir is the directory of that kind's bundles, e.g. /containers/onboot.
+func (k Kind) Dir() string { return Root + "/" + string(k) }
+
+// validName is what LinuxKit accepts as an image name: it becomes a
+// directory name, a container id and a log file name.
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ValidName reports whether name can be used as a bundle name.
+func ValidName(name string) bool { return len(name) <= 128 && validName.MatchString(name) }
+
+// DirName is the name of the bundle directory for the image at position
+// index (0-based) of a list of the given kind. Onboot and onshutdown bundles
+// are prefixed with a zero-padded position so that a sorted listing is the
+// YAML order; services are not ordered and keep their plain name.
+func DirName(kind Kind, index int, name string) string {
+	if kind == Service {
+		return name
+	}
+	return fmt.Sprintf("%03d-%s", index, name)
+}
+
+// Bundle is one bundle directory found in an image.
+type Bundle struct {
+	Kind Kind
+	// Name is the directory name: "000-sysctl" for onboot, "sshd" for a service.
+	Name string
+	// Path is the absolute path of the bundle directory.
+	Path string
+}
+
+func (b Bundle) ConfigPath() string  { return filepath.Join(b.Path, ConfigFile) }
+func (b Bundle) RuntimePath() string { return filepath.Join(b.Path, RuntimeFile) }
+
+// RootfsPath is the absolute path of the bundle's root filesystem.
+func (b Bundle) RootfsPath() string { return filepath.Join(b.Path, RootfsDir) }
+
+// List returns the bundles of one kind under root (normally "/"), sorted by
+// directory name, which for onboot and onshutdown is the YAML order. A
+// missing directory is not an error: the image simply has none.
+func List(root string, kind Kind) ([]Bundle, error) {
+	dir := filepath.Join(root, kind.Dir())
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s bundles: %w", kind, err)
+	}
+	var out []Bundle
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		out = append(out, Bundle{Kind: kind, Name: e.Name(), Path: filepath.Join(dir, e.Name())})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ReadConfig reads a bundle's OCI runtime spec.
+func ReadConfig(path string) (*specs.Spec, error) {
+	var s specs.Spec
+	if err := readJSON(path, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// MarshalConfig encodes a runtime spec the way it is stored in a bundle.
+func MarshalConfig(s *specs.Spec) ([]byte, error) { return marshal(s) }
+
+// Runtime is runtime.json: what LinuxKit's runtime config holds, i.e. the
+// host-side preparation done before the container is created.
+type Runtime struct {
+	Cgroups    []string      `json:"cgroups,omitempty"`
+	Mounts     []specs.Mount `json:"mounts,omitempty"`
+	Mkdir      []string      `json:"mkdir,omitempty"`
+	Interfaces []Interface   `json:"interfaces,omitempty"`
+	BindNS     Namespaces    `json:"bindNS,omitempty"`
+	// Namespace is the containerd namespace of a service.
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// Interface is a network interface to create or move into the container.
+type Interface struct {
+	Name         string `json:"name,omitempty"`
+	Add          string `json:"add,omitempty"`
+	Peer         string `json:"peer,omitempty"`
+	CreateInRoot bool   `json:"createInRoot"`
+}
+
+// Namespaces lists paths where a container's namespaces are bind-mounted.
+type Namespaces struct {
+	Cgroup string `json:"cgroup,omitempty"`
+	Ipc    string `json:"ipc,omitempty"`
+	Mnt    string `json:"mnt,omitempty"`
+	Net    string `json:"net,omitempty"`
+	Pid    string `json:"pid,omitempty"`
+	User   string `json:"user,omitempty"`
+	Uts    string `json:"uts,omitempty"`
+}
+
+// ReadRuntime reads runtime.json; a missing file is an empty Runtime.
+func ReadRuntime(path string) (*Runtime, error) {
+	var r Runtime
+	err := readJSON(path, &r)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &r, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// MarshalRuntime encodes runtime.json.
+func MarshalRuntime(r *Runtime) ([]byte, error) { return marshal(r) }
+
+func marshal(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read bundle file: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("parse %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/match"
+)
+
+// RefAnnotation names an image in the cache's index.json, as in any OCI
+// image layout.
+const RefAnnotation = "org.opencontainers.image.ref.name"
+
+// ErrNotCached is returned by Cache.Image when the cache has no such image.
+var ErrNotCached = errors.New("image not in the local cache")
+
+// Cache is keel's local image cache: one OCI image layout in which every
+// image is found by its reference name.
+type Cache struct {
+	Dir  string
+	path layout.Path
+}
+
+// DefaultCacheDir is ${KEEL_CACHE:-~/.cache/keel}.
+func DefaultCacheDir() string {
+	if d := os.Getenv("KEEL_CACHE"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "keel")
+	}
+	return filepath.Join(os.TempDir(), "keel-cache")
+}
+
+// OpenCache opens the image layout under dir/oci, creating it if needed.
+func OpenCache(dir string) (*Cache, error) {
+	p := filepath.Join(dir, "oci")
+	lp, err := layout.FromPath(p)
+	if err != nil {
+		if lp, err = layout.Write(p, empty.Index); err != nil {
+			return nil, fmt.Errorf("create image cache %s: %w", p, err)
+		}
+	}
+	return &Cache{Dir: dir, path: lp}, nil
+}
+
+// CanonicalRef is the short, familiar form of an image reference under which
+// the cache stores it: "keel/init:0.1", "alpine:latest", "127.0.0.1:5000/x:1",
+// "repo@sha256:...". Docker Hub's host and "library/" are dropped, and a
+// missing tag is "latest".
+func CanonicalRef(s string) (string, error) {
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return "", fmt.Errorf("invalid image reference %q: %w", s, err)
+	}
+	repo := ref.Context()
+	r := repo.RepositoryStr()
+	if repo.RegistryStr() == name.DefaultRegistry {
+		r = strings.TrimPrefix(r, "library/")
+	} else {
+		r = repo.RegistryStr() + "/" + r
+	}
+	if d, ok := ref.(name.Digest); ok {
+		return r + "@" + d.DigestStr(), nil
+	}
+	return r + ":" + ref.Identifier(), nil
+}
+
+// Put stores img under ref, replacing whatever that name held before.
+func (c *Cache) Put(ref string, img v1.Image) error {
+	cref, err := CanonicalRef(ref)
+	if err != nil {
+		return err
+	}
+	if err := c.path.ReplaceImage(img, match.Annotation(RefAnnotation, cref),
+		layout.WithAnnotations(map[string]string{RefAnnotation: cref})); err != nil {
+		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
+	}
+	return nil
+}
+
+// Image returns the cached image named ref. A digest reference matches any
+// cached image with that manifest digest.
+func (c *Cache) Image(ref string) (v1.Image, error) {
+	cref, err := CanonicalRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := c.path.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	want := func(d v1.Descriptor) bool { return d.Annotations[RefAnnotation] == cref }
+	if at := strings.LastIndex(cref, "@"); at >= 0 {
+		h, err := v1.NewHash(cref[at+1:])
+		if err != nil {
+			return nil, fmt.Errorf("invalid digest in %q: %w", ref, err)
+		}
+		want = func(d v1.Descriptor) bool { return d.Digest == h }
+	}
+	for i := len(im.Manifests) - 1; i >= 0; i-- {
+		d := im.Manifests[i]
+		if want(d) && d.MediaType.IsImage() {
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return nil, fmt.Errorf("read cached image %s: %w", cref, err)
+			}
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: %w", cref, ErrNotCached)
+}
+
+// CachedImage is one entry of the cache listing.
+type CachedImage struct {
+	Ref    string
+	Digest v1.Hash
+	Size   int64
+}
+
+// List returns the cached images sorted by reference.
+func (c *Cache) List() ([]CachedImage, error) {
+	idx, err := c.path.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	var out []CachedImage
+	for _, d := range im.Manifests {
+		out = append(out, CachedImage{Ref: d.Annotations[RefAnnotation], Digest: d.Digest, Size: d.Size})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	return out, nil
+}

@@ -1,0 +1,84 @@
+package qemu
+
+import (
+	"bytes"
+	"sync"
+)
+
+// Ending is how the guest's kernel says it stopped, read off the console.
+type Ending int
+
+const (
+	Running Ending = iota
+	PoweredOff
+	Halted
+	Rebooted
+	Panicked
+)
+
+func (e Ending) String() string {
+	return [...]string{"running", "powered off", "halted", "rebooted", "kernel panic"}[e]
+}
+
+// The kernel's own last words (kernel/reboot.c and kernel/panic.c).
+var endings = []struct {
+	marker []byte
+	ending Ending
+}{
+	{[]byte("reboot: Power down"), PoweredOff},
+	{[]byte("reboot: System halted"), Halted},
+	{[]byte("reboot: Restarting system"), Rebooted},
+	{[]byte("Kernel panic - not syncing"), Panicked},
+}
+
+// Watcher is an io.Writer placed on the console stream. It remembers the
+// last way the kernel said it ended and tells Done about halts and panics,
+// after which QEMU itself would sit there forever.
+type Watcher struct {
+	mu     sync.Mutex
+	line   []byte
+	ending Ending
+	// Stuck receives once when the guest halts or panics.
+	Stuck chan Ending
+}
+
+// NewWatcher returns a Watcher with a ready Stuck channel.
+func NewWatcher() *Watcher { return &Watcher{Stuck: make(chan Ending, 1)} }
+
+func (w *Watcher) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range p {
+		if b != '\n' {
+			if len(w.line) < 4096 {
+				w.line = append(w.line, b)
+			}
+			continue
+		}
+		w.scan(w.line)
+		w.line = w.line[:0]
+	}
+	return len(p), nil
+}
+
+func (w *Watcher) scan(line []byte) {
+	for _, e := range endings {
+		if !bytes.Contains(line, e.marker) {
+			continue
+		}
+		w.ending = e.ending
+		if e.ending == Halted || e.ending == Panicked {
+			select {
+			case w.Stuck <- e.ending:
+			default:
+			}
+		}
+	}
+}
+
+// Ending is the last ending seen; Running if none.
+func (w *Watcher) Ending() Ending {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ending
+}
