@@ -42,6 +42,7 @@ func runCommand(args []string) error {
 	fs.BoolVar(&m.NoReboot, "no-reboot", false, "exit when the guest reboots instead of restarting it")
 	fs.StringVar(&m.QMP, "qmp", "", "serve QEMU's QMP on this unix socket path")
 	cmdline := fs.String("cmdline", "", "kernel command line (default: the contents of NAME-cmdline)")
+	extra := fs.String("append", "", "words to append to the kernel command line, e.g. keel.oneshot")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,6 +60,9 @@ func runCommand(args []string) error {
 			return fmt.Errorf("run: %w (build it with `keel build`)", err)
 		}
 		m.Cmdline = strings.TrimSpace(string(b))
+	}
+	if *extra != "" {
+		m.Cmdline = strings.TrimSpace(m.Cmdline + " " + *extra)
 	}
 
 	ctx := context.Background()

@@ -1,0 +1,61 @@
+# keel — see README.md. `make demo` and `make test` install what they need.
+
+include tools/versions.env
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+BIN     := bin
+OUT     := out
+KEEL    := $(BIN)/keel
+
+# Debian packages the build, the tests and the demo need.
+APT_PACKAGES := qemu-system-x86 busybox-static libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config
+
+.PHONY: all deps keel images demo demo-build test test-go test-boot bench clean
+
+all: keel
+
+# Installs only what is missing, so a warm machine pays nothing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -qq
+	$(GO) mod download
+
+keel:
+	$(GO) build -trimpath -o $(KEEL) ./cmd/build
+
+# The base images (kernel, init, busybox) into the local cache. The tools
+# inside keel/init are rebuilt only when their pinned version changes.
+images: deps
+	$(GO) run ./tools/mkimages -versions tools/versions.env
+
+demo-build: images keel
+	$(KEEL) build -dir $(OUT) examples/demo.yml
+
+# On a terminal you stay at the serial console (ctrl-a x quits); without one
+# the guest is told (keel.oneshot) to power off once onboot is done.
+demo: demo-build
+	@if [ -t 0 ] && [ -t 1 ]; then $(KEEL) run $(OUT)/demo; \
+	else $(KEEL) run -append keel.oneshot $(OUT)/demo; fi
+
+# Unit tests, and root tests (they skip with a message when not root).
+test-go: deps
+	$(GO) test -race -count=1 ./...
+
+# Boot tests: real images under QEMU.
+test-boot: images
+	KEEL_BOOT_TESTS=1 $(GO) test -count=1 -timeout 30m -v ./test/qemu
+
+test: test-go test-boot
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN) $(OUT)
