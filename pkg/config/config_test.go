@@ -1,0 +1,162 @@
+package config
+
+import (
+	"reflect"
+	"testing"
+)
+
+const good = `
+kernel:
+  image: keel/kernel:6.1.0-56
+  cmdline: console=ttyS0
+init:
+  - keel/init:0.1.0
+onboot:
+  - name: hello
+    image: keel/busybox:1.35
+    command: [echo, hello, 10]
+    env: [A=b]
+    binds: ["/var:/var:ro"]
+    capabilities: [net_admin, CAP_SYS_ADMIN]
+    net: host
+    pid: /run/netns/x/
+services:
+  - name: getty
+    image: 127.0.0.1:5000/getty@sha256:0000000000000000000000000000000000000000000000000000000000000000
+files:
+  - path: /etc/hostname
+    contents: keel
+  - path: var/empty
+    directory: true
+    mode: "0700"
+  - path: bin/sh
+    symlink: busybox
+`
+
+func TestParseGood(t *testing.T) {
+	cfg, err := Parse("t.yml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kernel.Image != "keel/kernel:6.1.0-56" || cfg.Kernel.Cmdline != "console=ttyS0" {
+		t.Errorf("kernel = %+v", cfg.Kernel)
+	}
+	if len(cfg.Init) != 1 || cfg.Init[0].Ref != "keel/init:0.1.0" || cfg.Init[0].Pos.Line != 6 {
+		t.Errorf("init = %+v", cfg.Init)
+	}
+	ob := cfg.Onboot[0]
+	want := Image{
+		Name: "hello", Image: "keel/busybox:1.35",
+		Command:      []string{"echo", "hello", "10"},
+		Env:          []string{"A=b"},
+		Binds:        []string{"/var:/var:ro"},
+		Capabilities: []string{"CAP_NET_ADMIN", "CAP_SYS_ADMIN"},
+		Net:          "host", Pid: "/run/netns/x",
+		Pos:     Pos{"t.yml", 8, 5},
+		NamePos: Pos{"t.yml", 8, 11},
+	}
+	if !reflect.DeepEqual(ob, want) {
+		t.Errorf("onboot[0] =\n%+v\nwant\n%+v", ob, want)
+	}
+	if cfg.Services[0].Command != nil {
+		t.Errorf("service command = %#v, want nil (not given)", cfg.Services[0].Command)
+	}
+	wantFiles := []File{
+		{Path: "etc/hostname", Kind: RegularFile, Contents: "keel", Mode: 0o644, Pos: Pos{"t.yml", 20, 5}},
+		{Path: "var/empty", Kind: Directory, Mode: 0o700, Pos: Pos{"t.yml", 22, 5}},
+		{Path: "bin/sh", Kind: Symlink, Target: "busybox", Mode: 0o777, Pos: Pos{"t.yml", 25, 5}},
+	}
+	if !reflect.DeepEqual(cfg.Files, wantFiles) {
+		t.Errorf("files =\n%+v\nwant\n%+v", cfg.Files, wantFiles)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"unknown top key", "kernal:\n  image: k\n",
+			`t.yml:1:1: unknown key "kernal" (known keys: files, init, kernel, onboot, onshutdown, services)`},
+		{"unknown image key", "onboot:\n  - name: a\n    image: b\n    imgae: c\n",
+			`t.yml:4:5: onboot[0]: unknown key "imgae" (known keys: binds, capabilities, command, env, image, name, net, pid)`},
+		{"wrong type list", "onboot:\n  name: a\n",
+			`t.yml:2:3: onboot: expected a list, got a mapping`},
+		{"wrong type string", "onboot:\n  - name: [a]\n    image: b\n",
+			`t.yml:2:11: onboot[0].name: expected a string, got a list`},
+		{"command not a list", "services:\n  - name: a\n    image: b\n    command: echo hi\n",
+			`t.yml:4:14: services[0].command: expected a list, got a string`},
+		{"missing name and image", "onboot:\n  - env: [A=1]\n",
+			"t.yml:2:5: onboot[0]: name is required\nt.yml:2:5: onboot[0]: image is required"},
+		{"invalid name", "onboot:\n  - name: -bad\n    image: b\n",
+			`t.yml:2:11: onboot[0].name: invalid name "-bad": use letters, digits, '_', '.' and '-', starting with a letter or digit`},
+		{"bad reference", "init:\n  - Keel/Init:1\n",
+			`t.yml:2:5: init[0]: invalid image reference "Keel/Init:1"`},
+		{"bad net", "onboot:\n  - name: a\n    image: b\n    net: bridge\n",
+			`t.yml:4:10: onboot[0].net: invalid value "bridge": want "host", "new" or the absolute path of a namespace`},
+		{"bad capability", "onboot:\n  - name: a\n    image: b\n    capabilities: [CAP_FLY]\n",
+			`t.yml:4:20: onboot[0].capabilities[0]: unknown capability "CAP_FLY"`},
+		{"bad bind", "onboot:\n  - name: a\n    image: b\n    binds: [var:/var]\n",
+			`t.yml:4:13: onboot[0].binds[0]: invalid bind "var:/var": source and destination must be absolute paths`},
+		{"bad env", "onboot:\n  - name: a\n    image: b\n    env: [NOEQUALS]\n",
+			`t.yml:4:11: onboot[0].env[0]: invalid variable "NOEQUALS": want KEY=value`},
+		{"repeated key", "kernel:\n  image: a\n  image: b\n",
+			`t.yml:3:3: kernel: key "image" given twice`},
+		{"file escapes", "files:\n  - path: ../etc/x\n    contents: x\n",
+			`t.yml:2:11: files[0].path: invalid path "../etc/x": ".." is not allowed`},
+		{"file two kinds", "files:\n  - path: x\n    contents: x\n    directory: true\n",
+			`t.yml:2:5: files[0]: contents and directory cannot be combined: give only one`},
+		{"file bad mode", "files:\n  - path: x\n    mode: rwx\n",
+			`t.yml:3:11: files[0].mode: invalid mode "rwx": want octal permissions such as "0644"`},
+		{"directory not bool", "files:\n  - path: x\n    directory: yes\n",
+			`t.yml:3:16: files[0].directory: expected true or false, got a string`},
+		{"kernel without image", "kernel:\n  cmdline: x\n",
+			`t.yml:2:3: kernel: image is required`},
+		{"null string", "kernel:\n  image: ~\n",
+			"t.yml:2:10: kernel.image: expected a string, got null\nt.yml:2:3: kernel: image is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.yml", []byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %s", tc.want)
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error:\n%s\nwant:\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateErrors(t *testing.T) {
+	const base = "kernel:\n  image: k\ninit: [i]\n"
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"empty", "", "t.yml:1:1: kernel: a kernel image is required\nt.yml:1:1: init: at least one init image is required"},
+		{"duplicate onboot", base + "onboot:\n  - name: a\n    image: b\n  - name: a\n    image: c\n",
+			`t.yml:7:11: onboot[1].name: duplicate name "a" (first used at line 5)`},
+		{"duplicate file", base + "files:\n  - path: /x\n  - path: x\n",
+			`t.yml:6:5: files[1].path: duplicate path "x" (first used at line 5)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("t.yml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.Validate()
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error:\n%v\nwant:\n%s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNormalizeCapability(t *testing.T) {
+	for in, want := range map[string]string{"chown": "CAP_CHOWN", "cap_sys_admin": "CAP_SYS_ADMIN", "ALL": "all"} {
+		if got, err := NormalizeCapability(in); err != nil || got != want {
+			t.Errorf("NormalizeCapability(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
