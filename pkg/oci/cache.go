@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -27,6 +28,9 @@ var ErrNotCached = errors.New("image not in the local cache")
 type Cache struct {
 	Dir  string
 	path layout.Path
+	// mu serialises updates of index.json within this process; blobs are
+	// content-addressed and safe to write concurrently.
+	mu sync.Mutex
 }
 
 // DefaultCacheDir is ${KEEL_CACHE:-~/.cache/keel}.
@@ -80,6 +84,8 @@ func (c *Cache) Put(ref string, img v1.Image) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err := c.path.ReplaceImage(img, match.Annotation(RefAnnotation, cref),
 		layout.WithAnnotations(map[string]string{RefAnnotation: cref})); err != nil {
 		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
@@ -108,7 +114,10 @@ func (c *Cache) Image(ref string) (v1.Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalid digest in %q: %w", ref, err)
 		}
-		want = func(d v1.Descriptor) bool { return d.Digest == h }
+		// A digest names either the image's own manifest or, for a
+		// multi-platform image, the index it was picked from; Put stores
+		// the latter under its name.
+		want = func(d v1.Descriptor) bool { return d.Digest == h || d.Annotations[RefAnnotation] == cref }
 	}
 	for i := len(im.Manifests) - 1; i >= 0; i-- {
 		d := im.Manifests[i]

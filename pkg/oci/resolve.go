@@ -1,0 +1,123 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// DefaultPlatform is the platform keel builds for.
+var DefaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
+
+// Resolver finds images: in the local cache first, otherwise in their
+// registry, storing what it pulls so that the next build needs no network.
+type Resolver struct {
+	Cache *Cache
+	// Keychain authenticates to registries; nil is authn.DefaultKeychain
+	// (docker's config.json and credential helpers).
+	Keychain authn.Keychain
+	// Platform picks the image out of a multi-platform index; the zero
+	// value is DefaultPlatform.
+	Platform v1.Platform
+	// Progress, when not nil, gets one line per image pulled.
+	Progress io.Writer
+}
+
+// Image returns the image named ref, from the cache or pulled into it.
+// The image returned always reads its blobs from the cache.
+func (r *Resolver) Image(ctx context.Context, ref string) (v1.Image, error) {
+	img, err := r.Cache.Image(ref)
+	if err == nil {
+		return img, nil
+	}
+	if !errors.Is(err, ErrNotCached) {
+		return nil, err
+	}
+	if err := r.Pull(ctx, ref); err != nil {
+		return nil, err
+	}
+	return r.Cache.Image(ref)
+}
+
+// Pull fetches ref from its registry into the cache, whether or not the
+// cache already has it. Blobs the cache holds are not fetched again.
+func (r *Resolver) Pull(ctx context.Context, ref string) error {
+	nref, err := parseRemoteRef(ref)
+	if err != nil {
+		return err
+	}
+	platform := r.Platform
+	if platform.OS == "" {
+		platform = DefaultPlatform
+	}
+	kc := r.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	if r.Progress != nil {
+		fmt.Fprintf(r.Progress, "pull %s\n", ref)
+	}
+	img, err := remote.Image(nref,
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(kc),
+		remote.WithPlatform(platform))
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if err := checkPlatform(img, platform); err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if err := r.Cache.Put(ref, img); err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return nil
+}
+
+// parseRemoteRef parses ref for the network. A registry on a loopback
+// address (a local or test registry) is spoken to over plain HTTP.
+func parseRemoteRef(ref string) (name.Reference, error) {
+	nref, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	if isLoopback(nref.Context().RegistryStr()) {
+		if nref, err = name.ParseReference(ref, name.Insecure); err != nil {
+			return nil, fmt.Errorf("invalid image reference %q: %w", ref, err)
+		}
+	}
+	return nref, nil
+}
+
+func isLoopback(registry string) bool {
+	host := registry
+	if h, _, err := net.SplitHostPort(registry); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkPlatform refuses a single-platform image built for another
+// platform; an image that does not say (many hand-made ones) is accepted.
+func checkPlatform(img v1.Image, want v1.Platform) error {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("read image config: %w", err)
+	}
+	if cf.OS != "" && cf.OS != want.OS || cf.Architecture != "" && cf.Architecture != want.Architecture {
+		return fmt.Errorf("image is for %s/%s, want %s/%s", cf.OS, cf.Architecture, want.OS, want.Architecture)
+	}
+	return nil
+}
