@@ -1,0 +1,400 @@
+package initrd
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Whiteout names of the OCI layer format.
+const (
+	whiteoutPrefix = ".wh."
+	opaqueWhiteout = ".wh..wh..opq"
+)
+
+// Layer is one tar stream of a filesystem change set. Unpack reads each
+// layer twice, so Open must return the same stream every time.
+type Layer struct {
+	// Name says where the layer comes from, for errors:
+	// "keel/busybox:1.35 layer 1".
+	Name string
+	Open func() (io.ReadCloser, error)
+}
+
+// ImageLayers returns the layers of img, bottom first, named after ref.
+func ImageLayers(ref string, img v1.Image) ([]Layer, error) {
+	ls, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("read layers of %s: %w", ref, err)
+	}
+	out := make([]Layer, len(ls))
+	for i, l := range ls {
+		out[i] = Layer{Name: fmt.Sprintf("%s layer %d", ref, i+1), Open: l.Uncompressed}
+	}
+	return out, nil
+}
+
+// Unpack writes the filesystem that applying layers in order makes into a,
+// under prefix ("" for the root of the initrd). Whiteouts and opaque
+// directories are applied, so nothing removed by an upper layer is written.
+//
+// Nothing is held in memory but the headers: a first pass over the layers
+// works out which entry of which layer survives, and how many names each
+// hard-linked file ends up with (the kernel must know that when it meets
+// the first name); a second pass streams the surviving entries' data
+// straight from the layers into the archive. Directories come first, sorted,
+// so every parent exists before its children; files follow in layer order.
+//
+// Every path stays inside prefix: names with ".." are refused, absolute
+// names are taken as relative, a hard link must name a file of the same
+// filesystem, and nothing may be written below a symlink or a file.
+func Unpack(a *Archive, prefix string, layers []Layer) error {
+	fsys := newTree()
+	for i, l := range layers {
+		if err := fsys.scan(i, l); err != nil {
+			return err
+		}
+	}
+	if err := a.MkdirAll(prefix); err != nil {
+		return err
+	}
+	for _, d := range fsys.dirs() {
+		perm, uid, gid := uint32(0o755), uint32(0), uint32(0)
+		if n := fsys.nodes[d]; n != nil {
+			perm, uid, gid = uint32(n.mode)&ModePerm, uint32(n.uid), uint32(n.gid)
+		}
+		if err := a.Dir(join(prefix, d), perm, uid, gid); err != nil {
+			return err
+		}
+	}
+	plan := fsys.plan()
+	for i, l := range layers {
+		if err := copyLayer(a, prefix, i, l, plan); err != nil {
+			return err
+		}
+	}
+	if len(plan) > 0 {
+		return fmt.Errorf("unpack %s: %d entries vanished between two reads of the layers", layers[0].Name, len(plan))
+	}
+	return nil
+}
+
+// at is the position of an entry: which layer, which header in its tar.
+type at struct{ layer, seq int }
+
+// node is a surviving (or, once dead, a replaced) entry of the merged tree.
+type node struct {
+	name     string
+	at       at
+	typ      byte
+	mode     int64
+	uid, gid int
+	size     int64
+	linkname string
+	major    int64
+	minor    int64
+	// group is set for a file that has (or had) more than one name.
+	group *linkGroup
+	dead  bool
+}
+
+func (n *node) isDir() bool { return n.typ == tar.TypeDir }
+
+// linkGroup is one inode with several names: the entry that brought its
+// data and the hard links made to it since.
+type linkGroup struct {
+	source  *node
+	members []*node
+}
+
+// tree is the merged filesystem after the layers scanned so far.
+type tree struct {
+	nodes  map[string]*node
+	groups []*linkGroup
+}
+
+func newTree() *tree { return &tree{nodes: map[string]*node{}} }
+
+// scan applies layer number li to the tree, reading headers only.
+func (t *tree) scan(li int, l Layer) error {
+	return eachEntry(l, func(seq int, h *tar.Header, _ io.Reader) error {
+		name, err := cleanName(h.Name)
+		if err != nil {
+			return err
+		}
+		dir, base := parent(name), path.Base(name)
+		switch {
+		case base == opaqueWhiteout:
+			t.removeBelow(dir, li)
+			return nil
+		case strings.HasPrefix(base, whiteoutPrefix):
+			victim := join(dir, strings.TrimPrefix(base, whiteoutPrefix))
+			if n := t.nodes[victim]; n != nil && n.at.layer < li {
+				t.remove(victim)
+			}
+			return nil
+		case name == "":
+			return nil // the root itself: its prefix is made by the archive
+		}
+		n := &node{
+			name: name, at: at{li, seq}, typ: h.Typeflag, mode: h.Mode,
+			uid: h.Uid, gid: h.Gid, size: h.Size, linkname: h.Linkname,
+			major: h.Devmajor, minor: h.Devminor,
+		}
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeRegA:
+			n.typ = tar.TypeReg
+		case tar.TypeDir, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+			n.size = 0
+		case tar.TypeLink:
+			if err := t.link(n); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s: unsupported tar entry type %q", name, h.Typeflag)
+		}
+		if err := t.checkParents(name); err != nil {
+			return err
+		}
+		if old := t.nodes[name]; old != nil {
+			if !(old.isDir() && n.isDir()) {
+				t.remove(name)
+			}
+		}
+		t.nodes[name] = n
+		return nil
+	})
+}
+
+// link makes n, a hard link, one more name of its target's inode.
+func (t *tree) link(n *node) error {
+	target, err := cleanName(n.linkname)
+	if err != nil || target == "" {
+		return fmt.Errorf("%s: hard link to %q leaves the image", n.name, n.linkname)
+	}
+	src := t.nodes[target]
+	if src == nil || src.typ != tar.TypeReg && src.typ != tar.TypeLink {
+		return fmt.Errorf("%s: hard link to %q, which is not a file of the image", n.name, n.linkname)
+	}
+	if src.group == nil {
+		src.group = &linkGroup{source: src, members: []*node{src}}
+		t.groups = append(t.groups, src.group)
+	}
+	n.group = src.group
+	n.group.members = append(n.group.members, n)
+	n.size = 0
+	return nil
+}
+
+// checkParents refuses an entry below a non-directory: in the archive it
+// would be written through a symlink, possibly out of the image.
+func (t *tree) checkParents(name string) error {
+	for p := parent(name); p != ""; p = parent(p) {
+		if n := t.nodes[p]; n != nil && !n.isDir() {
+			return fmt.Errorf("%s: path goes through %s, which is not a directory", name, p)
+		}
+	}
+	return nil
+}
+
+// remove deletes name and everything below it.
+func (t *tree) remove(name string) {
+	if n := t.nodes[name]; n != nil {
+		n.dead = true
+		delete(t.nodes, name)
+		if n.isDir() {
+			t.removeBelow(name, -1)
+		}
+	}
+}
+
+// removeBelow deletes what lies below dir, from layers under layer (all of
+// it when layer is -1).
+func (t *tree) removeBelow(dir string, layer int) {
+	prefix := dir + "/"
+	if dir == "" {
+		prefix = ""
+	}
+	for name, n := range t.nodes {
+		if strings.HasPrefix(name, prefix) && (layer < 0 || n.at.layer < layer) {
+			n.dead = true
+			delete(t.nodes, name)
+		}
+	}
+}
+
+// dirs lists every directory to write, sorted: those of the layers and the
+// parents nobody listed.
+func (t *tree) dirs() []string {
+	set := map[string]bool{}
+	for name, n := range t.nodes {
+		if n.isDir() {
+			set[name] = true
+		}
+		for p := parent(name); p != "" && !set[p]; p = parent(p) {
+			set[p] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for d := range set {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// write is what the second pass does with one tar entry.
+type write struct {
+	name string
+	// meta holds the inode's type, mode and owner.
+	meta *node
+	// data says the entry's tar data is copied: a regular file, or the
+	// first name of a hard-linked file.
+	data bool
+	// group, when set, is shared by every name of a hard-linked file.
+	group *inode
+}
+
+// inode is the cpio identity of a hard-linked file.
+type inode struct {
+	ino   uint32
+	nlink uint32
+}
+
+// plan maps every surviving non-directory entry to its write.
+func (t *tree) plan() map[at]*write {
+	plan := map[at]*write{}
+	for name, n := range t.nodes {
+		if n.isDir() || n.group != nil {
+			continue
+		}
+		plan[n.at] = &write{name: name, meta: n, data: n.typ == tar.TypeReg}
+	}
+	for _, g := range t.groups {
+		var live []*node
+		for _, m := range g.members {
+			if !m.dead {
+				live = append(live, m)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		slices.SortFunc(live, func(x, y *node) int {
+			if x.at.layer != y.at.layer {
+				return x.at.layer - y.at.layer
+			}
+			return x.at.seq - y.at.seq
+		})
+		id := &inode{nlink: uint32(len(live))}
+		// The data lives in the source's tar entry, which comes before any
+		// link to it; if the source's own name is gone, the first name left
+		// is written there.
+		carrier := live[0]
+		plan[g.source.at] = &write{name: carrier.name, meta: g.source, data: true, group: id}
+		for _, m := range live {
+			if m != carrier {
+				plan[m.at] = &write{name: m.name, meta: g.source, group: id}
+			}
+		}
+	}
+	return plan
+}
+
+// copyLayer is the second pass over layer li: it writes the planned
+// entries, removing them from plan.
+func copyLayer(a *Archive, prefix string, li int, l Layer, plan map[at]*write) error {
+	return eachEntry(l, func(seq int, h *tar.Header, data io.Reader) error {
+		w := plan[at{li, seq}]
+		if w == nil {
+			return nil
+		}
+		delete(plan, at{li, seq})
+		m := w.meta
+		ch := CPIOHeader{
+			Name: join(prefix, w.name),
+			Mode: cpioType(m.typ) | uint32(m.mode)&ModePerm,
+			UID:  uint32(m.uid), GID: uint32(m.gid),
+			Linkname:  m.linkname,
+			Rdevmajor: uint32(m.major), Rdevminor: uint32(m.minor),
+		}
+		if w.group != nil {
+			ch.Mode = ModeRegular | uint32(m.mode)&ModePerm
+			ch.Linkname = ""
+			ch.Ino, ch.Nlink = w.group.ino, w.group.nlink
+		}
+		if w.data {
+			ch.Size = m.size
+		}
+		ino, err := a.Entry(ch)
+		if err != nil {
+			return err
+		}
+		if w.group != nil && w.group.ino == 0 {
+			w.group.ino = ino
+		}
+		if w.data && m.size > 0 {
+			if _, err := io.CopyN(a, data, m.size); err != nil {
+				return fmt.Errorf("%s: copy data: %w", h.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+func cpioType(typ byte) uint32 {
+	switch typ {
+	case tar.TypeDir:
+		return ModeDir
+	case tar.TypeSymlink:
+		return ModeSymlink
+	case tar.TypeChar:
+		return ModeChar
+	case tar.TypeBlock:
+		return ModeBlock
+	case tar.TypeFifo:
+		return ModeFIFO
+	}
+	return ModeRegular
+}
+
+// eachEntry calls fn for every header of the layer's tar, numbered from 0.
+func eachEntry(l Layer, fn func(seq int, h *tar.Header, data io.Reader) error) error {
+	rc, err := l.Open()
+	if err != nil {
+		return fmt.Errorf("open %s: %w", l.Name, err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for seq := 0; ; seq++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", l.Name, err)
+		}
+		if err := fn(seq, h, tr); err != nil {
+			return fmt.Errorf("%s: %w", l.Name, err)
+		}
+	}
+}
+
+// cleanName makes a tar entry name relative to the image root. "/x" and
+// "./x" are "x"; the root itself is ""; a ".." anywhere is refused rather
+// than resolved, since no honest layer needs one.
+func cleanName(name string) (string, error) {
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("%s: path with \"..\" refused", name)
+		}
+	}
+	c := path.Clean("/" + name)
+	return strings.TrimPrefix(c, "/"), nil
+}

@@ -1,0 +1,173 @@
+package initrd
+
+import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// tarEntry is a compact tar header for tests: "name", "dir/", "link->target"
+// (symlink) or "name=>target" (hard link); data is a regular file's.
+type tarEntry struct {
+	spec string
+	data string
+}
+
+func tarLayer(t *testing.T, name string, entries ...tarEntry) Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.spec, Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(e.data)), Format: tar.FormatPAX}
+		switch {
+		case strings.HasSuffix(e.spec, "/"):
+			h.Typeflag, h.Mode = tar.TypeDir, 0o755
+		case strings.Contains(e.spec, "=>"):
+			h.Name, h.Linkname, _ = strings.Cut(e.spec, "=>")
+			h.Typeflag = tar.TypeLink
+		case strings.Contains(e.spec, "->"):
+			h.Name, h.Linkname, _ = strings.Cut(e.spec, "->")
+			h.Typeflag, h.Mode = tar.TypeSymlink, 0o777
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	return Layer{Name: name, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
+}
+
+func unpackToArchive(t *testing.T, prefix string, layers ...Layer) ([]byte, error) {
+	t.Helper()
+	var buf bytes.Buffer
+	a := NewArchive(&buf, 0)
+	if err := Unpack(a, prefix, layers); err != nil {
+		return nil, err
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), nil
+}
+
+func listing(t *testing.T, archive []byte) string {
+	t.Helper()
+	return strings.Join(strings.Fields(cpioTool(t, archive, t.TempDir(), "-t", "--quiet")), "\n")
+}
+
+func extract(t *testing.T, archive []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	cpioTool(t, archive, dir, "-idm", "--quiet", "--no-absolute-filenames")
+	return dir
+}
+
+func TestUnpackWhiteouts(t *testing.T) {
+	archive, err := unpackToArchive(t, "containers/onboot/000-x/rootfs",
+		tarLayer(t, "l1", tarEntry{"a/", ""}, tarEntry{"a/x", "x"}, tarEntry{"a/y", "y1"}, tarEntry{"b/", ""}, tarEntry{"b/z", "z"},
+			tarEntry{"d/", ""}, tarEntry{"d/old", "old"}, tarEntry{"e/", ""}, tarEntry{"e/old", "old"}),
+		tarLayer(t, "l2", tarEntry{"a/.wh.x", ""}, tarEntry{".wh.b", ""}, tarEntry{"a/y", "y2"},
+			tarEntry{"d/.wh..wh..opq", ""}, tarEntry{"d/new", "new"},
+			// an opaque marker hides lower layers only, wherever it sits in its own tar
+			tarEntry{"e/new", "new"}, tarEntry{"e/.wh..wh..opq", ""}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{
+		"containers", "containers/onboot", "containers/onboot/000-x", "containers/onboot/000-x/rootfs",
+		"containers/onboot/000-x/rootfs/a", "containers/onboot/000-x/rootfs/d", "containers/onboot/000-x/rootfs/e",
+		"containers/onboot/000-x/rootfs/a/y", "containers/onboot/000-x/rootfs/d/new", "containers/onboot/000-x/rootfs/e/new",
+	}, "\n")
+	if got := listing(t, archive); got != want {
+		t.Errorf("listing:\n%s\nwant:\n%s", got, want)
+	}
+	dir := extract(t, archive)
+	if b, _ := os.ReadFile(filepath.Join(dir, "containers/onboot/000-x/rootfs/a/y")); string(b) != "y2" {
+		t.Errorf("a/y = %q, want the upper layer's", b)
+	}
+}
+
+func TestUnpackLinksAndParents(t *testing.T) {
+	long := strings.Repeat("very-long-directory/", 7) + "file-with-a-long-name"
+	archive, err := unpackToArchive(t, "",
+		tarLayer(t, "l1",
+			tarEntry{"./bin/busybox", "BUSYBOX"},
+			tarEntry{"bin/sh=>bin/busybox", ""},
+			tarEntry{"bin/ls->busybox", ""},
+			tarEntry{"/usr/abs", "abs"},
+			tarEntry{long, "deep"},
+			tarEntry{"gone", "data of gone"},
+		),
+		tarLayer(t, "l2",
+			tarEntry{"bin/cat=>bin/sh", ""}, // a link to a link of a lower layer
+			tarEntry{"keep=>gone", ""},
+			tarEntry{".wh.gone", ""}, // the link outlives the name that brought the data
+		),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := listing(t, archive)
+	for _, name := range []string{"bin", "usr", "usr/abs", long, "keep", "bin/cat"} {
+		if !strings.Contains("\n"+got+"\n", "\n"+name+"\n") {
+			t.Errorf("%s missing from:\n%s", name, got)
+		}
+	}
+	if strings.Contains(got, "gone") {
+		t.Errorf("whited-out name listed:\n%s", got)
+	}
+	if strings.Index(got, "very-long-directory\n") > strings.Index(got, long) {
+		t.Errorf("a parent directory comes after its child:\n%s", got)
+	}
+	dir := extract(t, archive)
+	stat := func(name string) os.FileInfo {
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	if !os.SameFile(stat("bin/busybox"), stat("bin/sh")) || !os.SameFile(stat("bin/sh"), stat("bin/cat")) {
+		t.Error("bin/busybox, bin/sh and bin/cat are not one inode")
+	}
+	for name, want := range map[string]string{"bin/cat": "BUSYBOX", "keep": "data of gone", long: "deep"} {
+		if b, _ := os.ReadFile(filepath.Join(dir, name)); string(b) != want {
+			t.Errorf("%s = %q, want %q", name, b, want)
+		}
+	}
+	if target, _ := os.Readlink(filepath.Join(dir, "bin/ls")); target != "busybox" {
+		t.Errorf("bin/ls -> %q", target)
+	}
+}
+
+func TestUnpackRefusesHostileEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		entries []tarEntry
+		want    string
+	}{
+		{"dotdot", []tarEntry{{"../etc/passwd", "x"}}, `bad: ../etc/passwd: path with ".." refused`},
+		{"inner dotdot", []tarEntry{{"a/../../x", "x"}}, `bad: a/../../x: path with ".." refused`},
+		{"hard link out", []tarEntry{{"x=>../../etc/shadow", ""}}, `bad: x: hard link to "../../etc/shadow" leaves the image`},
+		{"hard link to nothing", []tarEntry{{"x=>etc/shadow", ""}}, `bad: x: hard link to "etc/shadow", which is not a file of the image`},
+		{"below a symlink", []tarEntry{{"etc->/etc", ""}, {"etc/passwd", "root::0:0"}}, `bad: etc/passwd: path goes through etc, which is not a directory`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := unpackToArchive(t, "p", tarLayer(t, "bad", tc.entries...))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error = %v, want %s", err, tc.want)
+			}
+		})
+	}
+}
