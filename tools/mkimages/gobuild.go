@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// staticCgoLdflags link a cgo program (libseccomp) fully static, so it runs
+// in an initrd with no libc.
+const staticCgoLdflags = "-s -w -linkmode external -extldflags=-static"
+
+// goTool is a set of programs of one Go module at a pinned version, built
+// from the module proxy. They are built once per version and kept in the
+// tools cache: a build of containerd takes minutes.
+type goTool struct {
+	Name    string   // cache directory prefix: "containerd"
+	Module  string   // "github.com/containerd/containerd/v2"
+	Version string   // module version, e.g. "v2.4.2"
+	Pkgs    []string // packages below Module to install: "cmd/ctr"; "" is Module itself
+	Cgo     bool
+	Tags    string
+	Ldflags string
+}
+
+// binaries are the names of the programs the tool builds.
+func (t goTool) binaries() []string {
+	var out []string
+	for _, p := range t.Pkgs {
+		if p == "" {
+			p = t.Module
+		}
+		out = append(out, filepath.Base(p))
+	}
+	return out
+}
+
+// ensure returns the directory holding the tool's binaries, building them
+// first if the cache has none for this version. A build goes into a temp
+// directory that is renamed into place when complete, so a killed build
+// never leaves half a binary where a later run would take it.
+func (t goTool) ensure(ctx context.Context, toolsDir string) (dir string, built bool, err error) {
+	dir = filepath.Join(toolsDir, t.Name+"-"+t.Version)
+	if t.complete(dir) {
+		return dir, false, nil
+	}
+	if err := os.MkdirAll(toolsDir, 0o755); err != nil {
+		return "", false, err
+	}
+	removeStale(toolsDir, "."+t.Name+"-"+t.Version+"-*")
+	tmp, err := os.MkdirTemp(toolsDir, "."+t.Name+"-"+t.Version+"-")
+	if err != nil {
+		return "", false, err
+	}
+	defer os.RemoveAll(tmp)
+
+	args := []string{"install", "-trimpath"}
+	if t.Tags != "" {
+		args = append(args, "-tags", t.Tags)
+	}
+	args = append(args, "-ldflags", t.Ldflags)
+	for _, p := range t.Pkgs {
+		args = append(args, strings.TrimSuffix(t.Module+"/"+p, "/")+"@"+t.Version)
+	}
+	// Run outside keel's module, so that go install resolves the tool's
+	// own go.mod and nothing of keel's leaks in.
+	if err := runGo(ctx, toolsDir, []string{"GOBIN=" + tmp, cgoEnv(t.Cgo)}, args...); err != nil {
+		return "", false, fmt.Errorf("build %s %s: %w", t.Module, t.Version, err)
+	}
+	if !t.complete(tmp) {
+		return "", false, fmt.Errorf("build %s %s: go install did not produce %s", t.Module, t.Version, strings.Join(t.binaries(), ", "))
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", false, fmt.Errorf("store %s %s in the tools cache: %w", t.Name, t.Version, err)
+	}
+	return dir, true, nil
+}
+
+// complete reports whether dir holds every binary of the tool.
+func (t goTool) complete(dir string) bool {
+	for _, b := range t.binaries() {
+		if st, err := os.Stat(filepath.Join(dir, b)); err != nil || !st.Mode().IsRegular() {
+			return false
+		}
+	}
+	return true
+}
+
+// removeStale removes what killed builds left behind: temp directories
+// matching pattern that are more than a day old (younger ones may belong
+// to a build running right now).
+func removeStale(dir, pattern string) {
+	old, _ := filepath.Glob(filepath.Join(dir, pattern))
+	for _, p := range old {
+		if st, err := os.Stat(p); err == nil && time.Since(st.ModTime()) > 24*time.Hour {
+			os.RemoveAll(p)
+		}
+	}
+}
+
+// buildInit builds keel's PID 1 from ./cmd/init of the module at src into
+// dst, static, with seccomp support for libcontainer.
+func buildInit(ctx context.Context, src, dst string) error {
+	err := runGo(ctx, src, []string{cgoEnv(true)},
+		"build", "-trimpath", "-tags", "seccomp,netgo,osusergo", "-ldflags", staticCgoLdflags,
+		"-o", dst, "./cmd/init")
+	if err != nil {
+		return fmt.Errorf("build PID 1 (./cmd/init): %w", err)
+	}
+	return nil
+}
+
+func cgoEnv(on bool) string {
+	if on {
+		return "CGO_ENABLED=1"
+	}
+	return "CGO_ENABLED=0"
+}
+
+// runGo runs the go command in dir for a linux/amd64 target. Its output is
+// kept for the error message only: a good build says nothing.
+func runGo(ctx context.Context, dir string, env []string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "GOFLAGS=", "GOWORK=off")
+	cmd.Env = append(cmd.Env, env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(out.String(), 40))
+	}
+	return nil
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
