@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/keel-os/keel/pkg/config"
+	"github.com/keel-os/keel/pkg/initrd"
+	"github.com/keel-os/keel/pkg/oci"
+	"github.com/keel-os/keel/pkg/oci/bundle"
+)
+
+func buildCommand(args []string) error {
+	fs := newFlagSet("build", "FILE.yml",
+		"Resolves every image of FILE.yml (the local cache first, then its registry) and writes\nNAME-kernel, NAME-initrd.img and NAME-cmdline into the output directory.")
+	name := fs.String("name", "", "name of the outputs (default: FILE without .yml)")
+	dir := fs.String("dir", ".", "output directory")
+	quiet := fs.Bool("q", false, "print nothing but errors")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("build: want one YAML file, got %d arguments", fs.NArg())
+	}
+	file := fs.Arg(0)
+	if *name == "" {
+		*name = outputName(file)
+	}
+	var progress io.Writer = os.Stdout
+	if *quiet {
+		progress = io.Discard
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return build(ctx, file, initrd.Outputs{Dir: *dir, Name: *name}, progress)
+}
+
+// outputName is the default name of a YAML file's outputs: its base name
+// without the .yml or .yaml extension.
+func outputName(file string) string {
+	base := filepath.Base(file)
+	for _, ext := range []string{".yml", ".yaml"} {
+		if s, ok := strings.CutSuffix(base, ext); ok && s != "" {
+			return s
+		}
+	}
+	return base
+}
+
+func validateCommand(args []string) error {
+	fs := newFlagSet("validate", "FILE.yml...", "Checks YAML files without pulling or building anything.")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return fmt.Errorf("validate: want a YAML file")
+	}
+	for _, f := range fs.Args() {
+		if _, err := config.Load(f); err != nil {
+			return err
+		}
+		fmt.Printf("%s: ok\n", f)
+	}
+	return nil
+}
+
+// build runs the pipeline: parse and validate, resolve every image, make
+// each bundle's runtime spec, then write the outputs.
+func build(ctx context.Context, file string, out initrd.Outputs, progress io.Writer) error {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return err
+	}
+	mtime, err := initrd.Mtime()
+	if err != nil {
+		return err
+	}
+	cache, err := oci.OpenCache(oci.DefaultCacheDir())
+	if err != nil {
+		return err
+	}
+	r := &images{resolver: &oci.Resolver{Cache: cache, Progress: progress}, progress: progress}
+
+	kernel, err := r.get(ctx, cfg.Kernel.Image, cfg.Kernel.Pos)
+	if err != nil {
+		return err
+	}
+	var c initrd.Contents
+	for _, ref := range cfg.Init {
+		img, err := r.get(ctx, ref.Ref, ref.Pos)
+		if err != nil {
+			return err
+		}
+		c.Init = append(c.Init, img)
+	}
+	for _, list := range []struct {
+		kind   bundle.Kind
+		field  string
+		images []config.Image
+	}{
+		{bundle.Onboot, "onboot", cfg.Onboot},
+		{bundle.Onshutdown, "onshutdown", cfg.Onshutdown},
+		{bundle.Service, "services", cfg.Services},
+	} {
+		for i, entry := range list.images {
+			b, err := r.bundle(ctx, list.kind, i, entry)
+			if err != nil {
+				return fmt.Errorf("%s: %s[%d] %s: %w", entry.Pos, list.field, i, entry.Name, err)
+			}
+			c.Bundles = append(c.Bundles, b)
+		}
+	}
+	c.Files = cfg.Files
+
+	err = initrd.Write(out, initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime})
+	if err != nil {
+		return fmt.Errorf("build %s: %w", file, err)
+	}
+	for _, p := range []string{out.Kernel(), out.Initrd(), out.Cmdline()} {
+		fmt.Fprintf(progress, "wrote %s\n", p)
+	}
+	return nil
+}
+
+// images resolves each reference once per build.
+type images struct {
+	resolver *oci.Resolver
+	progress io.Writer
+	seen     map[string]initrd.Image
+}
+
+func (r *images) get(ctx context.Context, ref string, pos config.Pos) (initrd.Image, error) {
+	if img, ok := r.seen[ref]; ok {
+		return img, nil
+	}
+	img, err := r.resolver.Image(ctx, ref)
+	if err != nil {
+		return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return initrd.Image{}, fmt.Errorf("%s: digest of %s: %w", pos, ref, err)
+	}
+	fmt.Fprintf(r.progress, "image %s %s\n", ref, digest)
+	if r.seen == nil {
+		r.seen = map[string]initrd.Image{}
+	}
+	r.seen[ref] = initrd.Image{Ref: ref, Image: img}
+	return r.seen[ref], nil
+}
+
+// bundle resolves one onboot, onshutdown or service entry and makes its
+// runtime spec from the entry and the image's config.
+func (r *images) bundle(ctx context.Context, kind bundle.Kind, index int, entry config.Image) (initrd.Bundle, error) {
+	img, err := r.get(ctx, entry.Image, entry.Pos)
+	if err != nil {
+		return initrd.Bundle{}, err
+	}
+	ic, err := img.Image.ConfigFile()
+	if err != nil {
+		return initrd.Bundle{}, fmt.Errorf("read config of %s: %w", entry.Image, err)
+	}
+	spec, err := oci.RuntimeSpec(kind, entry, ic)
+	if err != nil {
+		return initrd.Bundle{}, err
+	}
+	return initrd.Bundle{
+		Kind:    kind,
+		Dir:     bundle.DirName(kind, index, entry.Name),
+		Image:   img,
+		Config:  spec,
+		Runtime: oci.BundleRuntime(kind, entry),
+	}, nil
+}

@@ -1,0 +1,194 @@
+// Package initrd writes keel's boot outputs: the kernel, a gzip-compressed
+// newc initrd holding the init images, the kernel modules, keel's bundle
+// layout and the YAML's files, and the kernel command line.
+//
+// Everything is streamed: image layers go straight from the cache into the
+// cpio stream and the compressor, so memory stays bounded whatever the
+// images' size. Outputs are written atomically and are reproducible byte
+// for byte: entries come in a fixed order with one mtime.
+package initrd
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/keel-os/keel/pkg/config"
+	"github.com/keel-os/keel/pkg/oci/bundle"
+)
+
+// Image is an image with the reference it was named by.
+type Image struct {
+	Ref   string
+	Image v1.Image
+}
+
+// Bundle is one container of the booted system: where it goes and what it
+// is made of.
+type Bundle struct {
+	Kind bundle.Kind
+	// Dir is the bundle directory's name (bundle.DirName).
+	Dir     string
+	Image   Image
+	Config  *specs.Spec
+	Runtime *bundle.Runtime
+}
+
+// Path is the bundle's directory inside the initrd, without a leading "/".
+func (b Bundle) Path() string { return path.Join(b.Kind.Dir(), b.Dir)[1:] }
+
+// Contents is what goes into an initrd.
+type Contents struct {
+	// Init images are merged, in order, into the root.
+	Init []Image
+	// Modules, when set, is the kernel image's kernel.tar, merged into the
+	// root after the init images.
+	Modules *Layer
+	Bundles []Bundle
+	// Files are written last into the root, over anything else.
+	Files []config.File
+}
+
+// WriteCPIO writes the uncompressed initrd to w, with every mtime set to
+// mtime. The root comes first: the init images, the modules, /dev/console
+// and the files merged into one tree; then each bundle, in order.
+func WriteCPIO(w io.Writer, c Contents, mtime int64) error {
+	a := NewArchive(w, mtime)
+	var root []Layer
+	for _, img := range c.Init {
+		ls, err := ImageLayers(img.Ref, img.Image)
+		if err != nil {
+			return err
+		}
+		root = append(root, ls...)
+	}
+	if c.Modules != nil {
+		root = append(root, *c.Modules)
+	}
+	base, err := baseLayer()
+	if err != nil {
+		return err
+	}
+	root = append(root, base)
+	if len(c.Files) > 0 {
+		files, err := filesLayer(c.Files)
+		if err != nil {
+			return err
+		}
+		root = append(root, files)
+	}
+	if err := Unpack(a, "", root); err != nil {
+		return fmt.Errorf("write initrd root: %w", err)
+	}
+	for _, b := range c.Bundles {
+		if err := writeBundle(a, b); err != nil {
+			return err
+		}
+	}
+	return a.Close()
+}
+
+// writeBundle writes config.json, runtime.json and the image's filesystem
+// as rootfs/.
+func writeBundle(a *Archive, b Bundle) error {
+	dir := b.Path()
+	cfg, err := bundle.MarshalConfig(b.Config)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", dir, bundle.ConfigFile, err)
+	}
+	rt := b.Runtime
+	if rt == nil {
+		rt = &bundle.Runtime{}
+	}
+	runtime, err := bundle.MarshalRuntime(rt)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", dir, bundle.RuntimeFile, err)
+	}
+	if err := a.MkdirAll(dir); err != nil {
+		return err
+	}
+	if err := a.WriteFile(path.Join(dir, bundle.ConfigFile), 0o644, cfg); err != nil {
+		return err
+	}
+	if err := a.WriteFile(path.Join(dir, bundle.RuntimeFile), 0o644, runtime); err != nil {
+		return err
+	}
+	layers, err := ImageLayers(b.Image.Ref, b.Image.Image)
+	if err != nil {
+		return err
+	}
+	if err := Unpack(a, path.Join(dir, bundle.RootfsDir), layers); err != nil {
+		return fmt.Errorf("write bundle %s: %w", dir, err)
+	}
+	return nil
+}
+
+// baseLayer is what the kernel needs before PID 1 runs: /dev/console, so
+// that init starts with its stdin, stdout and stderr on the console.
+func baseLayer() (Layer, error) {
+	return memoryLayer("keel base", []*tar.Header{
+		{Name: "dev", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "dev/console", Typeflag: tar.TypeChar, Mode: 0o600, Devmajor: 5, Devminor: 1},
+	}, nil)
+}
+
+// filesLayer turns the YAML's files into a layer, owned by root.
+func filesLayer(files []config.File) (Layer, error) {
+	var hs []*tar.Header
+	data := map[string][]byte{}
+	for _, f := range files {
+		h := &tar.Header{Name: f.Path, Mode: int64(unixPerm(f))}
+		switch f.Kind {
+		case config.Directory:
+			h.Typeflag = tar.TypeDir
+		case config.Symlink:
+			h.Typeflag, h.Linkname = tar.TypeSymlink, f.Target
+		default:
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.Contents))
+			data[f.Path] = []byte(f.Contents)
+		}
+		hs = append(hs, h)
+	}
+	return memoryLayer("files", hs, data)
+}
+
+// unixPerm is a file's permission bits as a Unix mode.
+func unixPerm(f config.File) uint32 {
+	m := uint32(f.Mode.Perm())
+	if f.Mode&fs.ModeSetuid != 0 {
+		m |= 0o4000
+	}
+	if f.Mode&fs.ModeSetgid != 0 {
+		m |= 0o2000
+	}
+	if f.Mode&fs.ModeSticky != 0 {
+		m |= 0o1000
+	}
+	return m
+}
+
+// memoryLayer is a small layer made here rather than read from an image.
+func memoryLayer(name string, hs []*tar.Header, data map[string][]byte) (Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range hs {
+		h.Format = tar.FormatPAX
+		if err := tw.WriteHeader(h); err != nil {
+			return Layer{}, fmt.Errorf("make %s layer: %s: %w", name, h.Name, err)
+		}
+		if _, err := tw.Write(data[h.Name]); err != nil {
+			return Layer{}, fmt.Errorf("make %s layer: %s: %w", name, h.Name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return Layer{}, fmt.Errorf("make %s layer: %w", name, err)
+	}
+	b := buf.Bytes()
+	return Layer{Name: name, Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}, nil
+}
