@@ -162,6 +162,7 @@ func (t *tree) scan(li int, l Layer) error {
 		if err := t.checkParents(name); err != nil {
 			return err
 		}
+		t.makeParents(name, n.at)
 		if old := t.nodes[name]; old != nil {
 			if !(old.isDir() && n.isDir()) {
 				t.remove(name)
@@ -201,6 +202,15 @@ func (t *tree) checkParents(name string) error {
 		}
 	}
 	return nil
+}
+
+// makeParents adds the missing parents of name as directories, as
+// extracting the layer would create them: they outlive a later whiteout of
+// the entry that implied them.
+func (t *tree) makeParents(name string, pos at) {
+	for p := parent(name); p != "" && t.nodes[p] == nil; p = parent(p) {
+		t.nodes[p] = &node{name: p, at: pos, typ: tar.TypeDir, mode: 0o755}
+	}
 }
 
 // remove deletes name and everything below it.
