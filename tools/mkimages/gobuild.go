@@ -75,6 +75,10 @@ func (t goTool) ensure(ctx context.Context, toolsDir string) (dir string, built 
 	if !t.complete(tmp) {
 		return "", false, fmt.Errorf("build %s %s: go install did not produce %s", t.Module, t.Version, strings.Join(t.binaries(), ", "))
 	}
+	// MkdirTemp made it private; the cache is not.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", false, err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", false, fmt.Errorf("store %s %s in the tools cache: %w", t.Name, t.Version, err)
 	}

@@ -145,9 +145,13 @@ func (t *tree) writeTar(w io.Writer, mtime time.Time) (int64, error) {
 		if hdr.Typeflag == tar.TypeLink {
 			// An extractor makes a hard link to a file it has already
 			// written, so the target must come first.
-			if target := t.entries[hdr.Linkname]; target == nil || target.hdr.Typeflag != tar.TypeReg || hdr.Linkname > n {
+			target := t.entries[hdr.Linkname]
+			if target == nil || target.hdr.Typeflag != tar.TypeReg || hdr.Linkname > n {
 				return 0, fmt.Errorf("hard link %s: target %s is not a file written before it", n, hdr.Linkname)
 			}
+			// A link is the same inode, so the same mode; say so, as docker
+			// does, for readers that take the mode from each entry.
+			hdr.Mode = target.hdr.Mode
 		}
 		if err := tw.WriteHeader(&hdr); err != nil {
 			return 0, fmt.Errorf("write tar header for %s: %w", n, err)

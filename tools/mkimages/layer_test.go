@@ -113,6 +113,9 @@ func TestLayerTarContents(t *testing.T) {
 		if hdr.Name == "tmp/" && hdr.Mode != 0o1777 {
 			t.Errorf("tmp mode %o", hdr.Mode)
 		}
+		if hdr.Name == "sbin/init" && hdr.Mode != 0o755 {
+			t.Errorf("hard link mode %o, want its target's 755", hdr.Mode)
+		}
 	}
 	want := []string{
 		"bin/", "bin/sh -> /bin/busybox", "etc/", "etc/passwd", "init",
@@ -143,5 +146,29 @@ func TestTreeRejects(t *testing.T) {
 	}
 	if _, err := tr.writeTar(io.Discard, time.Unix(0, 0)); err == nil {
 		t.Error("hard link before its target accepted")
+	}
+}
+
+func TestBusyboxApplets(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "busybox")
+	os.WriteFile(bin, []byte("bb"), 0o755)
+	bb := &busybox{Path: bin, Applets: []string{"bin/sh", "linuxrc", "sbin/init", "usr/bin/awk"}}
+	tr := newTree()
+	if err := tr.data("sbin/init", 0o755, []byte("keel")); err != nil {
+		t.Fatal(err)
+	}
+	if err := bb.addTo(tr, "linuxrc"); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"bin/busybox": true, "bin/sh": true, "usr/bin/awk": true, "linuxrc": false} {
+		if tr.has(name) != want {
+			t.Errorf("has(%s) = %v, want %v", name, !want, want)
+		}
+	}
+	if e := tr.entries["sbin/init"]; e.hdr.Typeflag != tar.TypeReg {
+		t.Error("busybox applet replaced keel's sbin/init")
+	}
+	if e := tr.entries["bin/sh"]; e.hdr.Typeflag != tar.TypeSymlink || e.hdr.Linkname != "/bin/busybox" {
+		t.Errorf("bin/sh = %+v", e.hdr)
 	}
 }
