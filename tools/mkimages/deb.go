@@ -50,6 +50,12 @@ func (p debPackage) UpstreamVersion() string {
 // download is renamed into place so a killed run leaves no partial .deb.
 func fetchDeb(ctx context.Context, dir, name string) (pkg debPackage, cached bool, err error) {
 	out, err := exec.CommandContext(ctx, "apt-cache", "show", "--no-all-versions", name).Output()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return pkg, false, fmt.Errorf("look up apt package %s: %w", name, err)
+	}
+	// apt-cache fails for an unknown package and prints nothing for a
+	// virtual one.
 	fields := parseControl(out)
 	if err != nil || fields["Filename"] == "" {
 		return pkg, false, fmt.Errorf("apt package %s: %w", name, errNoPackage)

@@ -83,7 +83,14 @@ func makeKernel(ctx context.Context, b *builder) error {
 			return fmt.Errorf("kernel %s: module %s was built for %q", release, m.Path, r)
 		}
 	}
-	b.step("kernel", "%s: %d of %d modules in the lean set", release, len(lean), len(tree.Modules()))
+	var builtin []string
+	for _, n := range leanModules {
+		if tree.IsBuiltin(n) {
+			builtin = append(builtin, n)
+		}
+	}
+	b.step("kernel", "%s: %d of %d modules in the lean set (built in: %s)",
+		release, len(lean), len(tree.Modules()), strings.Join(builtin, ", "))
 
 	// The files beside the modules (modules.order, modules.builtin,
 	// modules.builtin.modinfo) say what is built in and the order to
