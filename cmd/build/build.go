@@ -8,7 +8,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/keel-os/keel/pkg/config"
 	"github.com/keel-os/keel/pkg/initrd"
@@ -88,6 +91,9 @@ func build(ctx context.Context, file string, out initrd.Outputs, progress io.Wri
 		return err
 	}
 	r := &images{resolver: &oci.Resolver{Cache: cache, Progress: progress}, progress: progress}
+	if err := r.resolveAll(ctx, cfg); err != nil {
+		return err
+	}
 
 	kernel, err := r.get(ctx, cfg.Kernel.Image, cfg.Kernel.Pos)
 	if err != nil {
@@ -130,26 +136,80 @@ func build(ctx context.Context, file string, out initrd.Outputs, progress io.Wri
 	return nil
 }
 
+// pullConcurrency is how many images are fetched at once.
+const pullConcurrency = 4
+
 // images resolves each reference once per build.
 type images struct {
 	resolver *oci.Resolver
 	progress io.Writer
+	mu       sync.Mutex
 	seen     map[string]initrd.Image
 }
 
+// resolveAll resolves every image of the configuration, several at a time,
+// so that a cold cache fills in parallel. Each image is then printed once,
+// in YAML order.
+func (r *images) resolveAll(ctx context.Context, cfg *config.Config) error {
+	type use struct {
+		ref string
+		pos config.Pos
+	}
+	uses := []use{{cfg.Kernel.Image, cfg.Kernel.Pos}}
+	for _, i := range cfg.Init {
+		uses = append(uses, use{i.Ref, i.Pos})
+	}
+	for _, list := range [][]config.Image{cfg.Onboot, cfg.Onshutdown, cfg.Services} {
+		for _, img := range list {
+			uses = append(uses, use{img.Image, img.Pos})
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pullConcurrency)
+	first := map[string]bool{}
+	var order []string
+	for _, u := range uses {
+		if first[u.ref] {
+			continue
+		}
+		first[u.ref] = true
+		order = append(order, u.ref)
+		g.Go(func() error {
+			_, err := r.resolve(gctx, u.ref, u.pos)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, ref := range order {
+		digest, err := r.seen[ref].Image.Digest()
+		if err != nil {
+			return fmt.Errorf("digest of %s: %w", ref, err)
+		}
+		fmt.Fprintf(r.progress, "image %s %s\n", ref, digest)
+	}
+	return nil
+}
+
+// get returns a resolved image, resolving it now if resolveAll did not.
 func (r *images) get(ctx context.Context, ref string, pos config.Pos) (initrd.Image, error) {
-	if img, ok := r.seen[ref]; ok {
+	r.mu.Lock()
+	img, ok := r.seen[ref]
+	r.mu.Unlock()
+	if ok {
 		return img, nil
 	}
+	return r.resolve(ctx, ref, pos)
+}
+
+func (r *images) resolve(ctx context.Context, ref string, pos config.Pos) (initrd.Image, error) {
 	img, err := r.resolver.Image(ctx, ref)
 	if err != nil {
 		return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
 	}
-	digest, err := img.Digest()
-	if err != nil {
-		return initrd.Image{}, fmt.Errorf("%s: digest of %s: %w", pos, ref, err)
-	}
-	fmt.Fprintf(r.progress, "image %s %s\n", ref, digest)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.seen == nil {
 		r.seen = map[string]initrd.Image{}
 	}

@@ -28,9 +28,10 @@ var ErrNotCached = errors.New("image not in the local cache")
 type Cache struct {
 	Dir  string
 	path layout.Path
-	// mu serialises updates of index.json within this process; blobs are
-	// content-addressed and safe to write concurrently.
-	mu sync.Mutex
+	// mu guards index.json within this process: the layout package
+	// rewrites it in place, so a reader must not overlap a writer. Blobs
+	// are content-addressed and safe to write concurrently.
+	mu sync.RWMutex
 }
 
 // DefaultCacheDir is ${KEEL_CACHE:-~/.cache/keel}.
@@ -84,6 +85,12 @@ func (c *Cache) Put(ref string, img v1.Image) error {
 	if err != nil {
 		return err
 	}
+	// Blobs first, outside the lock, so that several images can be
+	// fetched at once; ReplaceImage then finds them and writes only the
+	// index.
+	if err := c.path.WriteImage(img); err != nil {
+		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.path.ReplaceImage(img, match.Annotation(RefAnnotation, cref),
@@ -100,11 +107,14 @@ func (c *Cache) Image(ref string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.mu.RLock()
 	idx, err := c.path.ImageIndex()
 	if err != nil {
+		c.mu.RUnlock()
 		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
 	}
 	im, err := idx.IndexManifest()
+	c.mu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
 	}
@@ -141,11 +151,14 @@ type CachedImage struct {
 
 // List returns the cached images sorted by reference.
 func (c *Cache) List() ([]CachedImage, error) {
+	c.mu.RLock()
 	idx, err := c.path.ImageIndex()
 	if err != nil {
+		c.mu.RUnlock()
 		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
 	}
 	im, err := idx.IndexManifest()
+	c.mu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
 	}

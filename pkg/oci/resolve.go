@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -19,6 +20,7 @@ var DefaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 
 // Resolver finds images: in the local cache first, otherwise in their
 // registry, storing what it pulls so that the next build needs no network.
+// It is safe for concurrent use.
 type Resolver struct {
 	Cache *Cache
 	// Keychain authenticates to registries; nil is authn.DefaultKeychain
@@ -27,8 +29,20 @@ type Resolver struct {
 	// Platform picks the image out of a multi-platform index; the zero
 	// value is DefaultPlatform.
 	Platform v1.Platform
-	// Progress, when not nil, gets one line per image pulled.
+	// Progress, when not nil, gets one line per image pulled. Lines are
+	// written whole, even when images are resolved concurrently.
 	Progress io.Writer
+
+	progressMu sync.Mutex
+}
+
+func (r *Resolver) logf(format string, args ...any) {
+	if r.Progress == nil {
+		return
+	}
+	r.progressMu.Lock()
+	defer r.progressMu.Unlock()
+	fmt.Fprintf(r.Progress, format, args...)
 }
 
 // Image returns the image named ref, from the cache or pulled into it.
@@ -62,9 +76,7 @@ func (r *Resolver) Pull(ctx context.Context, ref string) error {
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
-	if r.Progress != nil {
-		fmt.Fprintf(r.Progress, "pull %s\n", ref)
-	}
+	r.logf("pull %s\n", ref)
 	img, err := remote.Image(nref,
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(kc),
