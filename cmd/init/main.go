@@ -1,0 +1,167 @@
+// Command init is keel's PID 1. It moves the initramfs into a tmpfs, mounts
+// the system filesystems, runs the onboot containers in order, then waits
+// for a signal to reboot, halt or power off. It must never exit: PID 1
+// exiting panics the kernel.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/mount"
+	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/supervisor"
+	"github.com/opencontainers/runc/libcontainer"
+	// nsenter's constructor runs before the Go runtime in "init" children
+	// and sets up the container's namespaces.
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// newRootDir is where the tmpfs that replaces the initramfs is built.
+	newRootDir = "/.keel-root"
+	// containerState is libcontainer's state directory.
+	containerState = "/run/keel/containers"
+	logDir         = "/var/log"
+	defaultPath    = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// libcontainer starts each container by re-executing this binary as
+// "init ..." with its sync pipe in the environment; that child must become
+// the container's init, not run keel. Its pid cannot tell: in a container
+// with its own pid namespace it is pid 1 too. The kernel may also hand PID 1
+// a bare "init" word from its command line, so the argument alone is not
+// enough either.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "init" && os.Getenv("_LIBCONTAINER_SYNCPIPE") != "" {
+		libcontainer.Init() // never returns
+	}
+}
+
+func main() {
+	// First: with no handler, a fatal signal would end PID 1. SIGURG is
+	// left alone, the Go runtime uses it for preemption.
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, unix.SIGCHLD)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
+		unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR)
+
+	if os.Getpid() != 1 && os.Getenv("KEEL_INIT_ANY_PID") == "" {
+		// Outside a VM this would mount over the host's /proc and /dev and
+		// signal every process at shutdown.
+		fmt.Fprintln(os.Stderr, "keel init: not pid 1; refusing to run (set KEEL_INIT_ANY_PID=1 to insist)")
+		os.Exit(1)
+	}
+
+	console := bootlog.New(os.Stdout)
+	level := slog.LevelInfo
+	if os.Getenv("KEEL_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(console.Handler(level))
+	defer func() {
+		// The last resort: log and stay alive rather than panic the kernel.
+		if r := recover(); r != nil {
+			log.Error("init panicked, idling", "err", r)
+			idle(log, sigs, nil)
+		}
+	}()
+
+	if os.Getpid() == 1 {
+		switchRoot(log)
+	}
+	log.Info("init started", "pid", os.Getpid())
+	if os.Getenv("PATH") == "" {
+		os.Setenv("PATH", defaultPath)
+	}
+
+	var mounts mount.Table
+	if err := mounts.System(); err != nil {
+		log.Error("mount filesystems", "err", err)
+	} else {
+		log.Info("mounted filesystems", "count", len(mounts.Targets()))
+	}
+	if enabled, err := mount.EnableControllers("/sys/fs/cgroup"); err != nil {
+		log.Warn("cgroup controllers", "enabled", strings.Join(enabled, ","), "err", err)
+	} else {
+		log.Debug("cgroup controllers", "enabled", strings.Join(enabled, ","))
+	}
+	if os.Getpid() == 1 {
+		// ctrl-alt-del then arrives as SIGINT instead of an instant reboot.
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+			log.Warn("disable ctrl-alt-del", "err", err)
+		}
+	}
+
+	ctx, stopOnboot := context.WithCancel(context.Background())
+	reaper := supervisor.NewReaper(log)
+	supervisor.Go(log, "reaper", true, func() { reaper.Run(context.Background(), sigchld) })
+
+	onboot := &supervisor.Onboot{
+		Runner:  &supervisor.ContainerRunner{Reaper: reaper, StateDir: containerState, Log: log},
+		Mounts:  &mounts,
+		Console: console,
+		Log:     log,
+		LogDir:  logDir,
+	}
+	supervisor.Go(log, "onboot", false, func() {
+		bundles, err := bundle.List("/", bundle.Onboot)
+		if err != nil {
+			log.Error("onboot", "err", err)
+		}
+		onboot.RunAll(ctx, bundles)
+	})
+
+	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: &mounts, Log: log}
+	idle(log, sigs, func(a supervisor.Action) {
+		stopOnboot()
+		if err := shutdown.Run(a); err != nil {
+			log.Error("shutdown failed, idling", "err", err)
+		}
+	})
+}
+
+// switchRoot moves an initramfs root into a tmpfs and re-executes init from
+// there; when it works it does not return. On failure boot goes on from the
+// initramfs, where containers cannot pivot_root but everything else works.
+func switchRoot(log *slog.Logger) {
+	initramfs, err := mount.IsInitramfs()
+	if err != nil {
+		log.Error("check root filesystem", "err", err)
+		return
+	}
+	if !initramfs {
+		return
+	}
+	exe := "/init"
+	if filepath.IsAbs(os.Args[0]) {
+		exe = os.Args[0]
+	}
+	start := time.Now()
+	log.Info("moving initramfs to tmpfs")
+	err = mount.SwitchRoot(newRootDir, exe, os.Args, os.Environ())
+	log.Error("switch root failed, staying on initramfs", "err", err, "after", time.Since(start).Round(time.Millisecond))
+}
+
+// idle waits for signals for ever. A shutdown signal runs shutdown, which
+// normally ends the machine; if it returns, PID 1 keeps waiting.
+func idle(log *slog.Logger, sigs <-chan os.Signal, shutdown func(supervisor.Action)) {
+	for sig := range sigs {
+		a, ok := supervisor.ActionFor(sig)
+		if !ok || shutdown == nil {
+			log.Info("signal ignored", "signal", unix.SignalName(sig.(unix.Signal)))
+			continue
+		}
+		shutdown(a)
+	}
+	select {} // unreachable: sigs is never closed
+}

@@ -1,0 +1,141 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/keel-os/keel/pkg/mount"
+	"golang.org/x/sys/unix"
+)
+
+// Action is what the machine does at the end of a shutdown.
+type Action int
+
+const (
+	Reboot Action = iota
+	Halt
+	PowerOff
+)
+
+func (a Action) String() string {
+	switch a {
+	case Reboot:
+		return "reboot"
+	case Halt:
+		return "halt"
+	case PowerOff:
+		return "power-off"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// rebootCmd is the reboot(2) command that carries out a.
+func (a Action) rebootCmd() int {
+	switch a {
+	case Halt:
+		return unix.LINUX_REBOOT_CMD_HALT
+	case PowerOff:
+		return unix.LINUX_REBOOT_CMD_POWER_OFF
+	}
+	return unix.LINUX_REBOOT_CMD_RESTART
+}
+
+// ActionFor maps the signals PID 1 is asked to shut down with to what it
+// should do, following sysvinit and busybox (whose reboot, halt and poweroff
+// send exactly these to PID 1): TERM reboots, USR1 halts, USR2 and PWR
+// power off. INT is ctrl-alt-del once reboot(CAD_OFF) has been called, and
+// reboots. Other signals ask for nothing.
+func ActionFor(sig os.Signal) (Action, bool) {
+	switch sig {
+	case unix.SIGTERM, unix.SIGINT:
+		return Reboot, true
+	case unix.SIGUSR1:
+		return Halt, true
+	case unix.SIGUSR2, unix.SIGPWR:
+		return PowerOff, true
+	}
+	return 0, false
+}
+
+// DefaultGrace is how long processes get between SIGTERM and SIGKILL.
+const DefaultGrace = 5 * time.Second
+
+// Shutdown stops everything and ends the machine: every process gets
+// SIGTERM, then SIGKILL after Grace (or at once when all are gone, so an
+// idle machine goes down in milliseconds), then filesystems are synced and
+// unmounted in reverse order, then reboot(2).
+type Shutdown struct {
+	Reaper *Reaper
+	Mounts *mount.Table
+	Log    *slog.Logger
+	Grace  time.Duration // DefaultGrace if 0
+
+	// The system calls, replaced in tests: signalling every process but
+	// PID 1 is not something a test process may do.
+	killAll   func(unix.Signal) error
+	sync      func()
+	unmounter mount.Unmounter
+	reboot    func(cmd int) error
+}
+
+// pollChildren is how often the shutdown checks whether processes are left.
+const pollChildren = 5 * time.Millisecond
+
+// Run shuts down with action a. It returns only if reboot(2) fails; the
+// caller then has nothing better to do than stay alive.
+func (s *Shutdown) Run(a Action) error {
+	killAll, sync, unmounter, reboot := s.killAll, s.sync, s.unmounter, s.reboot
+	if killAll == nil {
+		killAll = func(sig unix.Signal) error { return unix.Kill(-1, sig) }
+	}
+	if sync == nil {
+		sync = unix.Sync
+	}
+	if unmounter == nil {
+		unmounter = mount.Syscalls{}
+	}
+	if reboot == nil {
+		reboot = unix.Reboot
+	}
+	grace := s.Grace
+	if grace == 0 {
+		grace = DefaultGrace
+	}
+
+	s.Log.Info("shutdown " + a.String())
+	start := time.Now()
+	if !s.stopAll(killAll, unix.SIGTERM, grace) {
+		s.Log.Warn("shutdown: processes left after grace period, killing", "grace", grace)
+		if !s.stopAll(killAll, unix.SIGKILL, time.Second) {
+			s.Log.Warn("shutdown: processes survived SIGKILL")
+		}
+	}
+	s.Log.Info("shutdown: processes stopped", "duration", time.Since(start).Round(time.Millisecond))
+
+	sync()
+	if err := s.Mounts.UnmountAll(unmounter); err != nil {
+		s.Log.Warn("shutdown: unmount", "err", err)
+	}
+	sync()
+	s.Log.Info("shutdown: " + a.String() + " now")
+	if err := reboot(a.rebootCmd()); err != nil {
+		return fmt.Errorf("shutdown: reboot(2) for %s: %w", a, err)
+	}
+	return nil
+}
+
+// stopAll sends sig to every process and reports whether all were gone
+// within d.
+func (s *Shutdown) stopAll(killAll func(unix.Signal) error, sig unix.Signal, d time.Duration) bool {
+	// ESRCH: there was nobody to signal.
+	if err := killAll(sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		s.Log.Warn("shutdown: signal all processes", "signal", unix.SignalName(sig), "err", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return s.Reaper.WaitChildless(ctx, pollChildren) == nil
+}

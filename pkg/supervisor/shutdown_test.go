@@ -1,0 +1,135 @@
+package supervisor
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keel-os/keel/pkg/mount"
+	"golang.org/x/sys/unix"
+)
+
+func TestActionFor(t *testing.T) {
+	for _, tc := range []struct {
+		sig  os.Signal
+		want string
+		ok   bool
+	}{
+		{unix.SIGTERM, "reboot", true},
+		{unix.SIGINT, "reboot", true},
+		{unix.SIGUSR1, "halt", true},
+		{unix.SIGUSR2, "power-off", true},
+		{unix.SIGPWR, "power-off", true},
+		{unix.SIGHUP, "", false},
+		{unix.SIGQUIT, "", false},
+		{syscall.SIGCHLD, "", false},
+	} {
+		a, ok := ActionFor(tc.sig)
+		if ok != tc.ok || ok && a.String() != tc.want {
+			t.Errorf("%v: got %v %v, want %q %v", tc.sig, a, ok, tc.want, tc.ok)
+		}
+	}
+	if Halt.rebootCmd() != unix.LINUX_REBOOT_CMD_HALT || PowerOff.rebootCmd() != unix.LINUX_REBOOT_CMD_POWER_OFF || Reboot.rebootCmd() != unix.LINUX_REBOOT_CMD_RESTART {
+		t.Error("wrong reboot(2) command")
+	}
+}
+
+// recorder notes the system calls a fake shutdown makes.
+type recorder struct{ calls []string }
+
+func (r *recorder) Unmount(target string) error {
+	r.calls = append(r.calls, "umount "+target)
+	return nil
+}
+func (r *recorder) RemountReadOnly(target string) error { return errors.New("unexpected") }
+
+func newTestShutdown(children *fakeChildren, rec *recorder, dieOn unix.Signal, log *strings.Builder) *Shutdown {
+	var tab mount.Table
+	tab.Record("/proc")
+	tab.Record("/var")
+	return &Shutdown{
+		Reaper: newReaper(children.wait, nil),
+		Mounts: &tab,
+		Log:    slog.New(slog.NewTextHandler(log, nil)),
+		Grace:  200 * time.Millisecond,
+		killAll: func(sig unix.Signal) error {
+			rec.calls = append(rec.calls, "kill "+unix.SignalName(sig))
+			if sig == dieOn || sig == unix.SIGKILL {
+				for children.alive > 0 {
+					children.exit(1000+children.alive, 0)
+				}
+			}
+			return nil
+		},
+		sync:      func() { rec.calls = append(rec.calls, "sync") },
+		unmounter: rec,
+		reboot: func(cmd int) error {
+			rec.calls = append(rec.calls, "reboot "+map[int]string{
+				unix.LINUX_REBOOT_CMD_POWER_OFF: "power-off",
+				unix.LINUX_REBOOT_CMD_RESTART:   "restart",
+				unix.LINUX_REBOOT_CMD_HALT:      "halt"}[cmd])
+			return nil
+		},
+	}
+}
+
+func TestShutdownIdleIsQuick(t *testing.T) {
+	rec := &recorder{}
+	var log strings.Builder
+	s := newTestShutdown(&fakeChildren{}, rec, unix.SIGTERM, &log)
+	start := time.Now()
+	if err := s.Run(PowerOff); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("idle shutdown took %v", d)
+	}
+	want := []string{"kill SIGTERM", "sync", "umount /var", "umount /proc", "sync", "reboot power-off"}
+	if !slices.Equal(rec.calls, want) {
+		t.Errorf("calls %q, want %q", rec.calls, want)
+	}
+	if !strings.Contains(log.String(), "msg=\"shutdown power-off\"") {
+		t.Errorf("no shutdown line in log:\n%s", log.String())
+	}
+}
+
+func TestShutdownTermStopsChildrenEarly(t *testing.T) {
+	rec := &recorder{}
+	var log strings.Builder
+	s := newTestShutdown(&fakeChildren{alive: 3}, rec, unix.SIGTERM, &log)
+	start := time.Now()
+	if err := s.Run(Reboot); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d >= s.Grace {
+		t.Errorf("shutdown waited the whole grace period (%v) though all children left", d)
+	}
+	if slices.Contains(rec.calls, "kill SIGKILL") {
+		t.Errorf("SIGKILL sent though SIGTERM worked: %q", rec.calls)
+	}
+	if rec.calls[len(rec.calls)-1] != "reboot restart" {
+		t.Errorf("calls %q", rec.calls)
+	}
+}
+
+func TestShutdownKillsAfterGrace(t *testing.T) {
+	rec := &recorder{}
+	var log strings.Builder
+	s := newTestShutdown(&fakeChildren{alive: 2}, rec, unix.SIGKILL, &log)
+	start := time.Now()
+	if err := s.Run(Halt); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < s.Grace {
+		t.Errorf("SIGKILL came after %v, before the %v grace period", d, s.Grace)
+	}
+	want := []string{"kill SIGTERM", "kill SIGKILL", "sync", "umount /var", "umount /proc", "sync", "reboot halt"}
+	if !slices.Equal(rec.calls, want) {
+		t.Errorf("calls %q, want %q", rec.calls, want)
+	}
+}
