@@ -1,0 +1,122 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/mount"
+	"github.com/keel-os/keel/pkg/oci/bundle"
+)
+
+// syncBuffer is a bytes.Buffer safe for the console's concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func writeBundle(t *testing.T, root string, index int, name string, args ...string) {
+	t.Helper()
+	dir := filepath.Join(root, bundle.OnbootDir, bundle.DirName(bundle.Onboot, index, name))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	busyboxRootfs(t, dir)
+	b, err := bundle.MarshalConfig(linuxkitSpec(args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bundle.ConfigFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOnbootRunsInOrderAndLogs(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	writeBundle(t, root, 0, "hello", "/bin/sh", "-c", "echo hello from one; echo on stderr >&2")
+	writeBundle(t, root, 1, "fail", "/bin/sh", "-c", "echo about to fail; exit 3")
+	writeBundle(t, root, 2, "missing", "/bin/does-not-exist")
+	writeBundle(t, root, 3, "last", "/bin/sh", "-c", "printf 'no newline'")
+	bundles, err := bundle.List(root, bundle.Onboot)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var out syncBuffer
+	console := bootlog.New(&out)
+	var mounts mount.Table
+	t.Cleanup(func() {
+		if err := mounts.UnmountAll(mount.Syscalls{}); err != nil {
+			t.Error(err)
+		}
+	})
+	logDir := filepath.Join(root, "var/log")
+	o := &Onboot{
+		Runner:  &ContainerRunner{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
+		Mounts:  &mounts,
+		Console: console,
+		Log:     slog.New(console.Handler(slog.LevelInfo)),
+		LogDir:  logDir,
+	}
+	results := o.RunAll(context.Background(), bundles)
+	if len(results) != 4 {
+		t.Fatalf("%d results, want 4", len(results))
+	}
+	if results[0].Failed() || !results[1].Failed() || !results[2].Failed() || results[3].Failed() {
+		t.Errorf("failures wrong: %+v", results)
+	}
+
+	stamp := `\[ *\d+\.\d{6}\] `
+	want := []string{
+		stamp + `000-hello: hello from one$`,
+		stamp + `keel: onboot 000-hello exit=0 duration=\d+ms$`,
+		stamp + `001-fail: about to fail$`,
+		stamp + `keel: onboot 001-fail exit=3 duration=\d+ms$`,
+		stamp + `keel: onboot 002-missing (failed err=.*|exit=\d+ duration=\d+ms)$`,
+		stamp + `003-last: no newline$`,
+		stamp + `keel: onboot 003-last exit=0 duration=\d+ms$`,
+		stamp + `keel: onboot done count=4 failed=2$`,
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	i := 0
+	for _, l := range lines {
+		if i < len(want) && regexp.MustCompile(want[i]).MatchString(l) {
+			i++
+		}
+	}
+	if i < len(want) {
+		t.Errorf("console lacks %q (in order); got:\n%s", want[i], out.String())
+	}
+	// stdout and stderr are two pipes: their relative order is not kept.
+	if !regexp.MustCompile(`(?m)^` + stamp + `000-hello: on stderr$`).MatchString(out.String()) {
+		t.Errorf("console lacks the stderr line; got:\n%s", out.String())
+	}
+
+	log, err := os.ReadFile(filepath.Join(logDir, "onboot.000-hello.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(log); got != "hello from one\non stderr\n" && got != "on stderr\nhello from one\n" {
+		t.Errorf("onboot.000-hello.log = %q", got)
+	}
+}
