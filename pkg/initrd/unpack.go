@@ -52,8 +52,9 @@ func ImageLayers(ref string, img v1.Image) ([]Layer, error) {
 // so every parent exists before its children; files follow in layer order.
 //
 // Every path stays inside prefix: names with ".." are refused, absolute
-// names are taken as relative, a hard link must name a file of the same
-// filesystem, and nothing may be written below a symlink or a file.
+// names are taken as relative, a symlinked parent is resolved within the
+// image (so the archive never writes through a symlink), a hard link must
+// name a file of the same filesystem, and nothing goes below a file.
 func Unpack(a *Archive, prefix string, layers []Layer) error {
 	fsys := newTree()
 	for i, l := range layers {
@@ -128,6 +129,9 @@ func (t *tree) scan(li int, l Layer) error {
 		if err != nil {
 			return err
 		}
+		if name, err = t.resolveParents(name); err != nil {
+			return err
+		}
 		dir, base := parent(name), path.Base(name)
 		switch {
 		case base == opaqueWhiteout:
@@ -179,6 +183,9 @@ func (t *tree) link(n *node) error {
 	if err != nil || target == "" {
 		return fmt.Errorf("%s: hard link to %q leaves the image", n.name, n.linkname)
 	}
+	if target, err = t.resolveParents(target); err != nil {
+		return fmt.Errorf("%s: hard link to %q: %w", n.name, n.linkname, err)
+	}
 	src := t.nodes[target]
 	if src == nil || src.typ != tar.TypeReg && src.typ != tar.TypeLink {
 		return fmt.Errorf("%s: hard link to %q, which is not a file of the image", n.name, n.linkname)
@@ -193,8 +200,57 @@ func (t *tree) link(n *node) error {
 	return nil
 }
 
-// checkParents refuses an entry below a non-directory: in the archive it
-// would be written through a symlink, possibly out of the image.
+// maxSymlinks bounds symlink resolution, as the kernel's ELOOP does.
+const maxSymlinks = 40
+
+// resolveParents follows the symlinks among name's parents, as extracting
+// the layer onto a real filesystem would: with /lib a link to usr/lib (a
+// merged-/usr image), a kernel.tar's lib/modules/... lands in
+// usr/lib/modules/.... Resolution stays inside the tree: ".." stops at its
+// root and an absolute target starts from it, so the archive never writes
+// through a symlink, and never outside the image.
+func (t *tree) resolveParents(name string) (string, error) {
+	dir := parent(name)
+	if dir == "" {
+		return name, nil
+	}
+	hops := 0
+	resolved, err := t.resolve(dir, &hops)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return join(resolved, path.Base(name)), nil
+}
+
+// resolve returns the real path of p in the tree, following every symlink
+// in it, including its last component.
+func (t *tree) resolve(p string, hops *int) (string, error) {
+	cur := ""
+	for _, c := range strings.Split(p, "/") {
+		next := join(cur, c)
+		n := t.nodes[next]
+		if n == nil || n.typ != tar.TypeSymlink {
+			cur = next
+			continue
+		}
+		if *hops++; *hops > maxSymlinks {
+			return "", fmt.Errorf("too many levels of symbolic links at %s", next)
+		}
+		target := n.linkname
+		if !path.IsAbs(target) {
+			target = cur + "/" + target
+		}
+		r, err := t.resolve(strings.TrimPrefix(path.Clean("/"+target), "/"), hops)
+		if err != nil {
+			return "", err
+		}
+		cur = r
+	}
+	return cur, nil
+}
+
+// checkParents refuses an entry below a non-directory, such as a file: the
+// kernel could not create it. (Symlinked parents are resolved before.)
 func (t *tree) checkParents(name string) error {
 	for p := parent(name); p != ""; p = parent(p) {
 		if n := t.nodes[p]; n != nil && !n.isDir() {

@@ -165,7 +165,8 @@ func TestUnpackRefusesHostileEntries(t *testing.T) {
 		{"inner dotdot", []tarEntry{{"a/../../x", "x"}}, `bad: a/../../x: path with ".." refused`},
 		{"hard link out", []tarEntry{{"x=>../../etc/shadow", ""}}, `bad: x: hard link to "../../etc/shadow" leaves the image`},
 		{"hard link to nothing", []tarEntry{{"x=>etc/shadow", ""}}, `bad: x: hard link to "etc/shadow", which is not a file of the image`},
-		{"below a symlink", []tarEntry{{"etc->/etc", ""}, {"etc/passwd", "root::0:0"}}, `bad: etc/passwd: path goes through etc, which is not a directory`},
+		{"symlink loop", []tarEntry{{"etc->/etc", ""}, {"etc/passwd", "root::0:0"}}, `bad: etc/passwd: too many levels of symbolic links at etc`},
+		{"below a file", []tarEntry{{"f", "data"}, {"f/x", "x"}}, `bad: f/x: path goes through f, which is not a directory`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := unpackToArchive(t, "p", tarLayer(t, "bad", tc.entries...))
@@ -173,5 +174,26 @@ func TestUnpackRefusesHostileEntries(t *testing.T) {
 				t.Errorf("error = %v, want %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestUnpackResolvesSymlinkedParentsInside(t *testing.T) {
+	archive, err := unpackToArchive(t, "root",
+		tarLayer(t, "l1", tarEntry{"usr/lib/", ""}, tarEntry{"lib->usr/lib", ""}, tarEntry{"up->../../..", ""}, tarEntry{"abs->/usr", ""}),
+		tarLayer(t, "l2", tarEntry{"lib/modules/6.1/virtio.ko", "ko"}, tarEntry{"up/etc/escaped", "x"}, tarEntry{"abs/lib/libc.so", "libc"}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := listing(t, archive)
+	for _, want := range []string{"root/usr/lib/modules/6.1/virtio.ko", "root/etc/escaped", "root/usr/lib/libc.so", "root/lib", "root/up"} {
+		if !strings.Contains("\n"+got+"\n", "\n"+want+"\n") {
+			t.Errorf("%s missing from:\n%s", want, got)
+		}
+	}
+	for _, through := range []string{"root/lib/", "root/up/", "root/abs/"} {
+		if strings.Contains(got, through) {
+			t.Errorf("an entry is written through the symlink %s:\n%s", through, got)
+		}
 	}
 }
