@@ -91,8 +91,11 @@ func (c *Cache) Put(ref string, img v1.Image) error {
 	if err := c.path.WriteImage(img); err != nil {
 		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	unlock, err := c.lockIndex(true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := c.path.ReplaceImage(img, match.Annotation(RefAnnotation, cref),
 		layout.WithAnnotations(map[string]string{RefAnnotation: cref})); err != nil {
 		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
@@ -107,16 +110,9 @@ func (c *Cache) Image(ref string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.RLock()
-	idx, err := c.path.ImageIndex()
+	idx, im, err := c.index()
 	if err != nil {
-		c.mu.RUnlock()
-		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
-	}
-	im, err := idx.IndexManifest()
-	c.mu.RUnlock()
-	if err != nil {
-		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+		return nil, err
 	}
 	want := func(d v1.Descriptor) bool { return d.Annotations[RefAnnotation] == cref }
 	if at := strings.LastIndex(cref, "@"); at >= 0 {
@@ -142,6 +138,24 @@ func (c *Cache) Image(ref string) (v1.Image, error) {
 	return nil, fmt.Errorf("%s: %w", cref, ErrNotCached)
 }
 
+// index reads index.json under the index lock.
+func (c *Cache) index() (v1.ImageIndex, *v1.IndexManifest, error) {
+	unlock, err := c.lockIndex(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	idx, err := c.path.ImageIndex()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	return idx, im, nil
+}
+
 // CachedImage is one entry of the cache listing.
 type CachedImage struct {
 	Ref    string
@@ -151,16 +165,9 @@ type CachedImage struct {
 
 // List returns the cached images sorted by reference.
 func (c *Cache) List() ([]CachedImage, error) {
-	c.mu.RLock()
-	idx, err := c.path.ImageIndex()
+	_, im, err := c.index()
 	if err != nil {
-		c.mu.RUnlock()
-		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
-	}
-	im, err := idx.IndexManifest()
-	c.mu.RUnlock()
-	if err != nil {
-		return nil, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+		return nil, err
 	}
 	var out []CachedImage
 	for _, d := range im.Manifests {
