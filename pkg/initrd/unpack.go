@@ -138,9 +138,14 @@ func (t *tree) scan(li int, l Layer) error {
 			t.removeBelow(dir, li)
 			return nil
 		case strings.HasPrefix(base, whiteoutPrefix):
+			// A whiteout hides what lower layers have at that name. If this
+			// layer has already made the name anew, only what lay below
+			// it goes.
 			victim := join(dir, strings.TrimPrefix(base, whiteoutPrefix))
 			if n := t.nodes[victim]; n != nil && n.at.layer < li {
 				t.remove(victim)
+			} else if n != nil {
+				t.removeBelow(victim, li)
 			}
 			return nil
 		case name == "":

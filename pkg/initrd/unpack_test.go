@@ -76,22 +76,27 @@ func TestUnpackWhiteouts(t *testing.T) {
 	archive, err := unpackToArchive(t, "containers/onboot/000-x/rootfs",
 		tarLayer(t, "l1", tarEntry{"a/", ""}, tarEntry{"a/x", "x"}, tarEntry{"a/y", "y1"}, tarEntry{"b/", ""}, tarEntry{"b/z", "z"},
 			tarEntry{"d/", ""}, tarEntry{"d/old", "old"}, tarEntry{"e/", ""}, tarEntry{"e/old", "old"},
-			tarEntry{"implied/junk", "junk"}),
+			tarEntry{"implied/junk", "junk"}, tarEntry{"b2/", ""}, tarEntry{"b2/stale", "s"}),
 		tarLayer(t, "l2", tarEntry{"a/.wh.x", ""}, tarEntry{".wh.b", ""}, tarEntry{"a/y", "y2"},
 			tarEntry{"d/.wh..wh..opq", ""}, tarEntry{"d/new", "new"},
 			// an opaque marker hides lower layers only, wherever it sits in its own tar
 			tarEntry{"e/new", "new"}, tarEntry{"e/.wh..wh..opq", ""},
 			// a directory only implied by a file outlives the file
-			tarEntry{"implied/.wh.junk", ""}),
+			tarEntry{"implied/.wh.junk", ""},
+			// deleted and made anew in one layer: nothing of the old one stays
+			tarEntry{"b2/", ""}, tarEntry{"b2/fresh", "f"}, tarEntry{".wh.b2", ""}),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Join([]string{
 		"containers", "containers/onboot", "containers/onboot/000-x", "containers/onboot/000-x/rootfs",
-		"containers/onboot/000-x/rootfs/a", "containers/onboot/000-x/rootfs/d", "containers/onboot/000-x/rootfs/e",
-		"containers/onboot/000-x/rootfs/implied",
+		// directories first, sorted
+		"containers/onboot/000-x/rootfs/a", "containers/onboot/000-x/rootfs/b2", "containers/onboot/000-x/rootfs/d",
+		"containers/onboot/000-x/rootfs/e", "containers/onboot/000-x/rootfs/implied",
+		// then files in layer order
 		"containers/onboot/000-x/rootfs/a/y", "containers/onboot/000-x/rootfs/d/new", "containers/onboot/000-x/rootfs/e/new",
+		"containers/onboot/000-x/rootfs/b2/fresh",
 	}, "\n")
 	if got := listing(t, archive); got != want {
 		t.Errorf("listing:\n%s\nwant:\n%s", got, want)
