@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 // version is set at link time (-ldflags "-X main.version=...") for
@@ -36,7 +37,11 @@ func commands() []command {
 func main() {
 	if err := dispatch(os.Args[1:]); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(os.Stderr, "keel: %v\n", err)
+			// One prefix per line: a YAML file with several problems gives
+			// one error line each, and every line stays greppable.
+			for _, line := range strings.Split(err.Error(), "\n") {
+				fmt.Fprintf(os.Stderr, "keel: %s\n", line)
+			}
 		}
 		os.Exit(exitCode(err))
 	}

@@ -115,7 +115,9 @@ func TestParseErrors(t *testing.T) {
 		{"kernel without image", "kernel:\n  cmdline: x\n",
 			`t.yml:2:3: kernel: image is required`},
 		{"null string", "kernel:\n  image: ~\n",
-			"t.yml:2:10: kernel.image: expected a string, got null\nt.yml:2:3: kernel: image is required"},
+			"t.yml:2:10: kernel.image: expected a string, got null"},
+		{"errors in file order", "onboot:\n  - name: x\n    imag: y\n",
+			"t.yml:2:5: onboot[0]: image is required\nt.yml:3:5: onboot[0]: unknown key \"imag\" (known keys: binds, capabilities, command, env, image, name, net, pid)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("t.yml", []byte(tc.yaml))

@@ -27,6 +27,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	d.config(cfg, doc.Content[0])
 	if len(d.errs) > 0 {
+		// In file order, whatever order the checks ran in.
+		slices.SortStableFunc(d.errs, func(a, b *Error) int {
+			if a.Pos.Line != b.Pos.Line {
+				return a.Pos.Line - b.Pos.Line
+			}
+			return a.Pos.Column - b.Pos.Column
+		})
 		return nil, d.errs
 	}
 	return cfg, nil
@@ -199,8 +206,10 @@ func (d *decoder) config(cfg *Config, n *yaml.Node) {
 func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 	n = resolve(n)
 	k.Pos = d.pos(n)
+	var hasImage bool
 	if !d.mapping(n, "kernel", fields{
 		"image": func(v *yaml.Node) {
+			hasImage = true
 			if d.str(v, "kernel.image", &k.Image) {
 				d.imageRef(v, "kernel.image", k.Image)
 			}
@@ -209,7 +218,7 @@ func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 	}) {
 		return
 	}
-	if k.Image == "" {
+	if !hasImage {
 		d.errorf(n, "kernel", "image is required")
 	}
 }
