@@ -116,6 +116,9 @@ func TestParseErrors(t *testing.T) {
 			`t.yml:2:3: kernel: image is required`},
 		{"null string", "kernel:\n  image: ~\n",
 			"t.yml:2:10: kernel.image: expected a string, got null"},
+		{"two documents", "kernel:\n  image: k\n---\ninit: [i]\n", "t.yml:3:1: a second YAML document: give one configuration per file"},
+		{"not a mapping", "- a\n", "t.yml:1:1: expected a mapping, got a list"},
+		{"syntax", "kernel: [\n", "t.yml: parse YAML: yaml: line 1: did not find expected node content"},
 		{"errors in file order", "onboot:\n  - name: x\n    imag: y\n",
 			"t.yml:2:5: onboot[0]: image is required\nt.yml:3:5: onboot[0]: unknown key \"imag\" (known keys: binds, capabilities, command, env, image, name, net, pid)"},
 	} {
@@ -152,6 +155,15 @@ func TestValidateErrors(t *testing.T) {
 				t.Errorf("error:\n%v\nwant:\n%s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	for _, in := range []string{"", "# nothing\n", "---\n"} {
+		cfg, err := Parse("t.yml", []byte(in))
+		if err != nil || cfg.Kernel.Image != "" || cfg.Onboot != nil {
+			t.Errorf("Parse(%q) = %+v, %v", in, cfg, err)
+		}
 	}
 }
 

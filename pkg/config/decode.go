@@ -1,7 +1,10 @@
 package config
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"slices"
@@ -16,14 +19,23 @@ import (
 // It checks every key and type, and each entry on its own: names, image
 // references, namespace values, capabilities, binds and file paths.
 func Parse(file string, data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return &Config{File: file}, nil // an empty file
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: parse YAML: %w", file, err)
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		return nil, &Error{Pos: Pos{File: file, Line: next.Line, Column: next.Column}, Msg: "a second YAML document: give one configuration per file"}
+	} else if !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: parse YAML: %w", file, err)
 	}
 	d := &decoder{file: file}
 	cfg := &Config{File: file}
-	if doc.Kind == 0 { // empty file
-		return cfg, nil
+	if len(doc.Content) == 0 || doc.Content[0].ShortTag() == "!!null" {
+		return cfg, nil // comments only, or a lone "---"
 	}
 	d.config(cfg, doc.Content[0])
 	if len(d.errs) > 0 {
