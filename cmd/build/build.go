@@ -218,17 +218,13 @@ func (r *images) resolve(ctx context.Context, ref string, pos config.Pos) (initr
 }
 
 // bundle resolves one onboot, onshutdown or service entry and makes its
-// runtime spec from the entry and the image's config.
+// runtime spec from the entry and the image.
 func (r *images) bundle(ctx context.Context, kind bundle.Kind, index int, entry config.Image) (initrd.Bundle, error) {
 	img, err := r.get(ctx, entry.Image, entry.Pos)
 	if err != nil {
 		return initrd.Bundle{}, err
 	}
-	ic, err := img.Image.ConfigFile()
-	if err != nil {
-		return initrd.Bundle{}, fmt.Errorf("read config of %s: %w", entry.Image, err)
-	}
-	spec, err := oci.RuntimeSpec(kind, entry, ic)
+	spec, err := oci.RuntimeSpec(kind, entry, img.Image)
 	if err != nil {
 		return initrd.Bundle{}, err
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -57,10 +56,15 @@ func defaultMounts() []specs.Mount {
 }
 
 // RuntimeSpec builds the OCI runtime spec (a bundle's config.json) of one
-// YAML entry of the given kind, from the entry and its image's config.
-func RuntimeSpec(kind bundle.Kind, img config.Image, ic *v1.ConfigFile) (*specs.Spec, error) {
+// YAML entry of the given kind, from the entry and its image: the image's
+// config gives the defaults, and its /etc/passwd a named USER.
+func RuntimeSpec(kind bundle.Kind, img config.Image, image v1.Image) (*specs.Spec, error) {
 	var cc v1.Config
-	if ic != nil {
+	if image != nil {
+		ic, err := image.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("spec for %s: read image config: %w", img.Name, err)
+		}
 		cc = ic.Config
 	}
 	args := img.Command
@@ -70,7 +74,7 @@ func RuntimeSpec(kind bundle.Kind, img config.Image, ic *v1.ConfigFile) (*specs.
 	if len(args) == 0 {
 		return nil, fmt.Errorf("spec for %s: no command: the image has no entrypoint or cmd and the YAML gives none", img.Name)
 	}
-	user, err := numericUser(cc.User)
+	user, err := imageUser(image, cc.User)
 	if err != nil {
 		return nil, fmt.Errorf("spec for %s: %w", img.Name, err)
 	}
@@ -123,26 +127,6 @@ func RuntimeSpec(kind bundle.Kind, img config.Image, ic *v1.ConfigFile) (*specs.
 // that every bundle has the same files.
 func BundleRuntime(kind bundle.Kind, img config.Image) *bundle.Runtime {
 	return &bundle.Runtime{}
-}
-
-// numericUser turns an image's "uid[:gid]" into a spec user. Names would
-// need the image's /etc/passwd and /etc/group, which are not read yet.
-func numericUser(u string) (specs.User, error) {
-	if u == "" {
-		return specs.User{}, nil
-	}
-	us, gs, hasGroup := strings.Cut(u, ":")
-	uid, err := strconv.ParseUint(us, 10, 32)
-	if err != nil {
-		return specs.User{}, fmt.Errorf("image user %q is not numeric: user names are not supported yet", u)
-	}
-	var gid uint64
-	if hasGroup {
-		if gid, err = strconv.ParseUint(gs, 10, 32); err != nil {
-			return specs.User{}, fmt.Errorf("image group in %q is not numeric: group names are not supported yet", u)
-		}
-	}
-	return specs.User{UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
 // mergeEnv applies the YAML's KEY=value entries over the image's: a key

@@ -1,6 +1,8 @@
 package oci
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -8,13 +10,24 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/keel-os/keel/pkg/config"
 	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
-func imageConfig(c v1.Config) *v1.ConfigFile { return &v1.ConfigFile{Config: c} }
+// imageConfig is an image with no layers and the given config.
+func imageConfig(c v1.Config) v1.Image {
+	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{Config: c})
+	if err != nil {
+		panic(err)
+	}
+	return img
+}
 
 func TestRuntimeSpecDefaults(t *testing.T) {
 	ic := imageConfig(v1.Config{
@@ -170,7 +183,7 @@ func TestRuntimeSpecErrors(t *testing.T) {
 		want string
 	}{
 		{"no command", config.Image{Name: "a"}, v1.Config{}, "spec for a: no command: the image has no entrypoint or cmd and the YAML gives none"},
-		{"user name", config.Image{Name: "a"}, v1.Config{Cmd: []string{"x"}, User: "nobody"}, `spec for a: image user "nobody" is not numeric: user names are not supported yet`},
+		{"unknown user", config.Image{Name: "a"}, v1.Config{Cmd: []string{"x"}, User: "nobody"}, `spec for a: resolve image user "nobody": unable to find user nobody: no matching entries in passwd file`},
 		{"empty command", config.Image{Name: "a", Command: []string{}}, v1.Config{Cmd: []string{"x"}}, "spec for a: no command: the image has no entrypoint or cmd and the YAML gives none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,5 +192,30 @@ func TestRuntimeSpecErrors(t *testing.T) {
 				t.Errorf("error = %v, want %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestRuntimeSpecNamedUser(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, data := range map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:101:nginx:/var/cache/nginx:/sbin/nologin\n",
+		"etc/group":  "root:x:0:\nnginx:x:101:\nwww:x:33:nginx\n",
+	} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(data))
+	}
+	tw.Close()
+	img, err := mutate.AppendLayers(imageConfig(v1.Config{Cmd: []string{"nginx"}, User: "nginx"}),
+		static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := RuntimeSpec(bundle.Service, config.Image{Name: "web"}, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := s.Process.User; u.UID != 101 || u.GID != 101 || !reflect.DeepEqual(u.AdditionalGids, []uint32{33}) {
+		t.Errorf("user = %+v, want 101:101 with group 33", u)
 	}
 }
