@@ -48,13 +48,28 @@ func DefaultCacheDir() string {
 // OpenCache opens the image layout under dir/oci, creating it if needed.
 func OpenCache(dir string) (*Cache, error) {
 	p := filepath.Join(dir, "oci")
+	if lp, err := layout.FromPath(p); err == nil {
+		return &Cache{Dir: dir, path: lp}, nil
+	}
+	// Create it under the index lock: two builds starting on an empty
+	// cache must not write the empty index over each other's images.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create image cache %s: %w", p, err)
+	}
+	c := &Cache{Dir: dir}
+	unlock, err := c.lockIndex(true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	lp, err := layout.FromPath(p)
 	if err != nil {
 		if lp, err = layout.Write(p, empty.Index); err != nil {
 			return nil, fmt.Errorf("create image cache %s: %w", p, err)
 		}
 	}
-	return &Cache{Dir: dir, path: lp}, nil
+	c.path = lp
+	return c, nil
 }
 
 // CanonicalRef is the short, familiar form of an image reference under which
