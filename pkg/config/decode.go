@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // Parse decodes the YAML in data, read from file (used in messages only).
@@ -260,9 +262,11 @@ func (d *decoder) image(n *yaml.Node, field string) (Image, bool) {
 	var nameNode, imageNode *yaml.Node
 	ok := d.mapping(n, field, fields{
 		"name": func(v *yaml.Node) {
+			// The name becomes a bundle directory, a container id and a
+			// log file name.
 			nameNode = v
 			img.NamePos = d.pos(v)
-			if d.str(v, field+".name", &img.Name) && !validName(img.Name) {
+			if d.str(v, field+".name", &img.Name) && !bundle.ValidName(img.Name) {
 				d.errorf(v, field+".name", "invalid name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", img.Name)
 			}
 		},

@@ -5,13 +5,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/capability"
-
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
-
-// validName reports whether an image name can become a bundle directory,
-// container id and log file name.
-func validName(s string) bool { return bundle.ValidName(s) }
 
 // CapabilityAll grants every capability the kernel knows.
 const CapabilityAll = "all"
