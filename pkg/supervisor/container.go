@@ -43,7 +43,8 @@ func (r *ContainerRunner) log() *slog.Logger {
 
 // Run creates the container id from spec with its root at rootfs (an
 // absolute path), runs its process to completion with stdout and stderr
-// copied to the given writers, and destroys it. The error is about keel
+// copied to the given writers, and destroys it. The two copies run
+// concurrently: a writer shared by both must be safe for that. The error is about keel
 // failing to run it; how the process itself ended is in the Exit.
 // If ctx is done first, the process is killed.
 func (r *ContainerRunner) Run(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdout, stderr io.Writer) (Exit, error) {

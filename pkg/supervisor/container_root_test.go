@@ -79,8 +79,8 @@ func TestContainerKilledBySignal(t *testing.T) {
 	runner := &ContainerRunner{Reaper: startReaper(t), StateDir: filepath.Join(dir, "state")}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	var out bytes.Buffer
-	exit, err := runner.Run(ctx, "test-killed", linuxkitSpec("/bin/sleep", "60"), rootfs, &out, &out)
+	var stdout, stderr bytes.Buffer
+	exit, err := runner.Run(ctx, "test-killed", linuxkitSpec("/bin/sleep", "60"), rootfs, &stdout, &stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
