@@ -44,12 +44,12 @@ func (r *ContainerRunner) log() *slog.Logger {
 // Run creates the container id from spec with its root at rootfs (an
 // absolute path), runs its process to completion with stdout and stderr
 // copied to the given writers, and destroys it. The two copies run
-// concurrently: a writer shared by both must be safe for that. The error is about keel
-// failing to run it; how the process itself ended is in the Exit.
-// If ctx is done first, the process is killed.
+// concurrently: a writer shared by both must be safe for that. The error
+// is about keel failing to run the container; how its process ended is in
+// the Exit. If ctx is done first, the process is killed.
 func (r *ContainerRunner) Run(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdout, stderr io.Writer) (Exit, error) {
-	if spec.Process == nil {
-		return Exit{}, fmt.Errorf("container %s: spec has no process", id)
+	if spec.Process == nil || spec.Root == nil {
+		return Exit{}, fmt.Errorf("container %s: spec needs a process and a root", id)
 	}
 	if !filepath.IsAbs(rootfs) {
 		return Exit{}, fmt.Errorf("container %s: rootfs %q is not absolute", id, rootfs)
@@ -115,7 +115,7 @@ func (r *ContainerRunner) Run(ctx context.Context, id string, spec *specs.Spec, 
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		closeAfter(&copies, 0, outR, errR)
+		closeAfter(&copies, outputDrain, outR, errR)
 		return Exit{}, fmt.Errorf("container %s: start: %w", id, err)
 	}
 
