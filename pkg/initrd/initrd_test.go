@@ -2,8 +2,11 @@ package initrd
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -66,5 +69,33 @@ func TestWriteNeedsAKernel(t *testing.T) {
 	left, _ := os.ReadDir(dir)
 	if len(left) != 0 {
 		t.Errorf("files left behind: %v", left)
+	}
+}
+
+// The initrd's bytes must not depend on how many cores compressed it.
+func TestCompressIsReproducibleAcrossCores(t *testing.T) {
+	data := make([]byte, 3*gzipBlockSize+12345)
+	for i := range data {
+		data[i] = byte(i*i>>7) ^ byte(i>>13)
+	}
+	gz := func(procs int) []byte {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		var buf bytes.Buffer
+		if err := compress(&buf, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	one, four := gz(1), gz(4)
+	if !bytes.Equal(one, four) {
+		t.Fatal("1 and 4 cores give different bytes")
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(one))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("round trip: %v", err)
 	}
 }

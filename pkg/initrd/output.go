@@ -79,22 +79,7 @@ func Write(o Outputs, b Build) error {
 		}
 	}
 	err = writeAtomic(o.Initrd(), 0o644, func(w io.Writer) error {
-		// Compression is most of a build's time, so blocks are compressed
-		// on every core. The output depends only on the block size (not on
-		// the number of cores), and the header has no name and no time, so
-		// equal inputs give equal bytes. The result is one ordinary gzip
-		// member, which the kernel unpacks like any other.
-		zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
-		if err != nil {
-			return err
-		}
-		if err := zw.SetConcurrency(gzipBlockSize, runtime.GOMAXPROCS(0)); err != nil {
-			return err
-		}
-		if err := WriteCPIO(zw, c, b.Mtime); err != nil {
-			return err
-		}
-		return zw.Close()
+		return compress(w, func(zw io.Writer) error { return WriteCPIO(zw, c, b.Mtime) })
 	})
 	if err != nil {
 		return err
@@ -103,6 +88,29 @@ func Write(o Outputs, b Build) error {
 		_, err := io.WriteString(w, b.Cmdline+"\n")
 		return err
 	})
+}
+
+// compress gzips what fill writes into w. Compression is most of a build's
+// time, so blocks are compressed on every core. The output depends only on
+// the block size (not on the number of cores), and the header has no name
+// and no time, so equal inputs give equal bytes. The result is one ordinary
+// gzip member, which the kernel unpacks like any other.
+func compress(w io.Writer, fill func(io.Writer) error) error {
+	zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+	if err != nil {
+		return fmt.Errorf("gzip: %w", err)
+	}
+	if err := zw.SetConcurrency(gzipBlockSize, runtime.GOMAXPROCS(0)); err != nil {
+		return fmt.Errorf("gzip: %w", err)
+	}
+	if err := fill(zw); err != nil {
+		zw.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("gzip: %w", err)
+	}
+	return nil
 }
 
 // splitKernel copies the kernel image's /kernel to kernel and its
