@@ -154,6 +154,10 @@ onboot:
   - name: netns
     image: {{R}}/keel/busybox:test
     net: host
+onshutdown:
+  - name: bye
+    image: {{R}}/keel/busybox:test
+    command: [/bin/echo, bye]
 services:
   - name: getty
     image: {{R}}/keel/busybox:test
@@ -241,6 +245,7 @@ func TestBuildEndToEnd(t *testing.T) {
 		"containers/onboot/000-hello/config.json", "containers/onboot/000-hello/runtime.json",
 		"containers/onboot/000-hello/rootfs/bin/busybox", "containers/onboot/000-hello/rootfs/bin/sh",
 		"containers/onboot/001-netns/rootfs/bin/ls",
+		"containers/onshutdown/000-bye/config.json", "containers/onshutdown/000-bye/rootfs/bin/busybox",
 		"containers/services/getty/config.json", "containers/services/getty/rootfs/bin/busybox",
 	} {
 		if !set[want] {

@@ -2,10 +2,22 @@
 // newc initrd holding the init images, the kernel modules, keel's bundle
 // layout and the YAML's files, and the kernel command line.
 //
-// Everything is streamed: image layers go straight from the cache into the
-// cpio stream and the compressor, so memory stays bounded whatever the
-// images' size. Outputs are written atomically and are reproducible byte
-// for byte: entries come in a fixed order with one mtime.
+// The initrd holds, in this order:
+//
+//	<dirs of the root, sorted>     every directory of the merged root
+//	init, sbin/init, ...           the init images, merged in YAML order
+//	lib/modules/<kver>/...         the kernel image's kernel.tar
+//	dev/console                    char 5,1, 0600, for PID 1's console
+//	<files>                        the YAML's files, over all of the above
+//	containers/onboot/NNN-name/    config.json, runtime.json, rootfs/
+//	containers/onshutdown/NNN-name/
+//	containers/services/name/
+//
+// Each rootfs/ lists its directories first, sorted, then the rest in layer
+// order. Everything is streamed: image layers go straight from the cache
+// into the cpio stream and the compressor, so memory stays bounded
+// whatever the images' size. Outputs are written atomically and are
+// reproducible byte for byte: entries come in a fixed order with one mtime.
 package initrd
 
 import (
