@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/mount"
 	"github.com/keel-os/keel/pkg/oci/bundle"
 	"github.com/keel-os/keel/pkg/supervisor"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/exeseal"
 	// nsenter's constructor runs before the Go runtime in "init" children
 	// and sets up the container's namespaces.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
@@ -33,6 +35,8 @@ const (
 	logDir         = "/var/log"
 	defaultPath    = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
+
+var initName = []byte("init\x00")
 
 // libcontainer starts each container by re-executing this binary as
 // "init ..." with its sync pipe in the environment; that child must become
@@ -77,6 +81,9 @@ func main() {
 	}()
 
 	if os.Getpid() == 1 {
+		// Started from a memfd, the kernel names PID 1 after the fd
+		// ("3"); give it its name back for ps and /proc/1/comm.
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&initName[0])), 0, 0, 0)
 		switchRoot(log)
 	}
 	log.Info("init started", "pid", os.Getpid())
@@ -90,6 +97,9 @@ func main() {
 	} else {
 		log.Info("mounted filesystems", "count", len(mounts.Targets()))
 	}
+	// libcontainer copies the binary for every container unless it is a
+	// sealed memfd (see reexecSealed).
+	log.Debug("init binary", "sealed", exeseal.IsSelfExeCloned())
 	if enabled, err := mount.EnableControllers("/sys/fs/cgroup"); err != nil {
 		log.Warn("cgroup controllers", "enabled", strings.Join(enabled, ","), "err", err)
 	} else {
@@ -148,8 +158,13 @@ func switchRoot(log *slog.Logger) {
 	}
 	start := time.Now()
 	log.Info("moving initramfs to tmpfs")
-	err = mount.SwitchRoot(newRootDir, exe, os.Args, os.Environ())
-	log.Error("switch root failed, staying on initramfs", "err", err, "after", time.Since(start).Round(time.Millisecond))
+	if err := mount.SwitchRoot(newRootDir); err != nil {
+		log.Error("switch root failed, staying on initramfs", "err", err, "after", time.Since(start).Round(time.Millisecond))
+		return
+	}
+	log.Info("moved initramfs to tmpfs", "duration", time.Since(start).Round(time.Millisecond))
+	err = reexecSealed(exe, os.Args, os.Environ())
+	log.Error("re-exec init failed, going on without it", "err", err)
 }
 
 // idle waits for signals for ever. A shutdown signal runs shutdown, which

@@ -84,15 +84,15 @@ func rootFSTypeFrom(s *bufio.Scanner) (string, error) {
 	return fstype, nil
 }
 
-// SwitchRoot moves the initramfs into a tmpfs mounted at newRoot, makes that
-// tmpfs the root and execs exe with argv and env from it. It returns only
-// on failure. It must run before anything else has been mounted or started:
-// other mounts are not carried over, and the exec replaces this process.
+// SwitchRoot moves the initramfs into a tmpfs mounted at newRoot and makes
+// that tmpfs the root of this process. It must run before anything else has
+// been mounted: other mounts are not carried over. The caller then
+// re-executes itself, so that nothing keeps the old root alive.
 //
 // The tmpfs may grow to all of RAM, as the initramfs itself could: files are
 // moved one at a time (copied, then the original deleted), so memory use
 // never exceeds the image size plus one file.
-func SwitchRoot(newRoot, exe string, argv, env []string) error {
+func SwitchRoot(newRoot string) error {
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return fmt.Errorf("switch root: create %s: %w", newRoot, err)
 	}
@@ -113,9 +113,6 @@ func SwitchRoot(newRoot, exe string, argv, env []string) error {
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("switch root: chdir /: %w", err)
-	}
-	if err := unix.Exec(exe, argv, env); err != nil {
-		return fmt.Errorf("switch root: exec %s: %w", exe, err)
 	}
 	return nil
 }

@@ -105,12 +105,16 @@ func (r *ContainerRunner) Run(ctx context.Context, id string, spec *specs.Spec, 
 	go copyOutput(&copies, stdout, outR)
 	go copyOutput(&copies, stderr, errR)
 
+	r.log().Debug("container created", "container", id)
 	exited, err := r.Reaper.Spawn(func() (int, error) {
 		if err := container.Run(process); err != nil {
 			return 0, err
 		}
 		return process.Pid()
 	})
+	if err == nil {
+		r.log().Debug("container started", "container", id)
+	}
 	// Our copies of the write ends must go, or the readers never see EOF.
 	outW.Close()
 	errW.Close()
