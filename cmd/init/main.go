@@ -91,6 +91,46 @@ func main() {
 		os.Setenv("PATH", defaultPath)
 	}
 
+	mounts := mountSystem(log)
+	if os.Getpid() == 1 {
+		// ctrl-alt-del then arrives as SIGINT instead of an instant reboot.
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+			log.Warn("disable ctrl-alt-del", "err", err)
+		}
+	}
+
+	ctx, stopOnboot := context.WithCancel(context.Background())
+	reaper := supervisor.NewReaper(log)
+	supervisor.Go(log, "reaper", true, func() { reaper.Run(context.Background(), sigchld) })
+
+	onboot := &supervisor.Onboot{
+		Runner:  &supervisor.ContainerRunner{Reaper: reaper, StateDir: containerState, Log: log},
+		Mounts:  mounts,
+		Console: console,
+		Log:     log,
+		LogDir:  logDir,
+	}
+	supervisor.Go(log, "onboot", false, func() {
+		bundles, err := bundle.List("/", bundle.Onboot)
+		if err != nil {
+			log.Error("onboot", "err", err)
+		}
+		onboot.RunAll(ctx, bundles)
+	})
+
+	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: mounts, Log: log}
+	idle(log, sigs, func(a supervisor.Action) {
+		stopOnboot()
+		if err := shutdown.Run(a); err != nil {
+			log.Error("shutdown failed, idling", "err", err)
+		}
+	})
+}
+
+// mountSystem mounts the system filesystems and delegates the cgroup
+// controllers. Failures are logged: a partly mounted system still boots
+// further than a stopped one.
+func mountSystem(log *slog.Logger) *mount.Table {
 	var mounts mount.Table
 	if err := mounts.System(); err != nil {
 		log.Error("mount filesystems", "err", err)
@@ -105,39 +145,7 @@ func main() {
 	} else {
 		log.Debug("cgroup controllers", "enabled", strings.Join(enabled, ","))
 	}
-	if os.Getpid() == 1 {
-		// ctrl-alt-del then arrives as SIGINT instead of an instant reboot.
-		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
-			log.Warn("disable ctrl-alt-del", "err", err)
-		}
-	}
-
-	ctx, stopOnboot := context.WithCancel(context.Background())
-	reaper := supervisor.NewReaper(log)
-	supervisor.Go(log, "reaper", true, func() { reaper.Run(context.Background(), sigchld) })
-
-	onboot := &supervisor.Onboot{
-		Runner:  &supervisor.ContainerRunner{Reaper: reaper, StateDir: containerState, Log: log},
-		Mounts:  &mounts,
-		Console: console,
-		Log:     log,
-		LogDir:  logDir,
-	}
-	supervisor.Go(log, "onboot", false, func() {
-		bundles, err := bundle.List("/", bundle.Onboot)
-		if err != nil {
-			log.Error("onboot", "err", err)
-		}
-		onboot.RunAll(ctx, bundles)
-	})
-
-	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: &mounts, Log: log}
-	idle(log, sigs, func(a supervisor.Action) {
-		stopOnboot()
-		if err := shutdown.Run(a); err != nil {
-			log.Error("shutdown failed, idling", "err", err)
-		}
-	})
+	return &mounts
 }
 
 // switchRoot moves an initramfs root into a tmpfs and re-executes init from
