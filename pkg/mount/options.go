@@ -22,6 +22,9 @@ type Options struct {
 // Bind reports whether the options ask for a bind mount.
 func (o Options) Bind() bool { return o.Flags&unix.MS_BIND != 0 }
 
+// IsBind reports whether m is a bind mount, by its type or its options.
+func IsBind(m specs.Mount) bool { return m.Type == "bind" || ParseOptions(m.Options).Bind() }
+
 var optionFlags = map[string]struct {
 	clear bool
 	flag  uintptr
@@ -93,6 +96,9 @@ func ParseOptions(opts []string) Options {
 // ignores on the first call.
 func (t *Table) MountSpec(m specs.Mount) error {
 	o := ParseOptions(m.Options)
+	if m.Type == "bind" {
+		o.Flags |= unix.MS_BIND
+	}
 	if err := mountPoint(m.Source, m.Destination, o.Bind()); err != nil {
 		return err
 	}

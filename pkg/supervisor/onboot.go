@@ -89,15 +89,26 @@ func (o *Onboot) run(ctx context.Context, b bundle.Bundle) (Exit, error) {
 	if err != nil {
 		return Exit{}, err
 	}
-	if err := o.prepareHost(rt); err != nil {
-		return Exit{}, err
-	}
-	rootfs := spec.Root.Path
-	if !filepath.IsAbs(rootfs) {
-		rootfs = filepath.Join(b.Path, rootfs)
+	rootfs := inBundle(b, spec.Root.Path)
+	// Directories first, while the rootfs is still writable; mounts after
+	// the rootfs bind mount, so that those inside it land on top of it
+	// and are seen by the container.
+	for _, dir := range rt.Mkdir {
+		if err := os.MkdirAll(inBundle(b, dir), 0o755); err != nil {
+			return Exit{}, fmt.Errorf("runtime.json mkdir: %w", err)
+		}
 	}
 	if err := o.Mounts.BindSelf(rootfs, spec.Root.Readonly); err != nil {
 		return Exit{}, fmt.Errorf("prepare rootfs: %w", err)
+	}
+	for _, m := range rt.Mounts {
+		if mount.IsBind(m) {
+			m.Source = inBundle(b, m.Source)
+		}
+		m.Destination = inBundle(b, m.Destination)
+		if err := o.Mounts.MountSpec(m); err != nil {
+			return Exit{}, fmt.Errorf("runtime.json mount: %w", err)
+		}
 	}
 
 	logFile, err := o.openLog(b)
@@ -113,21 +124,13 @@ func (o *Onboot) run(ctx context.Context, b bundle.Bundle) (Exit, error) {
 	return exit, err
 }
 
-// prepareHost does what runtime.json asks of the host before the container
-// is created: directories to make and mounts to make (e.g. a bind mount a
-// later service will share).
-func (o *Onboot) prepareHost(rt *bundle.Runtime) error {
-	for _, dir := range rt.Mkdir {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("runtime.json mkdir: %w", err)
-		}
+// inBundle resolves a path from config.json or runtime.json: relative
+// paths are relative to the bundle directory, as in LinuxKit.
+func inBundle(b bundle.Bundle, p string) string {
+	if filepath.IsAbs(p) {
+		return p
 	}
-	for _, m := range rt.Mounts {
-		if err := o.Mounts.MountSpec(m); err != nil {
-			return fmt.Errorf("runtime.json mount: %w", err)
-		}
-	}
-	return nil
+	return filepath.Join(b.Path, p)
 }
 
 func (o *Onboot) openLog(b bundle.Bundle) (*os.File, error) {

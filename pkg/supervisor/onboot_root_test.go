@@ -14,6 +14,7 @@ import (
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/mount"
 	"github.com/keel-os/keel/pkg/oci/bundle"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // syncBuffer is a bytes.Buffer safe for the console's concurrent writers.
@@ -57,6 +58,26 @@ func TestOnbootRunsInOrderAndLogs(t *testing.T) {
 	writeBundle(t, root, 1, "fail", "/bin/sh", "-c", "echo about to fail; exit 3")
 	writeBundle(t, root, 2, "missing", "/bin/does-not-exist")
 	writeBundle(t, root, 3, "last", "/bin/sh", "-c", "printf 'no newline'")
+	// runtime.json, with paths relative to the bundle: a directory to make
+	// and a read-only bind mount into the rootfs.
+	writeBundle(t, root, 4, "runtime", "/bin/sh", "-c", "cat /etc/marker; ls /etc; touch /etc/x || echo read-only")
+	runtimeBundle := filepath.Join(root, bundle.OnbootDir, "004-runtime")
+	if err := os.MkdirAll(filepath.Join(runtimeBundle, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(runtimeBundle, "data/marker"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := bundle.MarshalRuntime(&bundle.Runtime{
+		Mkdir:  []string{"data/made"},
+		Mounts: []specs.Mount{{Source: "data", Destination: "rootfs/etc", Type: "bind", Options: []string{"rbind", "ro"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(runtimeBundle, bundle.RuntimeFile), rt, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	bundles, err := bundle.List(root, bundle.Onboot)
 	if err != nil {
 		t.Fatal(err)
@@ -79,10 +100,10 @@ func TestOnbootRunsInOrderAndLogs(t *testing.T) {
 		LogDir:  logDir,
 	}
 	results := o.RunAll(context.Background(), bundles)
-	if len(results) != 4 {
-		t.Fatalf("%d results, want 4", len(results))
+	if len(results) != 5 {
+		t.Fatalf("%d results, want 5", len(results))
 	}
-	if results[0].Failed() || !results[1].Failed() || !results[2].Failed() || results[3].Failed() {
+	if results[0].Failed() || !results[1].Failed() || !results[2].Failed() || results[3].Failed() || results[4].Failed() {
 		t.Errorf("failures wrong: %+v", results)
 	}
 
@@ -95,7 +116,11 @@ func TestOnbootRunsInOrderAndLogs(t *testing.T) {
 		stamp + `keel: onboot 002-missing (failed err=.*|exit=\d+ duration=\d+ms)$`,
 		stamp + `003-last: no newline$`,
 		stamp + `keel: onboot 003-last exit=0 duration=\d+ms$`,
-		stamp + `keel: onboot done count=4 failed=2$`,
+		stamp + `004-runtime: from the host$`,
+		stamp + `004-runtime: made$`,
+		stamp + `004-runtime: marker$`,
+		stamp + `keel: onboot 004-runtime exit=0 duration=\d+ms$`,
+		stamp + `keel: onboot done count=5 failed=2$`,
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	i := 0
@@ -110,6 +135,9 @@ func TestOnbootRunsInOrderAndLogs(t *testing.T) {
 	// stdout and stderr are two pipes: their relative order is not kept.
 	if !regexp.MustCompile(`(?m)^` + stamp + `000-hello: on stderr$`).MatchString(out.String()) {
 		t.Errorf("console lacks the stderr line; got:\n%s", out.String())
+	}
+	if !regexp.MustCompile(`(?m)^` + stamp + `004-runtime: read-only$`).MatchString(out.String()) {
+		t.Errorf("runtime.json's ro bind mount was writable; got:\n%s", out.String())
 	}
 
 	log, err := os.ReadFile(filepath.Join(logDir, "onboot.000-hello.log"))
