@@ -25,6 +25,7 @@ func buildCommand(args []string) error {
 	name := fs.String("name", "", "name of the outputs (default: FILE without .yml)")
 	dir := fs.String("dir", ".", "output directory")
 	quiet := fs.Bool("q", false, "print nothing but errors")
+	pull := fs.Bool("pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,7 +43,14 @@ func buildCommand(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return build(ctx, file, initrd.Outputs{Dir: *dir, Name: *name}, progress)
+	return build(ctx, file, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull})
+}
+
+// buildOptions are the flags of keel build that are not about outputs.
+type buildOptions struct {
+	progress io.Writer
+	// pull fetches every image from its registry even when cached.
+	pull bool
 }
 
 // outputName is the default name of a YAML file's outputs: its base name
@@ -77,7 +85,11 @@ func validateCommand(args []string) error {
 
 // build runs the pipeline: parse and validate, resolve every image, make
 // each bundle's runtime spec, then write the outputs.
-func build(ctx context.Context, file string, out initrd.Outputs, progress io.Writer) error {
+func build(ctx context.Context, file string, out initrd.Outputs, opts buildOptions) error {
+	progress := opts.progress
+	if progress == nil {
+		progress = io.Discard
+	}
 	cfg, err := config.Load(file)
 	if err != nil {
 		return err
@@ -90,7 +102,7 @@ func build(ctx context.Context, file string, out initrd.Outputs, progress io.Wri
 	if err != nil {
 		return err
 	}
-	r := &images{resolver: &oci.Resolver{Cache: cache, Progress: progress}, progress: progress}
+	r := &images{resolver: &oci.Resolver{Cache: cache, Progress: progress}, progress: progress, pull: opts.pull}
 	if err := r.resolveAll(ctx, cfg); err != nil {
 		return err
 	}
@@ -143,6 +155,7 @@ const pullConcurrency = 4
 type images struct {
 	resolver *oci.Resolver
 	progress io.Writer
+	pull     bool
 	mu       sync.Mutex
 	seen     map[string]initrd.Image
 }
@@ -204,6 +217,11 @@ func (r *images) get(ctx context.Context, ref string, pos config.Pos) (initrd.Im
 }
 
 func (r *images) resolve(ctx context.Context, ref string, pos config.Pos) (initrd.Image, error) {
+	if r.pull {
+		if err := r.resolver.Pull(ctx, ref); err != nil {
+			return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
+		}
+	}
 	img, err := r.resolver.Image(ctx, ref)
 	if err != nil {
 		return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)

@@ -218,7 +218,7 @@ func TestBuildEndToEnd(t *testing.T) {
 	}
 	out1 := initrd.Outputs{Dir: filepath.Join(dir, "out1"), Name: "demo"}
 	var progress bytes.Buffer
-	if err := build(context.Background(), yml, out1, &progress); err != nil {
+	if err := build(context.Background(), yml, out1, buildOptions{progress: &progress}); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(progress.String(), "pull "); n != 3 {
@@ -290,11 +290,20 @@ func TestBuildEndToEnd(t *testing.T) {
 		t.Error(err)
 	}
 
+	// -pull fetches again even though everything is cached.
+	progress.Reset()
+	if err := build(context.Background(), yml, initrd.Outputs{Dir: filepath.Join(dir, "pulled"), Name: "demo"}, buildOptions{progress: &progress, pull: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(progress.String(), "pull "); n != 3 {
+		t.Errorf("-pull: %d pulls, want 3:\n%s", n, progress.String())
+	}
+
 	// A second build works offline, from the cache, and writes the same bytes.
 	srv.Close()
 	out2 := initrd.Outputs{Dir: filepath.Join(dir, "out2"), Name: "demo"}
 	progress.Reset()
-	if err := build(context.Background(), yml, out2, &progress); err != nil {
+	if err := build(context.Background(), yml, out2, buildOptions{progress: &progress}); err != nil {
 		t.Fatalf("second build, offline: %v", err)
 	}
 	if strings.Contains(progress.String(), "pull ") {
