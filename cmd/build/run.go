@@ -87,9 +87,14 @@ func runCommand(args []string) error {
 	cmd.Stdin = os.Stdin
 	cmd.Stdout = multiWriter{os.Stdout, watch}
 	cmd.Stderr = os.Stderr
+	// QEMU must not outlive keel run, however keel run ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// On a terminal QEMU puts the tty in raw mode and ctrl-c reaches the
-	// guest; from a script, an interrupt should stop QEMU.
+	// guest as a key; from a script, the interrupt reaches QEMU itself,
+	// which stops. Either way keel run waits for QEMU and does not die first.
 	signal.Ignore(syscall.SIGINT)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGHUP)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("run: start qemu: %w", err)
 	}
@@ -97,6 +102,10 @@ func runCommand(args []string) error {
 	go func() { exited <- cmd.Wait() }()
 
 	select {
+	case sig := <-stop:
+		cmd.Process.Signal(sig)
+		<-exited
+		return fmt.Errorf("run: stopped by %v", sig)
 	case err = <-exited:
 	case ending := <-watch.Stuck:
 		// Give the console a moment to print the rest of a panic.

@@ -27,7 +27,7 @@ onboot:
     command: ["/bin/sh", "-c", "echo third ran after a failure"]
   - name: poweroff
     image: {{.Busybox}}
-    command: ["/bin/poweroff"]
+    command: ["/sbin/poweroff"]
     pid: host
     capabilities: [all]
 `
