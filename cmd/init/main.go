@@ -1,4 +1,4 @@
-// Command init is keel's PID 1. It moves the initramfs into a tmpfs, mounts
+// Command init is keel's PID 1. It moves off the initramfs root, mounts
 // the system filesystems, runs the onboot containers in order, then waits
 // for a signal to reboot, halt or power off. It must never exit: PID 1
 // exiting panics the kernel.
@@ -28,7 +28,8 @@ import (
 )
 
 const (
-	// newRootDir is where the tmpfs that replaces the initramfs is built.
+	// newRootDir is where the mount that replaces the initramfs as / is
+	// made.
 	newRootDir = "/.keel-root"
 	// containerState is libcontainer's state directory.
 	containerState = "/run/keel/containers"
@@ -148,8 +149,8 @@ func mountSystem(log *slog.Logger) *mount.Table {
 	return &mounts
 }
 
-// switchRoot moves an initramfs root into a tmpfs and re-executes init from
-// there; when it works it does not return. On failure boot goes on from the
+// switchRoot puts a new mount on / when / is the initramfs and re-executes
+// init from there; when it works it does not return. On failure boot goes on from the
 // initramfs, where containers cannot pivot_root but everything else works.
 func switchRoot(log *slog.Logger) {
 	initramfs, err := mount.IsInitramfs()
@@ -164,13 +165,15 @@ func switchRoot(log *slog.Logger) {
 	if filepath.IsAbs(os.Args[0]) {
 		exe = os.Args[0]
 	}
+	// KEEL_ROOT=tmpfs on the kernel command line copies the image into a
+	// tmpfs instead of binding it: slower, but an ordinary, limitable tmpfs.
+	copyRoot := os.Getenv("KEEL_ROOT") == "tmpfs"
 	start := time.Now()
-	log.Info("moving initramfs to tmpfs")
-	if err := mount.SwitchRoot(newRootDir); err != nil {
+	if err := mount.SwitchRoot(newRootDir, copyRoot); err != nil {
 		log.Error("switch root failed, staying on initramfs", "err", err, "after", time.Since(start).Round(time.Millisecond))
 		return
 	}
-	log.Info("moved initramfs to tmpfs", "duration", time.Since(start).Round(time.Millisecond))
+	log.Info("switched root off initramfs", "copy", copyRoot, "duration", time.Since(start).Round(time.Millisecond))
 	err = reexecSealed(exe, os.Args, os.Environ())
 	log.Error("re-exec init failed, going on without it", "err", err)
 }
