@@ -44,9 +44,13 @@ demo: demo-build
 	@if [ -t 0 ] && [ -t 1 ]; then $(KEEL) run $(OUT)/demo; \
 	else $(KEEL) run -append keel.oneshot $(OUT)/demo; fi
 
-# Unit tests, and root tests (they skip with a message when not root).
-test-go: deps
-	$(GO) test -race -count=1 ./...
+KEEL_CACHE ?= $(HOME)/.cache/keel
+export KEEL_CACHE
+
+# Unit tests, and root tests (they skip with a message when not root). The
+# root tests run generated bundles under the runc that `make images` built.
+test-go: images
+	KEEL_RUNC=$(KEEL_CACHE)/tools/runc-$(RUNC_VERSION)/runc $(GO) test -race -count=1 ./...
 
 # Boot tests: real images under QEMU.
 test-boot: images

@@ -77,7 +77,7 @@ func main() {
 		// The last resort: log and stay alive rather than panic the kernel.
 		if r := recover(); r != nil {
 			log.Error("init panicked, idling", "err", r)
-			idle(log, sigs, nil)
+			idle(log, sigs, nil, nil)
 		}
 	}()
 
@@ -111,16 +111,23 @@ func main() {
 		Log:     log,
 		LogDir:  logDir,
 	}
+	// Asked for by PID 1 itself rather than by a signal.
+	requests := make(chan supervisor.Action, 1)
+	oneshot := kernelParam("keel.oneshot")
 	supervisor.Go(log, "onboot", false, func() {
 		bundles, err := bundle.List("/", bundle.Onboot)
 		if err != nil {
 			log.Error("onboot", "err", err)
 		}
 		onboot.RunAll(ctx, bundles)
+		if oneshot {
+			log.Info("oneshot: onboot done, powering off")
+			requests <- supervisor.PowerOff
+		}
 	})
 
 	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: mounts, Log: log}
-	idle(log, sigs, func(a supervisor.Action) {
+	idle(log, sigs, requests, func(a supervisor.Action) {
 		stopOnboot()
 		if err := shutdown.Run(a); err != nil {
 			log.Error("shutdown failed, idling", "err", err)
@@ -180,14 +187,36 @@ func switchRoot(log *slog.Logger) {
 
 // idle waits for signals for ever. A shutdown signal runs shutdown, which
 // normally ends the machine; if it returns, PID 1 keeps waiting.
-func idle(log *slog.Logger, sigs <-chan os.Signal, shutdown func(supervisor.Action)) {
-	for sig := range sigs {
-		a, ok := supervisor.ActionFor(sig)
-		if !ok || shutdown == nil {
-			log.Info("signal ignored", "signal", unix.SignalName(sig.(unix.Signal)))
-			continue
+func idle(log *slog.Logger, sigs <-chan os.Signal, requests <-chan supervisor.Action, shutdown func(supervisor.Action)) {
+	for {
+		select {
+		case a := <-requests:
+			if shutdown != nil {
+				shutdown(a)
+			}
+		case sig := <-sigs:
+			a, ok := supervisor.ActionFor(sig)
+			if !ok || shutdown == nil {
+				log.Info("signal ignored", "signal", unix.SignalName(sig.(unix.Signal)))
+				continue
+			}
+			shutdown(a)
 		}
-		shutdown(a)
 	}
-	select {} // unreachable: sigs is never closed
+}
+
+// kernelParam reports whether the bare word name is on the kernel command
+// line. Words with a dot are module parameters to the kernel, which keeps
+// them from init's argv and environment, so /proc/cmdline is read.
+func kernelParam(name string) bool {
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return false
+	}
+	for _, w := range strings.Fields(string(b)) {
+		if w == name || w == name+"=1" {
+			return true
+		}
+	}
+	return false
 }
