@@ -36,7 +36,9 @@ var (
 	versions map[string]string
 	// registryHost serves the base images for the whole run.
 	registryHost string
-	accel        string
+	// accel is chosen once, by a probe boot of the first kernel built.
+	accel     string
+	accelOnce sync.Once
 )
 
 func mustAbs(p string) string {
@@ -78,9 +80,7 @@ func setupAndRun(m *testing.M) int {
 	if err := pushBaseImages(registryHost); err != nil {
 		log.Fatal(err)
 	}
-	var why string
-	accel, why = qemu.Detect(context.Background(), "")
-	fmt.Printf("boot tests: registry %s, accel %s (%s)\n", registryHost, accel, why)
+	fmt.Printf("boot tests: registry %s\n", registryHost)
 	return m.Run()
 }
 
@@ -189,6 +189,11 @@ func boot(t *testing.T, prefix string, tweak func(*qemu.Machine)) *VM {
 	if err != nil {
 		t.Fatal(err)
 	}
+	accelOnce.Do(func() {
+		var why string
+		accel, why = qemu.Detect(context.Background(), prefix+"-kernel")
+		fmt.Printf("boot tests: accel %s (%s)\n", accel, why)
+	})
 	dir := t.TempDir()
 	m := &qemu.Machine{
 		Kernel: prefix + "-kernel", Initrd: prefix + "-initrd.img",
