@@ -124,7 +124,29 @@ type Runtime struct {
 	BindNS     Namespaces    `json:"bindNS,omitempty"`
 	// Namespace is the containerd namespace of a service.
 	Namespace string `json:"namespace,omitempty"`
+
+	// keel's extensions, from the image's YAML (absent from LinuxKit's).
+
+	// Restart is a service's restart policy: RestartAlways,
+	// RestartOnFailure (the default for services) or RestartNever.
+	Restart string `json:"restart,omitempty"`
+	// StopGracePeriod is how long a service has between SIGTERM and
+	// SIGKILL at shutdown, as a Go duration ("10s"); empty is the default.
+	StopGracePeriod string `json:"stopGracePeriod,omitempty"`
+	// OnFailure says what a failing onboot or onshutdown does:
+	// OnFailureContinue (the default) or OnFailureHalt.
+	OnFailure string `json:"onFailure,omitempty"`
 }
+
+// Values of Runtime.Restart and Runtime.OnFailure.
+const (
+	RestartAlways    = "always"
+	RestartOnFailure = "on-failure"
+	RestartNever     = "never"
+
+	OnFailureContinue = "continue"
+	OnFailureHalt     = "halt"
+)
 
 // Interface is a network interface to create or move into the container.
 type Interface struct {
