@@ -7,11 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/klauspost/pgzip"
 )
 
 // gzipBlockSize is the unit of parallel compression; changing it changes
@@ -88,29 +86,6 @@ func Write(o Outputs, b Build) error {
 		_, err := io.WriteString(w, b.Cmdline+"\n")
 		return err
 	})
-}
-
-// compress gzips what fill writes into w. Compression is most of a build's
-// time, so blocks are compressed on every core. The output depends only on
-// the block size (not on the number of cores), and the header has no name
-// and no time, so equal inputs give equal bytes. The result is one ordinary
-// gzip member, which the kernel unpacks like any other.
-func compress(w io.Writer, fill func(io.Writer) error) error {
-	zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
-	if err != nil {
-		return fmt.Errorf("gzip: %w", err)
-	}
-	if err := zw.SetConcurrency(gzipBlockSize, runtime.GOMAXPROCS(0)); err != nil {
-		return fmt.Errorf("gzip: %w", err)
-	}
-	if err := fill(zw); err != nil {
-		zw.Close()
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("gzip: %w", err)
-	}
-	return nil
 }
 
 // splitKernel copies the kernel image's /kernel to kernel and its
