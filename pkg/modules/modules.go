@@ -1,0 +1,357 @@
+// Package modules loads kernel modules in keel's PID 1: the drivers for the
+// devices present (modalias coldplug) and the modules asked for by name,
+// each after its dependencies, with finit_module. There is no modprobe,
+// depmod or modules.dep in the image: what a module needs and what devices
+// it drives are read from its own .modinfo (see pkg/kmod).
+//
+// It uses only the standard library and golang.org/x/sys.
+package modules
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/keel-os/keel/pkg/kmod"
+	"golang.org/x/sys/unix"
+)
+
+// Loader loads the modules of one module tree, /lib/modules/<release>.
+type Loader struct {
+	dir  string
+	tree *kmod.Tree
+	log  *slog.Logger
+	// patterns are every module's aliases, for modalias matching.
+	patterns []alias
+
+	// The system calls, replaced in tests.
+	finit    func(path string) error
+	isLoaded func(name string) bool
+
+	// state remembers what was tried: a module that failed once is not
+	// tried again, nor is anything that needs it.
+	state map[string]error
+}
+
+type alias struct{ pattern, module string }
+
+// Release is the running kernel's release (uname -r).
+func Release() (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", fmt.Errorf("uname: %w", err)
+	}
+	return unix.ByteSliceToString(u.Release[:]), nil
+}
+
+// Open reads the module tree at dir (normally /lib/modules/<release>).
+// log may be nil.
+func Open(dir string, log *slog.Logger) (*Loader, error) {
+	tree, err := kmod.LoadTree(os.DirFS(dir))
+	if err != nil {
+		return nil, fmt.Errorf("modules in %s: %w", dir, err)
+	}
+	l := New(tree, log)
+	l.dir = dir
+	l.finit = finitModule
+	return l, nil
+}
+
+// New makes a loader for tree. Until Open sets them, loading a module is an
+// error and nothing counts as loaded; tests replace both.
+func New(tree *kmod.Tree, log *slog.Logger) *Loader {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &Loader{
+		tree:     tree,
+		log:      log,
+		finit:    func(string) error { return errors.ErrUnsupported },
+		isLoaded: loadedInSysfs,
+		state:    map[string]error{},
+	}
+	for _, m := range tree.Modules() {
+		for _, a := range m.Info.Aliases {
+			l.patterns = append(l.patterns, alias{a, m.Name})
+		}
+	}
+	return l
+}
+
+// Result is what one Load or Coldplug did.
+type Result struct {
+	Loaded  []string         // modules loaded now, in load order
+	Failed  map[string]error // modules that failed, with why
+	Unknown []string         // names asked for that the tree does not have
+	Took    time.Duration
+}
+
+func (r *Result) fail(name string, err error) {
+	if r.Failed == nil {
+		r.Failed = map[string]error{}
+	}
+	r.Failed[name] = err
+}
+
+// Load loads the named modules (or literal aliases) and their
+// dependencies, dependencies first. A module that fails is logged and the
+// rest go on; what depends on it is not tried.
+func (l *Loader) Load(names ...string) Result {
+	start := time.Now()
+	var r Result
+	for _, n := range names {
+		l.loadOne(n, &r)
+	}
+	r.Took = time.Since(start)
+	return r
+}
+
+func (l *Loader) loadOne(name string, r *Result) {
+	mods, err := l.tree.Closure(name)
+	if err != nil {
+		if errors.Is(err, kmod.ErrUnknownModule) {
+			r.Unknown = append(r.Unknown, name)
+			return
+		}
+		r.fail(name, err)
+		return
+	}
+	for _, m := range mods {
+		if err, tried := l.state[m.Name]; tried {
+			if err != nil {
+				// A dependency failed: so does everything above it.
+				r.fail(name, fmt.Errorf("needs %s: %w", m.Name, err))
+				return
+			}
+			continue
+		}
+		if l.isLoaded(m.Name) {
+			l.state[m.Name] = nil
+			continue
+		}
+		err := l.finit(filepath.Join(l.dir, m.Path))
+		if errors.Is(err, unix.EEXIST) {
+			err = nil
+		}
+		l.state[m.Name] = err
+		if err != nil {
+			l.log.Warn("module failed", "module", m.Name, "err", err)
+			r.fail(m.Name, err)
+			if m.Name != kmod.NormalizeName(name) {
+				r.fail(name, fmt.Errorf("needs %s: %w", m.Name, err))
+			}
+			return
+		}
+		l.log.Debug("module loaded", "module", m.Name)
+		r.Loaded = append(r.Loaded, m.Name)
+	}
+}
+
+// maxColdplugRounds bounds the rescans: loading a bus driver (virtio_pci)
+// makes new devices (virtio0) that want drivers of their own.
+const maxColdplugRounds = 8
+
+// Coldplug loads the drivers for the devices under sysDevices (normally
+// /sys/devices): every modalias file is matched against the modules'
+// aliases. Drivers create devices of their own, so it scans again after
+// loading until a scan finds nothing new.
+func (l *Loader) Coldplug(sysDevices string) (Result, error) {
+	start := time.Now()
+	var r Result
+	seen := map[string]bool{}
+	for round := 0; round < maxColdplugRounds; round++ {
+		aliases, err := Modaliases(sysDevices)
+		if err != nil {
+			r.Took = time.Since(start)
+			return r, err
+		}
+		var want []string
+		for _, a := range aliases {
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+			for _, m := range l.Match(a) {
+				if _, tried := l.state[m]; !tried {
+					want = append(want, m)
+				}
+			}
+		}
+		if len(want) == 0 {
+			break
+		}
+		sort.Strings(want)
+		for _, m := range uniq(want) {
+			l.loadOne(m, &r)
+		}
+	}
+	r.Took = time.Since(start)
+	return r, nil
+}
+
+func uniq(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Match returns the modules with an alias matching modalias, sorted.
+func (l *Loader) Match(modalias string) []string {
+	var out []string
+	for _, a := range l.patterns {
+		if Glob(a.pattern, modalias) {
+			out = append(out, a.module)
+		}
+	}
+	sort.Strings(out)
+	return uniq(out)
+}
+
+// Modaliases returns the contents of every modalias file under root,
+// sorted and without duplicates. Symlinks are not followed (sysfs is full
+// of them, and every device is reachable under /sys/devices without them).
+func Modaliases(root string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			// A device may vanish mid-walk, and some files cannot be read.
+			if p == root {
+				return err
+			}
+			return nil
+		}
+		if d.IsDir() || d.Name() != "modalias" {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		if s := strings.TrimSpace(string(b)); s != "" {
+			out = append(out, s)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan %s for modaliases: %w", root, err)
+	}
+	sort.Strings(out)
+	return uniq(out), nil
+}
+
+// Glob matches s against a module alias pattern the way modprobe does
+// (fnmatch without flags): '*' matches any run of characters, '?' any one,
+// and "[...]" a set or range ("[!...]" or "[^...]" negated). Anything
+// else, '/' included, matches itself.
+func Glob(pattern, s string) bool {
+	// Iterative with one backtrack point: the last '*' seen.
+	px, sx := 0, 0
+	starP, starS := -1, 0
+	for sx < len(s) {
+		if px < len(pattern) {
+			switch c := pattern[px]; c {
+			case '*':
+				starP, starS = px, sx
+				px++
+				continue
+			case '?':
+				px++
+				sx++
+				continue
+			case '[':
+				if n, ok := matchClass(pattern[px:], s[sx]); n > 0 {
+					if ok {
+						px += n
+						sx++
+						continue
+					}
+				} else if s[sx] == '[' {
+					// An unclosed '[' is a literal.
+					px++
+					sx++
+					continue
+				}
+			default:
+				if c == s[sx] {
+					px++
+					sx++
+					continue
+				}
+			}
+		}
+		if starP < 0 {
+			return false
+		}
+		starS++
+		px, sx = starP+1, starS
+	}
+	for px < len(pattern) && pattern[px] == '*' {
+		px++
+	}
+	return px == len(pattern)
+}
+
+// matchClass matches c against the bracket expression at the start of p.
+// It returns the expression's length (0 if it is not closed) and whether c
+// is in it.
+func matchClass(p string, c byte) (int, bool) {
+	i := 1
+	negate := false
+	if i < len(p) && (p[i] == '!' || p[i] == '^') {
+		negate = true
+		i++
+	}
+	in := false
+	first := true
+	for ; i < len(p); i++ {
+		if p[i] == ']' && !first {
+			return i + 1, in != negate
+		}
+		first = false
+		lo := p[i]
+		if i+2 < len(p) && p[i+1] == '-' && p[i+2] != ']' {
+			if lo <= c && c <= p[i+2] {
+				in = true
+			}
+			i += 2
+			continue
+		}
+		if lo == c {
+			in = true
+		}
+	}
+	return 0, false
+}
+
+// finitModule loads the module file at path. A module's own parameters are
+// not set: the lean set needs none.
+func finitModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		err = unix.FinitModule(int(f.Fd()), "", 0)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// loadedInSysfs reports whether the kernel has a module called name loaded
+// (or built in, when it has parameters): /sys/module/<name> exists.
+func loadedInSysfs(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/module", name))
+	return err == nil
+}
