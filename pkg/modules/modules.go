@@ -50,17 +50,48 @@ func Release() (string, error) {
 	return unix.ByteSliceToString(u.Release[:]), nil
 }
 
-// Open reads the module tree at dir (normally /lib/modules/<release>).
-// log may be nil.
-func Open(dir string, log *slog.Logger) (*Loader, error) {
-	tree, err := kmod.LoadTree(os.DirFS(dir))
+// Open finds the modules of the running kernel under root (normally "/"):
+// from the module index the build wrote (kmod.IndexPath) when it has this
+// release, else by reading every module's .modinfo under
+// /lib/modules/<release>. It returns the source it used ("index" or
+// "tree") for the log. log may be nil.
+func Open(root string, log *slog.Logger) (*Loader, string, error) {
+	release, err := Release()
 	if err != nil {
-		return nil, fmt.Errorf("modules in %s: %w", dir, err)
+		return nil, "", err
+	}
+	return OpenRelease(root, release, log)
+}
+
+// OpenRelease is Open for a given kernel release.
+func OpenRelease(root, release string, log *slog.Logger) (*Loader, string, error) {
+	dir := filepath.Join(root, "lib/modules", release)
+	tree, source, err := readTree(root, dir, release)
+	if err != nil {
+		return nil, "", err
 	}
 	l := New(tree, log)
 	l.dir = dir
 	l.finit = finitModule
-	return l, nil
+	return l, source, nil
+}
+
+func readTree(root, dir, release string) (*kmod.Tree, string, error) {
+	if f, err := os.Open(filepath.Join(root, kmod.IndexPath)); err == nil {
+		ix, err := kmod.ReadIndex(f)
+		f.Close()
+		if err != nil {
+			return nil, "", err
+		}
+		if k, ok := ix.Kernel(release); ok {
+			return k.Tree(), "index", nil
+		}
+	}
+	tree, err := kmod.LoadTree(os.DirFS(dir))
+	if err != nil {
+		return nil, "", fmt.Errorf("modules in %s: %w", dir, err)
+	}
+	return tree, "tree", nil
 }
 
 // New makes a loader for tree. Until Open sets them, loading a module is an
@@ -209,7 +240,7 @@ func uniq(s []string) []string {
 func (l *Loader) Match(modalias string) []string {
 	var out []string
 	for _, a := range l.patterns {
-		if Glob(a.pattern, modalias) {
+		if kmod.MatchAlias(a.pattern, modalias) {
 			out = append(out, a.module)
 		}
 	}
@@ -247,90 +278,6 @@ func Modaliases(root string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return uniq(out), nil
-}
-
-// Glob matches s against a module alias pattern the way modprobe does
-// (fnmatch without flags): '*' matches any run of characters, '?' any one,
-// and "[...]" a set or range ("[!...]" or "[^...]" negated). Anything
-// else, '/' included, matches itself.
-func Glob(pattern, s string) bool {
-	// Iterative with one backtrack point: the last '*' seen.
-	px, sx := 0, 0
-	starP, starS := -1, 0
-	for sx < len(s) {
-		if px < len(pattern) {
-			switch c := pattern[px]; c {
-			case '*':
-				starP, starS = px, sx
-				px++
-				continue
-			case '?':
-				px++
-				sx++
-				continue
-			case '[':
-				if n, ok := matchClass(pattern[px:], s[sx]); n > 0 {
-					if ok {
-						px += n
-						sx++
-						continue
-					}
-				} else if s[sx] == '[' {
-					// An unclosed '[' is a literal.
-					px++
-					sx++
-					continue
-				}
-			default:
-				if c == s[sx] {
-					px++
-					sx++
-					continue
-				}
-			}
-		}
-		if starP < 0 {
-			return false
-		}
-		starS++
-		px, sx = starP+1, starS
-	}
-	for px < len(pattern) && pattern[px] == '*' {
-		px++
-	}
-	return px == len(pattern)
-}
-
-// matchClass matches c against the bracket expression at the start of p.
-// It returns the expression's length (0 if it is not closed) and whether c
-// is in it.
-func matchClass(p string, c byte) (int, bool) {
-	i := 1
-	negate := false
-	if i < len(p) && (p[i] == '!' || p[i] == '^') {
-		negate = true
-		i++
-	}
-	in := false
-	first := true
-	for ; i < len(p); i++ {
-		if p[i] == ']' && !first {
-			return i + 1, in != negate
-		}
-		first = false
-		lo := p[i]
-		if i+2 < len(p) && p[i+1] == '-' && p[i+2] != ']' {
-			if lo <= c && c <= p[i+2] {
-				in = true
-			}
-			i += 2
-			continue
-		}
-		if lo == c {
-			in = true
-		}
-	}
-	return 0, false
 }
 
 // finitModule loads the module file at path. A module's own parameters are

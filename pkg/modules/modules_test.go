@@ -11,7 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestGlob(t *testing.T) {
+// The modalias patterns coldplug relies on, as modprobe matches them.
+func TestMatchAliasCases(t *testing.T) {
 	for _, tc := range []struct {
 		pattern, s string
 		want       bool
@@ -36,8 +37,8 @@ func TestGlob(t *testing.T) {
 		{"*", "", true},
 		{"abc", "abcd", false},
 	} {
-		if got := Glob(tc.pattern, tc.s); got != tc.want {
-			t.Errorf("Glob(%q, %q) = %v, want %v", tc.pattern, tc.s, got, tc.want)
+		if got := kmod.MatchAlias(tc.pattern, tc.s); got != tc.want {
+			t.Errorf("MatchAlias(%q, %q) = %v, want %v", tc.pattern, tc.s, got, tc.want)
 		}
 	}
 }
@@ -199,8 +200,15 @@ func TestRealTree(t *testing.T) {
 	if dir == "" {
 		t.Skip("KMOD_TEST_TREE not set")
 	}
-	l, err := Open(dir, nil)
-	if err != nil {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "lib/modules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir, filepath.Join(root, "lib/modules/test")); err != nil {
+		t.Fatal(err)
+	}
+	l, source, err := OpenRelease(root, "test", nil)
+	if err != nil || source != "tree" {
 		t.Fatal(err)
 	}
 	for alias, want := range map[string]string{
