@@ -68,7 +68,7 @@ func (t *Table) UnmountAll(u Unmounter) error {
 		switch {
 		case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
 			// Unmounted, or already gone (e.g. under a parent that went).
-		case errors.Is(err, unix.EBUSY):
+		case isBusy(err):
 			if rerr := u.RemountReadOnly(target); rerr != nil {
 				errs = append(errs, fmt.Errorf("unmount %s: %w; remount read-only: %w", target, err, rerr))
 			}
@@ -89,3 +89,5 @@ func (Syscalls) Unmount(target string) error { return unix.Unmount(target, 0) }
 func (Syscalls) RemountReadOnly(target string) error {
 	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
 }
+
+func isBusy(err error) bool { return errors.Is(err, unix.EBUSY) }
