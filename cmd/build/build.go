@@ -26,6 +26,7 @@ func buildCommand(args []string) error {
 	dir := fs.String("dir", ".", "output directory")
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	pull := fs.Bool("pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
+	output := addOutputFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func buildCommand(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return build(ctx, file, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull})
+	return build(ctx, file, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output})
 }
 
 // buildOptions are the flags of keel build that are not about outputs.
@@ -51,6 +52,9 @@ type buildOptions struct {
 	progress io.Writer
 	// pull fetches every image from its registry even when cached.
 	pull bool
+	// output holds the formats and compression; nil means the defaults
+	// and no segment cache.
+	output *outputOptions
 }
 
 // outputName is the default name of a YAML file's outputs: its base name
@@ -138,13 +142,13 @@ func build(ctx context.Context, file string, out initrd.Outputs, opts buildOptio
 	}
 	c.Files = cfg.Files
 
-	err = initrd.Write(out, initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime})
-	if err != nil {
+	var stats initrd.SegmentStats
+	b := initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime, Stats: &stats}
+	opts.output.apply(&out, &b)
+	if err := initrd.Write(out, b); err != nil {
 		return fmt.Errorf("build %s: %w", file, err)
 	}
-	for _, p := range []string{out.Kernel(), out.Initrd(), out.Cmdline()} {
-		fmt.Fprintf(progress, "wrote %s\n", p)
-	}
+	reportOutputs(progress, out, stats)
 	return nil
 }
 

@@ -187,15 +187,32 @@ func cpioListing(t *testing.T, initrdPath string) (names []string, root string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(dir string, args ...string) string {
-		cmd := exec.Command("cpio", args...)
-		cmd.Dir, cmd.Stdin = dir, bytes.NewReader(raw)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("cpio %v: %v\n%s", args, err, errb.String())
+	// The initrd is several cpio archives one after the other (one per
+	// segment); GNU cpio stops at the first trailer, so each is given to it
+	// on its own.
+	var archives [][]byte
+	for len(raw) > 0 {
+		i := bytes.Index(raw, []byte("TRAILER!!!\x00"))
+		if i < 110 {
+			t.Fatalf("initrd: no cpio trailer in the last %d bytes", len(raw))
 		}
-		return out.String()
+		end := i + 11 + (4-(i+11)%4)%4
+		archives = append(archives, raw[:end])
+		raw = bytes.TrimLeft(raw[end:], "\x00")
+	}
+	run := func(dir string, args ...string) string {
+		var all strings.Builder
+		for _, a := range archives {
+			cmd := exec.Command("cpio", args...)
+			cmd.Dir, cmd.Stdin = dir, bytes.NewReader(a)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("cpio %v: %v\n%s", args, err, errb.String())
+			}
+			all.WriteString(out.String())
+		}
+		return all.String()
 	}
 	names = strings.Fields(run(t.TempDir(), "-t", "--quiet"))
 	root = t.TempDir()

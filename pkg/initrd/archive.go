@@ -35,6 +35,14 @@ func (a *Archive) MkdirAll(name string) error {
 	return a.Dir(name, 0o755, 0, 0)
 }
 
+// dirWritten records that name and its parents exist already, made by an
+// earlier archive of the same initrd.
+func (a *Archive) dirWritten(name string) {
+	for ; name != ""; name = parent(name) {
+		a.dirs[name] = true
+	}
+}
+
 // Dir writes a directory entry unless that directory was already written.
 // Its parents must have been written.
 func (a *Archive) Dir(name string, perm, uid, gid uint32) error {

@@ -32,6 +32,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/keel-os/keel/pkg/config"
+	"github.com/keel-os/keel/pkg/kmod"
 	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
@@ -63,15 +64,31 @@ type Contents struct {
 	// root after the init images.
 	Modules *Layer
 	Bundles []Bundle
+	// ModuleIndex, when set, is written at kmod.IndexPath.
+	ModuleIndex []byte
 	// Files are written last into the root, over anything else.
 	Files []config.File
 }
 
 // WriteCPIO writes the uncompressed initrd to w, with every mtime set to
-// mtime. The root comes first: the init images, the modules, /dev/console
-// and the files merged into one tree; then each bundle, in order.
+// mtime: its segments one after the other, each a whole cpio archive.
 func WriteCPIO(w io.Writer, c Contents, mtime int64) error {
-	a := NewArchive(w, mtime)
+	segs, err := c.segments()
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if err := s.write(w, mtime); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeRoot writes the root: the init images, the modules, /dev/console,
+// the module index and the files merged into one tree, and the directories
+// that hold the bundles.
+func writeRoot(a *Archive, c Contents) error {
 	var root []Layer
 	for _, img := range c.Init {
 		ls, err := ImageLayers(img.Ref, img.Image)
@@ -88,6 +105,15 @@ func WriteCPIO(w io.Writer, c Contents, mtime int64) error {
 		return err
 	}
 	root = append(root, base)
+	if c.ModuleIndex != nil {
+		idx, err := memoryLayer("module index", []*tar.Header{
+			{Name: kmod.IndexPath, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(c.ModuleIndex))},
+		}, map[string][]byte{kmod.IndexPath: c.ModuleIndex})
+		if err != nil {
+			return err
+		}
+		root = append(root, idx)
+	}
 	if len(c.Files) > 0 {
 		files, err := filesLayer(c.Files)
 		if err != nil {
@@ -98,30 +124,54 @@ func WriteCPIO(w io.Writer, c Contents, mtime int64) error {
 	if err := Unpack(a, "", root); err != nil {
 		return fmt.Errorf("write initrd root: %w", err)
 	}
-	for _, b := range c.Bundles {
-		if err := writeBundle(a, b); err != nil {
+	for _, d := range bundleDirs(c.Bundles) {
+		if err := a.MkdirAll(d); err != nil {
 			return err
 		}
 	}
-	return a.Close()
+	return nil
 }
 
-// writeBundle writes config.json, runtime.json and the image's filesystem
-// as rootfs/.
-func writeBundle(a *Archive, b Bundle) error {
+// bundleDirs are the directories that hold the bundles
+// (containers/onboot, ...), parents first.
+func bundleDirs(bs []Bundle) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, b := range bs {
+		for _, d := range []string{parent(parent(b.Path())), parent(b.Path())} {
+			if d != "" && !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// bundleFiles are a bundle's config.json and runtime.json.
+func bundleFiles(b Bundle) (cfg, runtime []byte, err error) {
 	dir := b.Path()
-	cfg, err := bundle.MarshalConfig(b.Config)
+	cfg, err = bundle.MarshalConfig(b.Config)
 	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", dir, bundle.ConfigFile, err)
+		return nil, nil, fmt.Errorf("encode %s/%s: %w", dir, bundle.ConfigFile, err)
 	}
 	rt := b.Runtime
 	if rt == nil {
 		rt = &bundle.Runtime{}
 	}
-	runtime, err := bundle.MarshalRuntime(rt)
+	runtime, err = bundle.MarshalRuntime(rt)
 	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", dir, bundle.RuntimeFile, err)
+		return nil, nil, fmt.Errorf("encode %s/%s: %w", dir, bundle.RuntimeFile, err)
 	}
+	return cfg, runtime, nil
+}
+
+// writeBundle writes config.json, runtime.json and the image's filesystem
+// as rootfs/. The directories above the bundle's own are in the root
+// segment.
+func writeBundle(a *Archive, b Bundle, cfg, runtime []byte) error {
+	dir := b.Path()
+	a.dirWritten(parent(dir))
 	if err := a.MkdirAll(dir); err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func TestWriteNeedsAKernel(t *testing.T) {
 	dir := t.TempDir()
 	o := Outputs{Dir: dir, Name: "x"}
 	err = Write(o, Build{Kernel: Image{Ref: "k:1", Image: img}})
-	want := "write " + o.Kernel() + ": kernel image k:1 has no /kernel"
+	want := "kernel image k:1 has no /kernel"
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %s", err, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
@@ -23,75 +24,288 @@ const (
 	ModulesFile = "kernel.tar"
 )
 
-// Outputs names the files of one build: NAME-kernel, NAME-initrd.img and
-// NAME-cmdline in Dir.
+// KernelFiles names the files to take from the kernel image: the YAML's
+// kernel binary, tar and ucode.
+type KernelFiles struct {
+	// Binary is the kernel; "" means KernelFile.
+	Binary string
+	// Tar is the tar of modules; "" means ModulesFile, which may be
+	// missing, "none" means no modules. A Tar given by name must exist.
+	Tar string
+	// UCode, when set, is an uncompressed cpio of early microcode,
+	// placed in front of the initrd, where the kernel looks for it.
+	UCode string
+}
+
+func (k KernelFiles) binary() string {
+	if k.Binary == "" {
+		return KernelFile
+	}
+	return strings.TrimPrefix(k.Binary, "/")
+}
+
+func (k KernelFiles) tar() (name string, required bool) {
+	switch k.Tar {
+	case "":
+		return ModulesFile, false
+	case "none":
+		return "", false
+	}
+	return strings.TrimPrefix(k.Tar, "/"), true
+}
+
+// Format is one kind of output of a build.
+type Format string
+
+const (
+	// FormatKernelInitrd writes NAME-kernel, NAME-initrd.img and
+	// NAME-cmdline.
+	FormatKernelInitrd Format = "kernel+initrd"
+	// FormatTar writes NAME.tar: the initrd's filesystem, with the kernel
+	// and command line in boot/.
+	FormatTar Format = "tar"
+	// FormatTarKernelInitrd writes NAME-initrd.tar holding kernel,
+	// initrd.img and cmdline.
+	FormatTarKernelInitrd Format = "tar-kernel-initrd"
+)
+
+// Formats lists the accepted values of --format.
+var Formats = []Format{FormatKernelInitrd, FormatTar, FormatTarKernelInitrd}
+
+// ParseFormat checks a --format value.
+func ParseFormat(s string) (Format, error) {
+	for _, f := range Formats {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	names := make([]string, len(Formats))
+	for i, f := range Formats {
+		names[i] = string(f)
+	}
+	return "", fmt.Errorf("unknown output format %q: want one of %s", s, strings.Join(names, ", "))
+}
+
+// Outputs names the files of one build in Dir, after Name.
 type Outputs struct {
 	Dir  string
 	Name string
+	// Formats to write; none means kernel+initrd.
+	Formats []Format
 }
 
 func (o Outputs) Kernel() string  { return filepath.Join(o.Dir, o.Name+"-kernel") }
 func (o Outputs) Initrd() string  { return filepath.Join(o.Dir, o.Name+"-initrd.img") }
 func (o Outputs) Cmdline() string { return filepath.Join(o.Dir, o.Name+"-cmdline") }
 
+// Tar is the file of the tar format.
+func (o Outputs) Tar() string { return filepath.Join(o.Dir, o.Name+".tar") }
+
+// KernelInitrdTar is the file of the tar-kernel-initrd format.
+func (o Outputs) KernelInitrdTar() string { return filepath.Join(o.Dir, o.Name+"-initrd.tar") }
+
+func (o Outputs) formats() []Format {
+	if len(o.Formats) == 0 {
+		return []Format{FormatKernelInitrd}
+	}
+	return o.Formats
+}
+
+// Files lists the files the outputs' formats write.
+func (o Outputs) Files() []string {
+	var out []string
+	for _, f := range o.formats() {
+		switch f {
+		case FormatKernelInitrd:
+			out = append(out, o.Kernel(), o.Initrd(), o.Cmdline())
+		case FormatTar:
+			out = append(out, o.Tar())
+		case FormatTarKernelInitrd:
+			out = append(out, o.KernelInitrdTar())
+		}
+	}
+	return out
+}
+
 // Build is everything the outputs are made from.
 type Build struct {
-	Kernel  Image
-	Cmdline string
-	// Contents of the initrd; the kernel's modules are added to it.
+	Kernel      Image
+	KernelFiles KernelFiles
+	Cmdline     string
+	// Contents of the initrd; the kernel's modules and their index are
+	// added to it.
 	Contents Contents
 	// Mtime of every initrd entry, in seconds since the epoch.
 	Mtime int64
+	// Compression of the initrd; "" means gzip.
+	Compression Compression
+	// SegmentCache is the directory that caches compressed segments by
+	// what they are made of ("" for no cache).
+	SegmentCache string
+	// Stats, when not nil, receives what was done with the segments.
+	Stats *SegmentStats
 }
 
-// Write writes the three outputs, each atomically: a reader never sees a
-// half-written file, and a failed build leaves the previous one in place.
+// Write writes the outputs of every format, each atomically: a reader
+// never sees a half-written file, and a failed build leaves the previous
+// outputs in place and nothing else behind.
 func Write(o Outputs, b Build) error {
+	for _, f := range o.formats() {
+		if _, err := ParseFormat(string(f)); err != nil {
+			return err
+		}
+	}
+	comp := b.Compression
+	if comp == "" {
+		comp = Gzip
+	}
+	if _, err := ParseCompression(string(comp)); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return fmt.Errorf("create output directory: %w", err)
 	}
-	// kernel.tar is read twice by Unpack, so it is kept in a temporary file
-	// next to the outputs for the length of the build.
-	modules, err := os.CreateTemp(o.Dir, ".keel-modules-*.tar")
+	// Everything is made in a temporary directory next to the outputs,
+	// then renamed into place.
+	tmp, err := os.MkdirTemp(o.Dir, ".keel-build-*")
 	if err != nil {
-		return fmt.Errorf("create temporary modules file: %w", err)
+		return fmt.Errorf("create temporary directory: %w", err)
 	}
-	defer os.Remove(modules.Name())
-	defer modules.Close()
+	defer os.RemoveAll(tmp)
 
-	var hasModules bool
-	err = writeAtomic(o.Kernel(), 0o644, func(w io.Writer) error {
-		var err error
-		hasModules, err = splitKernel(b.Kernel, w, modules)
-		return err
-	})
+	kernel := filepath.Join(tmp, "kernel")
+	modules := filepath.Join(tmp, "kernel.tar")
+	ucode := filepath.Join(tmp, "ucode.cpio")
+	has, err := splitKernel(b.Kernel, b.KernelFiles, kernel, modules, ucode)
 	if err != nil {
 		return err
 	}
 	c := b.Contents
-	if hasModules {
-		name := modules.Name()
+	if has.modules {
+		kid := imageID(b.Kernel)
+		if kid != "" {
+			kid += " " + has.tarName
+		}
 		c.Modules = &Layer{
-			Name: b.Kernel.Ref + " " + ModulesFile,
-			Open: func() (io.ReadCloser, error) { return os.Open(name) },
+			Name: b.Kernel.Ref + " " + has.tarName,
+			Open: func() (io.ReadCloser, error) { return os.Open(modules) },
+			ID:   kid,
+		}
+		if c.ModuleIndex, err = moduleIndex(modules); err != nil {
+			return fmt.Errorf("kernel image %s: %w", b.Kernel.Ref, err)
 		}
 	}
-	err = writeAtomic(o.Initrd(), 0o644, func(w io.Writer) error {
-		return compress(w, func(zw io.Writer) error { return WriteCPIO(zw, c, b.Mtime) })
-	})
+
+	initrd := filepath.Join(tmp, "initrd.img")
+	err = writeInitrd(initrd, c, b, comp, has.ucode, ucode, tmp)
 	if err != nil {
 		return err
 	}
-	return writeAtomic(o.Cmdline(), 0o644, func(w io.Writer) error {
-		_, err := io.WriteString(w, b.Cmdline+"\n")
-		return err
-	})
+	cmdline := filepath.Join(tmp, "cmdline")
+	if err := os.WriteFile(cmdline, []byte(b.Cmdline+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write cmdline: %w", err)
+	}
+
+	// Every output is complete in tmp before any is renamed into place.
+	type move struct{ from, to string }
+	var moves []move
+	for _, f := range o.formats() {
+		switch f {
+		case FormatKernelInitrd:
+			moves = append(moves, move{kernel, o.Kernel()}, move{initrd, o.Initrd()}, move{cmdline, o.Cmdline()})
+		case FormatTarKernelInitrd:
+			p := filepath.Join(tmp, "kernel-initrd.tar")
+			if err := writeKernelInitrdTar(p, b.Mtime, kernel, initrd, cmdline); err != nil {
+				return fmt.Errorf("write %s: %w", o.KernelInitrdTar(), err)
+			}
+			moves = append(moves, move{p, o.KernelInitrdTar()})
+		case FormatTar:
+			p := filepath.Join(tmp, "image.tar")
+			if err := writeImageTar(p, c, b.Mtime, kernel, cmdline, has.ucode, ucode); err != nil {
+				return fmt.Errorf("write %s: %w", o.Tar(), err)
+			}
+			moves = append(moves, move{p, o.Tar()})
+		}
+	}
+	for _, m := range moves {
+		if err := os.Chmod(m.from, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", m.to, err)
+		}
+		if err := os.Rename(m.from, m.to); err != nil {
+			return fmt.Errorf("write %s: %w", m.to, err)
+		}
+	}
+	return nil
 }
 
-// splitKernel copies the kernel image's /kernel to kernel and its
-// /kernel.tar, if any, to modules.
-func splitKernel(img Image, kernel, modules io.Writer) (hasModules bool, err error) {
-	// mutate.Extract flattens the layers, whiteouts applied; only two
+// writeInitrd writes the initrd at p: the microcode cpio as is, if any,
+// then each compressed segment.
+func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool, ucode, tmp string) error {
+	segs, err := c.segments()
+	if err != nil {
+		return err
+	}
+	st := &segmentStore{dir: b.SegmentCache, tmp: tmp, compression: comp, mtime: b.Mtime}
+	files := make([]string, len(segs))
+	for i, s := range segs {
+		if files[i], err = st.file(s); err != nil {
+			return fmt.Errorf("write initrd: %w", err)
+		}
+	}
+	if b.Stats != nil {
+		*b.Stats = st.stats
+	}
+	out, err := os.Create(p)
+	if err != nil {
+		return fmt.Errorf("write initrd: %w", err)
+	}
+	defer out.Close()
+	if hasUcode {
+		n, err := appendFile(out, ucode)
+		if err != nil {
+			return fmt.Errorf("write initrd: microcode: %w", err)
+		}
+		// The kernel looks for the next archive on a 4-byte boundary and
+		// skips zeros.
+		if _, err := out.Write(make([]byte, pad4(n))); err != nil {
+			return fmt.Errorf("write initrd: %w", err)
+		}
+	}
+	for _, f := range files {
+		if _, err := appendFile(out, f); err != nil {
+			return fmt.Errorf("write initrd: %w", err)
+		}
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("write initrd: %w", err)
+	}
+	return nil
+}
+
+func appendFile(w io.Writer, p string) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return io.Copy(w, f)
+}
+
+// kernelParts says what splitKernel found.
+type kernelParts struct {
+	modules, ucode bool
+	tarName        string
+}
+
+// splitKernel copies the kernel image's kernel binary to kernel, its tar
+// of modules, if any, to modules, and its microcode cpio, if asked, to
+// ucode.
+func splitKernel(img Image, names KernelFiles, kernel, modules, ucode string) (kernelParts, error) {
+	binName := names.binary()
+	tarName, tarRequired := names.tar()
+	ucodeName := strings.TrimPrefix(names.UCode, "/")
+	parts := kernelParts{tarName: tarName}
+	// mutate.Extract flattens the layers, whiteouts applied; only a few
 	// files are wanted, so its order does not matter here.
 	rc := mutate.Extract(img.Image)
 	defer rc.Close()
@@ -103,57 +317,135 @@ func splitKernel(img Image, kernel, modules io.Writer) (hasModules bool, err err
 			break
 		}
 		if err != nil {
-			return false, fmt.Errorf("read kernel image %s: %w", img.Ref, err)
+			return parts, fmt.Errorf("read kernel image %s: %w", img.Ref, err)
 		}
 		name, err := cleanName(h.Name)
 		if err != nil || h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
 			continue
 		}
-		switch name {
-		case KernelFile:
-			hasKernel = true
-			if _, err := io.Copy(kernel, tr); err != nil {
-				return false, fmt.Errorf("copy /%s of %s: %w", KernelFile, img.Ref, err)
-			}
-		case ModulesFile:
-			hasModules = true
-			if _, err := io.Copy(modules, tr); err != nil {
-				return false, fmt.Errorf("copy /%s of %s: %w", ModulesFile, img.Ref, err)
-			}
+		var to string
+		switch {
+		case name == binName:
+			hasKernel, to = true, kernel
+		case tarName != "" && name == tarName:
+			parts.modules, to = true, modules
+		case ucodeName != "" && name == ucodeName:
+			parts.ucode, to = true, ucode
+		default:
+			continue
+		}
+		if err := copyToFile(to, tr); err != nil {
+			return parts, fmt.Errorf("copy /%s of %s: %w", name, img.Ref, err)
 		}
 	}
-	if !hasKernel {
-		return false, fmt.Errorf("kernel image %s has no /%s", img.Ref, KernelFile)
+	switch {
+	case !hasKernel:
+		return parts, fmt.Errorf("kernel image %s has no /%s", img.Ref, binName)
+	case tarRequired && !parts.modules:
+		return parts, fmt.Errorf("kernel image %s has no /%s", img.Ref, tarName)
+	case ucodeName != "" && !parts.ucode:
+		return parts, fmt.Errorf("kernel image %s has no /%s", img.Ref, ucodeName)
 	}
-	return hasModules, nil
+	return parts, nil
 }
 
-// writeAtomic writes path through fill into a temporary file in the same
-// directory, then renames it into place.
-func writeAtomic(path string, perm os.FileMode, fill func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+func copyToFile(p string, r io.Reader) error {
+	f, err := os.Create(p)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// writeKernelInitrdTar writes a tar of kernel, initrd.img and cmdline.
+func writeKernelInitrdTar(p string, mtime int64, kernel, initrd, cmdline string) error {
+	return writeTarFile(p, func(tw *tar.Writer) error {
+		for _, e := range []struct{ name, file string }{{"kernel", kernel}, {"initrd.img", initrd}, {"cmdline", cmdline}} {
+			if err := tarAddFile(tw, e.name, e.file, mtime); err != nil {
+				return err
+			}
 		}
-	}()
-	if err := fill(f); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return nil
+	})
+}
+
+// writeImageTar writes the whole image as one tar: boot/kernel,
+// boot/cmdline (and boot/ucode.cpio), then the initrd's filesystem.
+func writeImageTar(p string, c Contents, mtime int64, kernel, cmdline string, hasUcode bool, ucode string) error {
+	return writeTarFile(p, func(tw *tar.Writer) error {
+		if err := tw.WriteHeader(&tar.Header{Name: "boot/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: unixTime(mtime), Format: tar.FormatPAX}); err != nil {
+			return err
+		}
+		files := []struct{ name, file string }{{"boot/kernel", kernel}, {"boot/cmdline", cmdline}}
+		if hasUcode {
+			files = append(files, struct{ name, file string }{"boot/ucode.cpio", ucode})
+		}
+		for _, e := range files {
+			if err := tarAddFile(tw, e.name, e.file, mtime); err != nil {
+				return err
+			}
+		}
+		// The uncompressed segments stream through a pipe into the tar
+		// writer: nothing is held whole.
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(WriteCPIO(pw, c, mtime)) }()
+		err := cpioToTar(tw, pr, map[string]bool{"boot": true})
+		pr.CloseWithError(io.ErrClosedPipe)
+		return err
+	})
+}
+
+func writeTarFile(p string, fill func(*tar.Writer) error) error {
+	f, err := os.Create(p)
+	if err != nil {
+		return err
 	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	if err := fill(tw); err != nil {
+		return err
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := tw.Close(); err != nil {
+		return err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	return f.Close()
+}
+
+func tarAddFile(tw *tar.Writer, name, file string, mtime int64) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	h := &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: st.Size(), ModTime: unixTime(mtime), Format: tar.FormatPAX}
+	if err := tw.WriteHeader(h); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
+}
+
+// moduleIndex reads the modules of the kernel.tar at p into the index
+// written at kmod.IndexPath.
+func moduleIndex(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ix, err := BuildModuleIndex(f)
+	if err != nil {
+		return nil, err
+	}
+	return ix, nil
 }
 
 // Mtime is the time stamped on every initrd entry: $SOURCE_DATE_EPOCH

@@ -25,6 +25,10 @@ type Layer struct {
 	// "keel/busybox:1.35 layer 1".
 	Name string
 	Open func() (io.ReadCloser, error)
+	// ID names the layer's content for the segment cache (e.g. an image
+	// digest and a path); a segment made from a layer without one is never
+	// cached.
+	ID string
 }
 
 // ImageLayers returns the layers of img, bottom first, named after ref.

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/keel-os/keel/pkg/initrd"
+	"github.com/keel-os/keel/pkg/oci"
+)
+
+// outputOptions are the flags of keel build about the outputs: their
+// formats and the initrd's compression.
+type outputOptions struct {
+	formats     []initrd.Format
+	compression initrd.Compression
+	// noSegmentCache turns the segment cache off: every segment is made
+	// anew.
+	noSegmentCache bool
+}
+
+// formatFlag is --format, which can repeat and takes commas.
+type formatFlag struct{ o *outputOptions }
+
+func (f formatFlag) String() string {
+	if f.o == nil {
+		return ""
+	}
+	s := make([]string, len(f.o.formats))
+	for i, x := range f.o.formats {
+		s[i] = string(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func (f formatFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		x, err := initrd.ParseFormat(strings.TrimSpace(s))
+		if err != nil {
+			return err
+		}
+		f.o.formats = append(f.o.formats, x)
+	}
+	return nil
+}
+
+type compressFlag struct{ o *outputOptions }
+
+func (f compressFlag) String() string {
+	if f.o == nil || f.o.compression == "" {
+		return string(initrd.Gzip)
+	}
+	return string(f.o.compression)
+}
+
+func (f compressFlag) Set(v string) error {
+	c, err := initrd.ParseCompression(v)
+	f.o.compression = c
+	return err
+}
+
+// addOutputFlags registers --format, --compress and --no-segment-cache.
+func addOutputFlags(fs *flag.FlagSet) *outputOptions {
+	o := &outputOptions{compression: initrd.Gzip}
+	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd; repeat for several")
+	fs.Var(compressFlag{o}, "compress", "initrd compression: gzip, zstd, lz4 or none")
+	fs.BoolVar(&o.noSegmentCache, "no-segment-cache", false, "make every initrd segment anew instead of reusing cached ones")
+	return o
+}
+
+// apply puts the options into the outputs and the build.
+func (o *outputOptions) apply(out *initrd.Outputs, b *initrd.Build) {
+	if o == nil {
+		return
+	}
+	out.Formats = o.formats
+	b.Compression = o.compression
+	if !o.noSegmentCache {
+		b.SegmentCache = filepath.Join(oci.DefaultCacheDir(), "segments")
+	}
+}
+
+// report prints what was written.
+func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats) {
+	fmt.Fprintf(w, "initrd: %d segments written, %d reused from the cache\n", st.Written, st.Reused)
+	for _, p := range out.Files() {
+		fmt.Fprintf(w, "wrote %s\n", p)
+	}
+}

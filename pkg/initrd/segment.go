@@ -1,0 +1,174 @@
+package initrd
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// segmentVersion is part of every segment's cache key. Bump it whenever
+// the bytes written for the same inputs change (cpio writer, unpacking,
+// layout), so that no stale segment is reused.
+const segmentVersion = "keel-segment-1"
+
+// A segment is one cpio archive of the initrd, trailer included. The
+// initrd is its segments, each compressed on its own, one after the other:
+// the kernel unpacks concatenated compressed archives one by one (and
+// forgets hard-link inodes at each trailer, so each segment numbers its
+// inodes from 1).
+//
+// The root is one segment; each bundle is another, so that changing one
+// service rewrites only its segment. A segment's key is a digest of
+// everything its bytes depend on; segments are cached by key.
+type segment struct {
+	// name says what the segment holds: "root" or the bundle's path.
+	name string
+	// key is the segment's cache key, "" when it cannot be cached.
+	key string
+	// fill writes the segment's entries into a fresh archive.
+	fill func(a *Archive) error
+}
+
+// write writes the segment as a whole cpio archive.
+func (s segment) write(w io.Writer, mtime int64) error {
+	a := NewArchive(w, mtime)
+	if err := s.fill(a); err != nil {
+		return err
+	}
+	return a.Close()
+}
+
+// keyOf digests the parts of a key; any "" part means the segment cannot
+// be cached, and gives "".
+func keyOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		if p == "" {
+			return ""
+		}
+		// Length-prefixed, so that no two lists of parts collide.
+		fmt.Fprintf(h, "%d:%s\n", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func digestOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+// imageID is an image's manifest digest, "" when it has none.
+func imageID(img Image) string {
+	if img.Image == nil {
+		return ""
+	}
+	d, err := img.Image.Digest()
+	if err != nil {
+		return ""
+	}
+	return d.String()
+}
+
+// segments splits the initrd into its segments, in order.
+func (c Contents) segments() ([]segment, error) {
+	// The root's key: the init images, the modules, the index, the files
+	// and which bundle directories exist.
+	parts := []string{segmentVersion, "root"}
+	for _, img := range c.Init {
+		parts = append(parts, imageID(img))
+	}
+	if c.Modules != nil {
+		parts = append(parts, "modules", c.Modules.ID)
+	}
+	if c.ModuleIndex != nil {
+		parts = append(parts, "index", digestOf(c.ModuleIndex))
+	}
+	files, err := json.Marshal(c.Files)
+	if err != nil {
+		return nil, fmt.Errorf("encode files for the segment cache: %w", err)
+	}
+	parts = append(parts, "files", digestOf(files))
+	for _, d := range bundleDirs(c.Bundles) {
+		parts = append(parts, "dir", d)
+	}
+	segs := []segment{{name: "root", key: keyOf(parts...), fill: func(a *Archive) error { return writeRoot(a, c) }}}
+	for _, b := range c.Bundles {
+		cfg, runtime, err := bundleFiles(b)
+		if err != nil {
+			return nil, err
+		}
+		key := keyOf(segmentVersion, "bundle", b.Path(), imageID(b.Image), digestOf(cfg), digestOf(runtime))
+		segs = append(segs, segment{name: b.Path(), key: key, fill: func(a *Archive) error { return writeBundle(a, b, cfg, runtime) }})
+	}
+	return segs, nil
+}
+
+// SegmentStats counts what a build did with its segments.
+type SegmentStats struct {
+	// Written segments were made and compressed by this build; Reused ones
+	// came from the cache.
+	Written, Reused int
+}
+
+// segmentStore makes each segment's compressed file, or finds it in the
+// cache.
+type segmentStore struct {
+	// dir caches segments by key; tmp holds the segments that cannot be
+	// cached, for the length of the build.
+	dir, tmp    string
+	compression Compression
+	mtime       int64
+	stats       SegmentStats
+}
+
+// file returns the path of the compressed segment, making it if needed.
+func (st *segmentStore) file(s segment) (string, error) {
+	dir, name := st.tmp, ""
+	if s.key != "" && st.dir != "" {
+		// The key covers the contents; compression and mtime change the
+		// bytes too.
+		dir = st.dir
+		name = keyOf(s.key, string(st.compression), strconv.FormatInt(st.mtime, 10)) + st.compression.Ext()
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			st.stats.Reused++
+			return p, nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("segment cache: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("segment cache: %w", err)
+		}
+	}
+	f, err := os.CreateTemp(dir, ".segment-*")
+	if err != nil {
+		return "", fmt.Errorf("write segment %s: %w", s.name, err)
+	}
+	err = compressWith(st.compression, f, func(w io.Writer) error { return s.write(w, st.mtime) })
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("write segment %s: %w", s.name, err)
+	}
+	st.stats.Written++
+	if name == "" {
+		return f.Name(), nil
+	}
+	// Renamed into place whole: a concurrent build sees the segment
+	// complete or not at all, and two builds making it write equal bytes.
+	p := filepath.Join(dir, name)
+	if err := os.Rename(f.Name(), p); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("write segment %s: %w", s.name, err)
+	}
+	return p, nil
+}
