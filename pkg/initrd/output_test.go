@@ -1,0 +1,307 @@
+package initrd
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/keel-os/keel/pkg/kmod"
+	"github.com/keel-os/keel/pkg/oci/bundle"
+)
+
+// testImage makes a one-layer image of the entries (see tarEntry).
+func testImage(t *testing.T, entries ...tarEntry) v1.Image {
+	t.Helper()
+	l := tarLayer(t, "test", entries...)
+	layer, err := tarball.LayerFromOpener(l.Open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func tarBytesOf(t *testing.T, entries ...tarEntry) string {
+	t.Helper()
+	rc, _ := tarLayer(t, "x", entries...).Open()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}
+
+// testBuild is a small but complete build: a kernel image with modules
+// and microcode, an init image, and three bundles.
+func testBuild(t *testing.T) Build {
+	t.Helper()
+	kernel := testImage(t,
+		tarEntry{"kernel", "bzImage"},
+		tarEntry{"kernel.tar", tarBytesOf(t,
+			tarEntry{"lib/modules/6.1.0-t/", ""},
+			tarEntry{"lib/modules/6.1.0-t/kernel/virtio_net.ko", "not ELF"},
+			tarEntry{"lib/modules/6.1.0-t/modules.builtin", "kernel/fs/ext4/ext4.ko\n"})},
+		tarEntry{"ucode.cpio", "070701 early microcode, 30 B!!"})
+	initImg := testImage(t, tarEntry{"init", "#!pid1"}, tarEntry{"sbin/", ""}, tarEntry{"sbin/init=>init", ""})
+	busybox := testImage(t, tarEntry{"bin/", ""}, tarEntry{"bin/busybox", "busybox"}, tarEntry{"bin/sh=>bin/busybox", ""})
+	other := testImage(t, tarEntry{"bin/", ""}, tarEntry{"bin/getty", "getty"})
+	spec := func(args ...string) *specs.Spec {
+		return &specs.Spec{Version: specs.Version, Root: &specs.Root{Path: "rootfs"}, Process: &specs.Process{Args: args}}
+	}
+	return Build{
+		Kernel:      Image{Ref: "keel/kernel:t", Image: kernel},
+		KernelFiles: KernelFiles{UCode: "ucode.cpio"},
+		Cmdline:     "console=ttyS0",
+		Mtime:       1700000000,
+		Contents: Contents{
+			Init: []Image{{Ref: "keel/init:t", Image: initImg}},
+			Bundles: []Bundle{
+				{Kind: bundle.Onboot, Dir: "000-hello", Image: Image{Ref: "busybox", Image: busybox}, Config: spec("echo", "hello")},
+				{Kind: bundle.Onboot, Dir: "001-bye", Image: Image{Ref: "busybox", Image: busybox}, Config: spec("echo", "bye")},
+				{Kind: bundle.Service, Dir: "getty", Image: Image{Ref: "other", Image: other}, Config: spec("getty")},
+			},
+		},
+	}
+}
+
+// readInitrd lists every entry of an initrd (microcode cpio first, then
+// the compressed segments), with the data of regular files.
+func readInitrd(t *testing.T, c Compression, b []byte) (names []string, data map[string]string) {
+	t.Helper()
+	data = map[string]string{}
+	// The microcode archive is uncompressed and comes first.
+	if bytes.HasPrefix(b, []byte("070701 early")) {
+		b = bytes.TrimLeft(b[len("070701 early microcode, 30 B!!"):], "\x00")
+	}
+	raw := decompress(t, c, b)
+	cr := NewCPIOReader(bytes.NewReader(raw))
+	for {
+		h, err := cr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+		if h.Mode&ModeType == ModeRegular {
+			d, err := io.ReadAll(cr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[h.Name] = string(d)
+		}
+	}
+	return names, data
+}
+
+func TestWriteSegmentsAreCachedAndIncremental(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "segments")
+	build := func(dir, cache string, b Build) (SegmentStats, []byte) {
+		t.Helper()
+		var st SegmentStats
+		b.SegmentCache, b.Stats = cache, &st
+		o := Outputs{Dir: dir, Name: "x"}
+		if err := Write(o, b); err != nil {
+			t.Fatal(err)
+		}
+		img, err := os.ReadFile(o.Initrd())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, img
+	}
+	count := func() int {
+		es, _ := os.ReadDir(cache)
+		return len(es)
+	}
+	b := testBuild(t)
+	st, first := build(t.TempDir(), cache, b)
+	if st != (SegmentStats{Written: 4}) || count() != 4 {
+		t.Fatalf("cold build: %+v, %d files in the cache, want 4 written", st, count())
+	}
+	st, again := build(t.TempDir(), cache, b)
+	if st != (SegmentStats{Reused: 4}) || !bytes.Equal(first, again) {
+		t.Fatalf("warm build: %+v, same bytes %v", st, bytes.Equal(first, again))
+	}
+	// One service changed: only its segment is made.
+	b.Contents.Bundles[2].Config.Process.Args = []string{"getty", "-L"}
+	st, changed := build(t.TempDir(), cache, b)
+	if st != (SegmentStats{Written: 1, Reused: 3}) || count() != 5 {
+		t.Fatalf("one service changed: %+v, %d files in the cache, want 1 written, 3 reused, 5 files", st, count())
+	}
+	// And the result is the same as a build from nothing.
+	st, fresh := build(t.TempDir(), filepath.Join(t.TempDir(), "other"), b)
+	if st.Written != 4 || !bytes.Equal(changed, fresh) {
+		t.Fatalf("incremental build differs from a fresh one (%+v)", st)
+	}
+	// And the same as a build with no cache at all.
+	_, nocache := build(t.TempDir(), "", b)
+	if !bytes.Equal(changed, nocache) {
+		t.Fatal("a build without the segment cache differs")
+	}
+}
+
+func TestWriteInitrdContents(t *testing.T) {
+	for _, c := range Compressions {
+		t.Run(string(c), func(t *testing.T) {
+			b := testBuild(t)
+			b.Compression = c
+			o := Outputs{Dir: t.TempDir(), Name: "x"}
+			if err := Write(o, b); err != nil {
+				t.Fatal(err)
+			}
+			img, err := os.ReadFile(o.Initrd())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(img, []byte("070701 early microcode, 30 B!!\x00\x00")) {
+				t.Errorf("initrd does not start with the microcode, padded: %q", img[:40])
+			}
+			names, data := readInitrd(t, c, img)
+			seen := map[string]bool{}
+			for _, n := range names {
+				if seen[n] {
+					t.Errorf("%s written twice", n)
+				}
+				seen[n] = true
+			}
+			for _, want := range []string{
+				"init", "sbin/init", "dev/console", "lib/modules/6.1.0-t/kernel/virtio_net.ko", kmod.IndexPath,
+				"containers", "containers/onboot", "containers/services",
+				"containers/onboot/000-hello/config.json", "containers/onboot/000-hello/rootfs/bin/sh",
+				"containers/onboot/001-bye/rootfs/bin/busybox", "containers/services/getty/rootfs/bin/getty",
+			} {
+				if !seen[want] {
+					t.Errorf("%s missing: %q", want, names)
+				}
+			}
+			ix, err := kmod.ReadIndex(strings.NewReader(data[kmod.IndexPath]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, ok := ix.Kernel("6.1.0-t")
+			if !ok || len(k.Modules) != 1 || k.Modules[0].Name != "virtio_net" || k.Modules[0].Path != "kernel/virtio_net.ko" ||
+				!reflect.DeepEqual(k.Builtin, []string{"ext4"}) {
+				t.Errorf("module index: %s", data[kmod.IndexPath])
+			}
+		})
+	}
+}
+
+func TestWriteFormats(t *testing.T) {
+	b := testBuild(t)
+	o := Outputs{Dir: t.TempDir(), Name: "x", Formats: []Format{FormatKernelInitrd, FormatTar, FormatTarKernelInitrd}}
+	if err := Write(o, b); err != nil {
+		t.Fatal(err)
+	}
+	es, _ := os.ReadDir(o.Dir)
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Name())
+	}
+	if want := []string{"x-cmdline", "x-initrd.img", "x-initrd.tar", "x-kernel", "x.tar"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("outputs %q, want %q (nothing else left behind)", got, want)
+	}
+	readTar := func(p string) (names []string, hs map[string]*tar.Header, data map[string]string) {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		hs, data = map[string]*tar.Header{}, map[string]string{}
+		tr := tar.NewReader(f)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, _ := io.ReadAll(tr)
+			names = append(names, h.Name)
+			hs[h.Name], data[h.Name] = h, string(d)
+		}
+	}
+	names, _, data := readTar(o.KernelInitrdTar())
+	kernel, _ := os.ReadFile(o.Kernel())
+	initrd, _ := os.ReadFile(o.Initrd())
+	if !reflect.DeepEqual(names, []string{"kernel", "initrd.img", "cmdline"}) || data["kernel"] != string(kernel) ||
+		data["initrd.img"] != string(initrd) || data["cmdline"] != "console=ttyS0\n" {
+		t.Errorf("tar-kernel-initrd holds %q", names)
+	}
+	names, hs, data := readTar(o.Tar())
+	sort.Strings(names)
+	for _, want := range []string{"boot/", "boot/kernel", "boot/cmdline", "boot/ucode.cpio", "init", "sbin/init", "dev/console",
+		"containers/onboot/000-hello/rootfs/bin/sh", kmod.IndexPath} {
+		if hs[want] == nil {
+			t.Errorf("tar lacks %s: %q", want, names)
+		}
+	}
+	if h := hs["containers/onboot/000-hello/rootfs/bin/sh"]; h != nil && (h.Typeflag != tar.TypeLink || h.Linkname != "containers/onboot/000-hello/rootfs/bin/busybox") {
+		t.Errorf("bin/sh is %q -> %q, want a hard link to bin/busybox", h.Typeflag, h.Linkname)
+	}
+	if h := hs["dev/console"]; h != nil && (h.Typeflag != tar.TypeChar || h.Devmajor != 5 || h.Devminor != 1) {
+		t.Errorf("dev/console = %+v", h)
+	}
+	if data["boot/kernel"] != "bzImage" {
+		t.Errorf("boot/kernel = %q", data["boot/kernel"])
+	}
+	dirs := 0
+	for _, n := range names {
+		if n == "containers/" {
+			dirs++
+		}
+	}
+	if dirs != 1 {
+		t.Errorf("containers/ written %d times", dirs)
+	}
+}
+
+func TestWriteKernelFiles(t *testing.T) {
+	b := testBuild(t)
+	b.Kernel.Image = testImage(t, tarEntry{"boot/vmlinuz", "bz"}, tarEntry{"mods.tar", tarBytesOf(t, tarEntry{"lib/modules/r/x.ko", "x"})})
+	b.KernelFiles = KernelFiles{Binary: "boot/vmlinuz", Tar: "mods.tar"}
+	o := Outputs{Dir: t.TempDir(), Name: "x"}
+	if err := Write(o, b); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := os.ReadFile(o.Kernel()); string(k) != "bz" {
+		t.Errorf("kernel = %q", k)
+	}
+	img, _ := os.ReadFile(o.Initrd())
+	_, data := readInitrd(t, Gzip, img)
+	if data["lib/modules/r/x.ko"] != "x" {
+		t.Error("modules of the renamed tar missing")
+	}
+	// tar: none leaves the modules (and their index) out.
+	b.KernelFiles.Tar = "none"
+	if err := Write(o, b); err != nil {
+		t.Fatal(err)
+	}
+	img, _ = os.ReadFile(o.Initrd())
+	if _, data = readInitrd(t, Gzip, img); data["lib/modules/r/x.ko"] != "" || data[kmod.IndexPath] != "" {
+		t.Error("tar: none still has modules")
+	}
+	for _, kf := range []KernelFiles{{Binary: "vmlinuz"}, {Binary: "boot/vmlinuz", Tar: "kernel.tar"}, {Binary: "boot/vmlinuz", UCode: "intel.cpio"}} {
+		b.KernelFiles = kf
+		err := Write(Outputs{Dir: t.TempDir(), Name: "y"}, b)
+		if err == nil || !strings.Contains(err.Error(), "has no /") {
+			t.Errorf("%+v: error %v, want a missing file", kf, err)
+		}
+	}
+}
