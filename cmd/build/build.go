@@ -20,23 +20,27 @@ import (
 )
 
 func buildCommand(args []string) error {
-	fs := newFlagSet("build", "FILE.yml",
-		"Resolves every image of FILE.yml (the local cache first, then its registry) and writes\nNAME-kernel, NAME-initrd.img and NAME-cmdline into the output directory.")
+	fs := newFlagSet("build", "FILE.yml...",
+		"Merges the YAML files (\"-\" is standard input), resolves every image (the local cache first, then its registry) and writes\nNAME-kernel, NAME-initrd.img and NAME-cmdline into the output directory.")
 	name := fs.String("name", "", "name of the outputs (default: FILE without .yml)")
 	dir := fs.String("dir", ".", "output directory")
 	quiet := fs.Bool("q", false, "print nothing but errors")
+	dryRun := fs.Bool("dry-run", false, "check the YAML files and stop: pull and write nothing")
 	pull := fs.Bool("pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
 	output := addOutputFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() == 0 {
 		fs.Usage()
-		return fmt.Errorf("build: want one YAML file, got %d arguments", fs.NArg())
+		return fmt.Errorf("build: want a YAML file")
 	}
-	file := fs.Arg(0)
+	files := fs.Args()
 	if *name == "" {
-		*name = outputName(file)
+		*name = outputName(files[0])
+	}
+	if *dryRun {
+		return validateFiles(files)
 	}
 	var progress io.Writer = os.Stdout
 	if *quiet {
@@ -44,7 +48,7 @@ func buildCommand(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return build(ctx, file, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output})
+	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output})
 }
 
 // buildOptions are the flags of keel build that are not about outputs.
@@ -60,6 +64,9 @@ type buildOptions struct {
 // outputName is the default name of a YAML file's outputs: its base name
 // without the .yml or .yaml extension.
 func outputName(file string) string {
+	if file == config.Stdin {
+		return "stdin"
+	}
 	base := filepath.Base(file)
 	for _, ext := range []string{".yml", ".yaml"} {
 		if s, ok := strings.CutSuffix(base, ext); ok && s != "" {
@@ -78,23 +85,41 @@ func validateCommand(args []string) error {
 		fs.Usage()
 		return fmt.Errorf("validate: want a YAML file")
 	}
-	for _, f := range fs.Args() {
-		if _, err := config.Load(f); err != nil {
-			return err
-		}
-		fmt.Printf("%s: ok\n", f)
+	return validateFiles(fs.Args())
+}
+
+// validateFiles loads (and merges) YAML files without building them.
+func validateFiles(files []string) error {
+	cfg, err := loadConfig(files)
+	if err != nil {
+		return err
 	}
+	fmt.Printf("%s: ok (%d onboot, %d onshutdown, %d services, %d files)\n", strings.Join(files, " + "),
+		len(cfg.Onboot), len(cfg.Onshutdown), len(cfg.Services), len(cfg.Files))
 	return nil
+}
+
+// loadConfig loads and merges YAML files and prints their warnings.
+func loadConfig(files []string) (*config.Config, error) {
+	cfg, err := config.Load(files...)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(os.Stderr, "keel: warning: %s\n", w)
+	}
+	return cfg, nil
 }
 
 // build runs the pipeline: parse and validate, resolve every image, make
 // each bundle's runtime spec, then write the outputs.
-func build(ctx context.Context, file string, out initrd.Outputs, opts buildOptions) error {
+func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOptions) error {
 	progress := opts.progress
 	if progress == nil {
 		progress = io.Discard
 	}
-	cfg, err := config.Load(file)
+	file := strings.Join(files, " + ")
+	cfg, err := loadConfig(files)
 	if err != nil {
 		return err
 	}
@@ -116,6 +141,7 @@ func build(ctx context.Context, file string, out initrd.Outputs, opts buildOptio
 		return err
 	}
 	var c initrd.Contents
+	ids := cfg.IDs()
 	for _, ref := range cfg.Init {
 		img, err := r.get(ctx, ref.Ref, ref.Pos)
 		if err != nil {
@@ -133,17 +159,20 @@ func build(ctx context.Context, file string, out initrd.Outputs, opts buildOptio
 		{bundle.Service, "services", cfg.Services},
 	} {
 		for i, entry := range list.images {
-			b, err := r.bundle(ctx, list.kind, i, entry)
+			b, err := r.bundle(ctx, list.kind, i, entry, ids)
 			if err != nil {
 				return fmt.Errorf("%s: %s[%d] %s: %w", entry.Pos, list.field, i, entry.Name, err)
 			}
 			c.Bundles = append(c.Bundles, b)
 		}
 	}
-	c.Files = cfg.Files
+	if c.Files, err = cfg.ResolveFiles(); err != nil {
+		return err
+	}
 
 	var stats initrd.SegmentStats
-	b := initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime, Stats: &stats}
+	b := initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime, Stats: &stats,
+		KernelFiles: initrd.KernelFiles{Binary: cfg.Kernel.Binary, Tar: cfg.Kernel.TarName(), UCode: cfg.Kernel.UCodeName()}}
 	opts.output.apply(&out, &b)
 	if err := initrd.Write(out, b); err != nil {
 		return fmt.Errorf("build %s: %w", file, err)
@@ -241,12 +270,12 @@ func (r *images) resolve(ctx context.Context, ref string, pos config.Pos) (initr
 
 // bundle resolves one onboot, onshutdown or service entry and makes its
 // runtime spec from the entry and the image.
-func (r *images) bundle(ctx context.Context, kind bundle.Kind, index int, entry config.Image) (initrd.Bundle, error) {
+func (r *images) bundle(ctx context.Context, kind bundle.Kind, index int, entry config.Image, ids map[string]uint32) (initrd.Bundle, error) {
 	img, err := r.get(ctx, entry.Image, entry.Pos)
 	if err != nil {
 		return initrd.Bundle{}, err
 	}
-	spec, err := oci.RuntimeSpec(kind, entry, img.Image)
+	spec, runtime, err := oci.Specs(kind, entry, img.Image, ids)
 	if err != nil {
 		return initrd.Bundle{}, err
 	}
@@ -255,6 +284,6 @@ func (r *images) bundle(ctx context.Context, kind bundle.Kind, index int, entry 
 		Dir:     bundle.DirName(kind, index, entry.Name),
 		Image:   img,
 		Config:  spec,
-		Runtime: oci.BundleRuntime(kind, entry),
+		Runtime: runtime,
 	}, nil
 }

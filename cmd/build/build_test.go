@@ -235,7 +235,7 @@ func TestBuildEndToEnd(t *testing.T) {
 	}
 	out1 := initrd.Outputs{Dir: filepath.Join(dir, "out1"), Name: "demo"}
 	var progress bytes.Buffer
-	if err := build(context.Background(), yml, out1, buildOptions{progress: &progress}); err != nil {
+	if err := build(context.Background(), []string{yml}, out1, buildOptions{progress: &progress}); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(progress.String(), "pull "); n != 3 {
@@ -309,7 +309,7 @@ func TestBuildEndToEnd(t *testing.T) {
 
 	// -pull fetches again even though everything is cached.
 	progress.Reset()
-	if err := build(context.Background(), yml, initrd.Outputs{Dir: filepath.Join(dir, "pulled"), Name: "demo"}, buildOptions{progress: &progress, pull: true}); err != nil {
+	if err := build(context.Background(), []string{yml}, initrd.Outputs{Dir: filepath.Join(dir, "pulled"), Name: "demo"}, buildOptions{progress: &progress, pull: true}); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(progress.String(), "pull "); n != 3 {
@@ -320,7 +320,7 @@ func TestBuildEndToEnd(t *testing.T) {
 	srv.Close()
 	out2 := initrd.Outputs{Dir: filepath.Join(dir, "out2"), Name: "demo"}
 	progress.Reset()
-	if err := build(context.Background(), yml, out2, buildOptions{progress: &progress}); err != nil {
+	if err := build(context.Background(), []string{yml}, out2, buildOptions{progress: &progress}); err != nil {
 		t.Fatalf("second build, offline: %v", err)
 	}
 	if strings.Contains(progress.String(), "pull ") {
@@ -346,7 +346,7 @@ func TestBuildReportsBadYAML(t *testing.T) {
 	yml := filepath.Join(dir, "bad.yml")
 	os.WriteFile(yml, []byte("kernel:\n  image: k\n  cmdlin: x\ninit: [i]\n"), 0o644)
 	err := dispatch([]string{"build", "-dir", dir, yml})
-	want := yml + `:3:3: kernel: unknown key "cmdlin" (known keys: cmdline, image)`
+	want := yml + `:3:3: kernel: unknown key "cmdlin" (did you mean "cmdline"?)`
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %s", err, want)
 	}

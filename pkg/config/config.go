@@ -1,27 +1,39 @@
 // Package config is keel's YAML schema: a LinuxKit-style list of images
-// (kernel, init, onboot, onshutdown, services) plus files for the initrd.
+// (kernel, init, onboot, onshutdown, services) plus files and volumes for the
+// image, with the same keys and meanings as LinuxKit's, and a few keel
+// extensions (restart, stopGracePeriod, onFailure). docs/yaml.md is the
+// reference.
 //
 // Parse decodes one file strictly: unknown keys and wrong types are errors
-// that name file:line:column. Validate checks what only makes sense for the
-// whole configuration (required sections, duplicate names). Load does both.
+// that name file:line:column and the field. Merge joins several files the
+// way `linuxkit build a.yml b.yml` does. Validate checks what only makes
+// sense for the whole configuration (required sections, duplicate names,
+// uid/gid names, file sources). Load does all of it.
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"io/fs"
-	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// Config is one decoded YAML file.
+// Config is one decoded YAML file, or several merged.
 type Config struct {
-	// File is the path the configuration was read from, as given.
-	File       string
-	Kernel     Kernel
-	Init       []ImageRef
-	Onboot     []Image
-	Onshutdown []Image
-	Services   []Image
-	Files      []File
+	// File is the path the configuration was read from, as given (the
+	// first one when several were merged).
+	File       string     `json:"-"`
+	Kernel     Kernel     `json:"kernel"`
+	Init       []ImageRef `json:"init"`
+	Onboot     []Image    `json:"onboot"`
+	Onshutdown []Image    `json:"onshutdown"`
+	Services   []Image    `json:"services"`
+	Files      []File     `json:"files"`
+	Volumes    []Volume   `json:"volumes,omitempty"`
+	// Warnings are things accepted but ignored (such as `trust`), for the
+	// command to print.
+	Warnings []*Error `json:"-"`
 }
 
 // Pos is a position in a YAML file, for error messages at any later stage.
@@ -33,12 +45,41 @@ type Pos struct {
 
 func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column) }
 
-// Kernel is the `kernel` section: the image holding /kernel (and optionally
-// /kernel.tar with its modules) and the kernel command line.
+// Kernel is the `kernel` section: the image holding the kernel (and
+// optionally a tarball of modules and a microcode cpio) and the command line.
 type Kernel struct {
-	Image   string
-	Cmdline string
-	Pos     Pos
+	Image   string `json:"image"`
+	Cmdline string `json:"cmdline,omitempty"`
+	// Binary is the name of the kernel file in the image; "" means "kernel".
+	Binary string `json:"binary,omitempty"`
+	// Tar is the name of the modules tarball; nil means "kernel.tar", and
+	// "" or "none" means no tarball.
+	Tar *string `json:"tar,omitempty"`
+	// UCode is the name of a microcode cpio to put before the initrd; nil
+	// means none.
+	UCode *string `json:"ucode,omitempty"`
+	Pos   Pos     `json:"-"`
+}
+
+// TarName is the modules tarball as the initrd writer takes it: "" for
+// the default (kernel.tar, if the image has one), "none" for no tarball,
+// or the name given.
+func (k Kernel) TarName() string {
+	switch {
+	case k.Tar == nil:
+		return ""
+	case *k.Tar == "" || *k.Tar == "none":
+		return "none"
+	}
+	return *k.Tar
+}
+
+// UCodeName is the microcode cpio to read from the kernel image, "" for none.
+func (k Kernel) UCodeName() string {
+	if k.UCode == nil {
+		return ""
+	}
+	return *k.UCode
 }
 
 // ImageRef is an entry of `init`: an image whose filesystem is merged into
@@ -50,32 +91,127 @@ type ImageRef struct {
 
 // Image is an entry of `onboot`, `onshutdown` or `services`: one container.
 type Image struct {
-	Name  string
-	Image string
-	// Command replaces the image's entrypoint and cmd when not nil.
-	Command []string
-	// Env entries are KEY=value; they override the image's variables.
-	Env []string
-	// Binds are "src:dst[:opts]" bind mounts.
-	Binds []string
-	// Capabilities are CAP_ names (normalised to upper case with the CAP_
-	// prefix) or "all". Nil means LinuxKit's default set.
-	Capabilities []string
-	// Net and Pid are "" or "new" (a new namespace), "host" (share the
-	// host's) or an absolute path of a namespace to join.
-	Net string
-	Pid string
+	Name  string `json:"name"`
+	Image string `json:"image"`
+	ImageConfig
+
+	// keel's extensions (see docs/yaml.md).
+
+	// Restart is a service's restart policy (bundle.RestartAlways,
+	// RestartOnFailure or RestartNever); "" is the default, on-failure.
+	Restart string `json:"restart,omitempty"`
+	// StopGracePeriod is, as written, a Go duration ("10s").
+	StopGracePeriod string `json:"stopGracePeriod,omitempty"`
+	// OnFailure is what a failing onboot or onshutdown entry does
+	// (bundle.OnFailureContinue or OnFailureHalt); "" is continue.
+	OnFailure string `json:"onFailure,omitempty"`
 
 	// Pos is where the entry starts; NamePos is where its name is.
-	Pos     Pos
-	NamePos Pos
+	Pos     Pos `json:"-"`
+	NamePos Pos `json:"-"`
 }
 
-// Namespace values of Image.Net and Image.Pid, besides a path.
+// ImageConfig is what both an image's YAML entry and its
+// `org.mobyproject.config` label may set. A nil slice, map or pointer and an
+// empty string mean "not set", so that a label's value shows through; an
+// empty list given in the YAML is not nil, and clears the label's value.
+type ImageConfig struct {
+	// Capabilities are CAP_ names (normalised to upper case with the CAP_
+	// prefix), or the single word "all" or "none".
+	Capabilities    []string `json:"capabilities,omitempty"`
+	CapabilitiesAdd []string `json:"capabilities.add,omitempty"`
+	Ambient         []string `json:"ambient,omitempty"`
+	// Mounts are complete: type, source and destination are filled in.
+	Mounts []specs.Mount `json:"mounts,omitempty"`
+	// Binds are "src:dst[:opts]"; src is an absolute path or a volume name.
+	Binds    []string `json:"binds,omitempty"`
+	BindsAdd []string `json:"binds.add,omitempty"`
+	Devices  []Device `json:"devices,omitempty"`
+	// Tmpfs are "dst[:opts]".
+	Tmpfs []string `json:"tmpfs,omitempty"`
+	// Command replaces the image's entrypoint and cmd when not nil.
+	Command []string `json:"command,omitempty"`
+	// Env entries are KEY=value; they override the image's variables.
+	Env []string `json:"env,omitempty"`
+	Cwd string   `json:"cwd,omitempty"`
+	// Net, Ipc, Uts, Pid and Userns are "" (the default), "host" or "root"
+	// (share the host's), "new" (a new namespace; "none" too for net) or
+	// the absolute path of a namespace to join.
+	Net               string                `json:"net,omitempty"`
+	Pid               string                `json:"pid,omitempty"`
+	Ipc               string                `json:"ipc,omitempty"`
+	Uts               string                `json:"uts,omitempty"`
+	Userns            string                `json:"userns,omitempty"`
+	Hostname          string                `json:"hostname,omitempty"`
+	Readonly          *bool                 `json:"readonly,omitempty"`
+	MaskedPaths       []string              `json:"maskedPaths,omitempty"`
+	ReadonlyPaths     []string              `json:"readonlyPaths,omitempty"`
+	UID               *ID                   `json:"uid,omitempty"`
+	GID               *ID                   `json:"gid,omitempty"`
+	AdditionalGids    []ID                  `json:"additionalGids,omitempty"`
+	NoNewPrivileges   *bool                 `json:"noNewPrivileges,omitempty"`
+	OOMScoreAdj       *int                  `json:"oomScoreAdj,omitempty"`
+	RootfsPropagation string                `json:"rootfsPropagation,omitempty"`
+	CgroupsPath       string                `json:"cgroupsPath,omitempty"`
+	Resources         *specs.LinuxResources `json:"resources,omitempty"`
+	Sysctl            map[string]string     `json:"sysctl,omitempty"`
+	// Rlimits are "name,soft,hard", already checked by Parse.
+	Rlimits     []string               `json:"rlimits,omitempty"`
+	UIDMappings []specs.LinuxIDMapping `json:"uidMappings,omitempty"`
+	GIDMappings []specs.LinuxIDMapping `json:"gidMappings,omitempty"`
+	Annotations map[string]string      `json:"annotations,omitempty"`
+	Runtime     *Runtime               `json:"runtime,omitempty"`
+}
+
+// Namespace values of the namespace fields, besides a path.
 const (
 	NamespaceNew  = "new"
 	NamespaceHost = "host"
+	NamespaceRoot = "root" // LinuxKit's synonym of host
+	NamespaceNone = "none" // net only: a new, empty namespace
 )
+
+// Device is an entry of `devices`: a device node to create in the
+// container and allow in its device cgroup, or, with Path "all", every
+// device of a type.
+type Device struct {
+	Path  string `json:"path"`
+	Type  string `json:"type"`
+	Major int64  `json:"major"`
+	Minor int64  `json:"minor"`
+	// Mode is the node's permission bits, parsed from octal.
+	Mode fs.FileMode `json:"mode,omitempty"`
+}
+
+// Runtime is an entry's `runtime` section: what PID 1 does on the host
+// side before the container is created. It becomes runtime.json.
+type Runtime struct {
+	Cgroups    []string      `json:"cgroups,omitempty"`
+	Mounts     []specs.Mount `json:"mounts,omitempty"`
+	Mkdir      []string      `json:"mkdir,omitempty"`
+	Interfaces []Interface   `json:"interfaces,omitempty"`
+	BindNS     Namespaces    `json:"bindNS,omitempty"`
+	Namespace  string        `json:"namespace,omitempty"`
+}
+
+// Interface is a network interface to create or move into the container.
+type Interface struct {
+	Name         string `json:"name,omitempty"`
+	Add          string `json:"add,omitempty"`
+	Peer         string `json:"peer,omitempty"`
+	CreateInRoot bool   `json:"createInRoot,omitempty"`
+}
+
+// Namespaces lists paths where the container's namespaces are bound.
+type Namespaces struct {
+	Cgroup string `json:"cgroup,omitempty"`
+	Ipc    string `json:"ipc,omitempty"`
+	Mnt    string `json:"mnt,omitempty"`
+	Net    string `json:"net,omitempty"`
+	Pid    string `json:"pid,omitempty"`
+	User   string `json:"user,omitempty"`
+	Uts    string `json:"uts,omitempty"`
+}
 
 // FileKind says what a `files` entry creates.
 type FileKind int
@@ -91,28 +227,91 @@ type File struct {
 	// Path is relative to the root of the image, cleaned, never "..".
 	Path string
 	Kind FileKind
-	// Contents of a regular file.
+	// Contents of a regular file (after ResolveFiles, also of one made
+	// from Source or Metadata).
 	Contents string
+	// Source is a file on the build machine to copy, "~/" expanded.
+	Source string
+	// Optional skips a Source that does not exist.
+	Optional bool
+	// Metadata is "yaml" or "json": the file holds the configuration.
+	Metadata string
 	// Target of a symlink.
 	Target string
-	// Mode holds the permission bits (and setuid/setgid/sticky); it defaults
-	// to 0644 for files, 0755 for directories and 0777 for symlinks.
+	// Mode holds the permission bits (and setuid/setgid/sticky); as in
+	// LinuxKit it defaults to 0600 for files, 0700 for directories (and
+	// 0777 for symlinks).
 	Mode fs.FileMode
+	// UID and GID own the file; a name is a container's allocated id.
+	UID, GID ID
+	Pos      Pos
+}
+
+// Volume is an entry of `volumes`. keel parses and checks volumes; it does
+// not build them yet.
+type Volume struct {
+	Name      string   `json:"name"`
+	Image     string   `json:"image,omitempty"`
+	Readonly  bool     `json:"readonly,omitempty"`
+	Format    string   `json:"format,omitempty"`
+	Platforms []string `json:"platforms,omitempty"`
+	Pos       Pos      `json:"-"`
+}
+
+// ID is a uid or gid as the YAML gives it: a number, or a name that is
+// "root" or the name of a container (see Config.IDs).
+type ID struct {
+	Name string
+	Num  uint32
 	Pos  Pos
 }
 
-// Load reads, parses and validates a configuration file.
-func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+func (id ID) String() string {
+	if id.Name != "" {
+		return id.Name
 	}
-	cfg, err := Parse(path, data)
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return fmt.Sprint(id.Num)
 }
+
+// MarshalJSON writes a number as a number and a name as a string.
+func (id ID) MarshalJSON() ([]byte, error) {
+	if id.Name != "" {
+		return []byte(fmt.Sprintf("%q", id.Name)), nil
+	}
+	return []byte(fmt.Sprint(id.Num)), nil
+}
+
+// FirstID is the id given to the first container, as in LinuxKit: each
+// onboot, onshutdown and service entry, in that order, gets the next one.
+const FirstID = 100
+
+// IDs maps each container name to the uid and gid allocated to it, which a
+// `uid`, `gid` or `additionalGids` may name.
+func (c *Config) IDs() map[string]uint32 {
+	m := map[string]uint32{}
+	id := uint32(FirstID)
+	for _, l := range [][]Image{c.Onboot, c.Onshutdown, c.Services} {
+		for _, img := range l {
+			m[img.Name] = id
+			id++
+		}
+	}
+	return m
+}
+
+// Resolve turns an ID into a number using ids (Config.IDs).
+func (id ID) Resolve(ids map[string]uint32) (uint32, error) {
+	switch id.Name {
+	case "":
+		return id.Num, nil
+	case "root":
+		return 0, nil
+	}
+	if n, ok := ids[id.Name]; ok {
+		return n, nil
+	}
+	return 0, fmt.Errorf("unknown id %q: give a number, \"root\" or the name of a container", id.Name)
+}
+
+// MarshalJSON writes an init entry as its reference.
+func (r ImageRef) MarshalJSON() ([]byte, error) { return json.Marshal(r.Ref) }

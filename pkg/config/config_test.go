@@ -50,11 +50,13 @@ func TestParseGood(t *testing.T) {
 	ob := cfg.Onboot[0]
 	want := Image{
 		Name: "hello", Image: "keel/busybox:1.35",
-		Command:      []string{"echo", "hello", "10"},
-		Env:          []string{"A=b"},
-		Binds:        []string{"/var:/var:ro"},
-		Capabilities: []string{"CAP_NET_ADMIN", "CAP_SYS_ADMIN"},
-		Net:          "host", Pid: "/run/netns/x",
+		ImageConfig: ImageConfig{
+			Command:      []string{"echo", "hello", "10"},
+			Env:          []string{"A=b"},
+			Binds:        []string{"/var:/var:ro"},
+			Capabilities: []string{"CAP_NET_ADMIN", "CAP_SYS_ADMIN"},
+			Net:          "host", Pid: "/run/netns/x",
+		},
 		Pos:     Pos{"t.yml", 8, 5},
 		NamePos: Pos{"t.yml", 8, 11},
 	}
@@ -65,7 +67,7 @@ func TestParseGood(t *testing.T) {
 		t.Errorf("service command = %#v, want nil (not given)", cfg.Services[0].Command)
 	}
 	wantFiles := []File{
-		{Path: "etc/hostname", Kind: RegularFile, Contents: "keel", Mode: 0o644, Pos: Pos{"t.yml", 20, 5}},
+		{Path: "etc/hostname", Kind: RegularFile, Contents: "keel", Mode: 0o600, Pos: Pos{"t.yml", 20, 5}},
 		{Path: "var/empty", Kind: Directory, Mode: 0o700, Pos: Pos{"t.yml", 22, 5}},
 		{Path: "bin/sh", Kind: Symlink, Target: "busybox", Mode: 0o777, Pos: Pos{"t.yml", 25, 5}},
 	}
@@ -79,9 +81,9 @@ func TestParseErrors(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"unknown top key", "kernal:\n  image: k\n",
-			`t.yml:1:1: unknown key "kernal" (known keys: files, init, kernel, onboot, onshutdown, services)`},
+			`t.yml:1:1: unknown key "kernal" (did you mean "kernel"?)`},
 		{"unknown image key", "onboot:\n  - name: a\n    image: b\n    imgae: c\n",
-			`t.yml:4:5: onboot[0]: unknown key "imgae" (known keys: binds, capabilities, command, env, image, name, net, pid)`},
+			`t.yml:4:5: onboot[0]: unknown key "imgae" (did you mean "image"?)`},
 		{"wrong type list", "onboot:\n  name: a\n",
 			`t.yml:2:3: onboot: expected a list, got a mapping`},
 		{"wrong type string", "onboot:\n  - name: [a]\n    image: b\n",
@@ -95,11 +97,11 @@ func TestParseErrors(t *testing.T) {
 		{"bad reference", "init:\n  - Keel/Init:1\n",
 			`t.yml:2:5: init[0]: invalid image reference "Keel/Init:1"`},
 		{"bad net", "onboot:\n  - name: a\n    image: b\n    net: bridge\n",
-			`t.yml:4:10: onboot[0].net: invalid value "bridge": want "host", "new" or the absolute path of a namespace`},
+			`t.yml:4:10: onboot[0].net: invalid value "bridge": want "host", "new" or "none", or the absolute path of a namespace`},
 		{"bad capability", "onboot:\n  - name: a\n    image: b\n    capabilities: [CAP_FLY]\n",
 			`t.yml:4:20: onboot[0].capabilities[0]: unknown capability "CAP_FLY"`},
-		{"bad bind", "onboot:\n  - name: a\n    image: b\n    binds: [var:/var]\n",
-			`t.yml:4:13: onboot[0].binds[0]: invalid bind "var:/var": source and destination must be absolute paths`},
+		{"bad bind", "onboot:\n  - name: a\n    image: b\n    binds: [/var:var]\n",
+			`t.yml:4:13: onboot[0].binds[0]: invalid bind "/var:var": the destination must be an absolute path`},
 		{"bad env", "onboot:\n  - name: a\n    image: b\n    env: [NOEQUALS]\n",
 			`t.yml:4:11: onboot[0].env[0]: invalid variable "NOEQUALS": want KEY=value`},
 		{"repeated key", "kernel:\n  image: a\n  image: b\n",
@@ -108,10 +110,10 @@ func TestParseErrors(t *testing.T) {
 			`t.yml:2:11: files[0].path: invalid path "../etc/x": ".." is not allowed`},
 		{"file two kinds", "files:\n  - path: x\n    contents: x\n    directory: true\n",
 			`t.yml:2:5: files[0]: contents and directory cannot be combined: give only one`},
-		{"file bad mode", "files:\n  - path: x\n    mode: rwx\n",
-			`t.yml:3:11: files[0].mode: invalid mode "rwx": want octal permissions such as "0644"`},
-		{"directory not bool", "files:\n  - path: x\n    directory: yes\n",
-			`t.yml:3:16: files[0].directory: expected true or false, got a string`},
+		{"file bad mode", "files:\n  - path: x\n    contents: x\n    mode: rwx\n",
+			`t.yml:4:11: files[0].mode: invalid mode "rwx": want octal permissions such as "0644"`},
+		{"directory not bool", "files:\n  - path: x\n    symlink: y\n    directory: yes\n",
+			`t.yml:4:16: files[0].directory: expected true or false, got a string`},
 		{"kernel without image", "kernel:\n  cmdline: x\n",
 			`t.yml:2:3: kernel: image is required`},
 		{"null string", "kernel:\n  image: ~\n",
@@ -120,7 +122,7 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping", "- a\n", "t.yml:1:1: expected a mapping, got a list"},
 		{"syntax", "kernel: [\n", "t.yml: parse YAML: yaml: line 1: did not find expected node content"},
 		{"errors in file order", "onboot:\n  - name: x\n    imag: y\n",
-			"t.yml:2:5: onboot[0]: image is required\nt.yml:3:5: onboot[0]: unknown key \"imag\" (known keys: binds, capabilities, command, env, image, name, net, pid)"},
+			"t.yml:2:5: onboot[0]: image is required\nt.yml:3:5: onboot[0]: unknown key \"imag\" (did you mean \"image\"?)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("t.yml", []byte(tc.yaml))
@@ -141,9 +143,9 @@ func TestValidateErrors(t *testing.T) {
 	}{
 		{"empty", "", "t.yml:1:1: kernel: a kernel image is required\nt.yml:1:1: init: at least one init image is required"},
 		{"duplicate onboot", base + "onboot:\n  - name: a\n    image: b\n  - name: a\n    image: c\n",
-			`t.yml:7:11: onboot[1].name: duplicate name "a" (first used at line 5)`},
-		{"duplicate file", base + "files:\n  - path: /x\n  - path: x\n",
-			`t.yml:6:5: files[1].path: duplicate path "x" (first used at line 5)`},
+			`t.yml:7:11: onboot[1].name: duplicate name "a" (first used at t.yml:5:11)`},
+		{"duplicate file", base + "files:\n  - path: /x\n    contents: a\n  - path: x\n    directory: true\n",
+			`t.yml:7:5: files[1].path: duplicate path "x" (first used at t.yml:5:5)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse("t.yml", []byte(tc.yaml))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,16 +42,20 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	d.config(cfg, doc.Content[0])
 	if len(d.errs) > 0 {
-		// In file order, whatever order the checks ran in.
-		slices.SortStableFunc(d.errs, func(a, b *Error) int {
-			if a.Pos.Line != b.Pos.Line {
-				return a.Pos.Line - b.Pos.Line
-			}
-			return a.Pos.Column - b.Pos.Column
-		})
-		return nil, d.errs
+		return nil, d.sorted()
 	}
 	return cfg, nil
+}
+
+// sorted is the errors in file order, whatever order the checks ran in.
+func (d *decoder) sorted() Errors {
+	slices.SortStableFunc(d.errs, func(a, b *Error) int {
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line - b.Pos.Line
+		}
+		return a.Pos.Column - b.Pos.Column
+	})
+	return d.errs
 }
 
 // decoder walks a yaml.Node tree and collects errors instead of stopping at
@@ -115,7 +120,7 @@ func (d *decoder) mapping(n *yaml.Node, field string, fs fields) bool {
 		}
 		decode, ok := fs[k.Value]
 		if !ok {
-			d.errorf(k, field, "unknown key %q (known keys: %s)", k.Value, knownKeys(fs))
+			d.errorf(k, field, "unknown key %q (%s)", k.Value, suggest(k.Value, fs))
 			continue
 		}
 		if seen[k.Value] {
@@ -126,6 +131,48 @@ func (d *decoder) mapping(n *yaml.Node, field string, fs fields) bool {
 		decode(v)
 	}
 	return true
+}
+
+// suggest names the known key closest to an unknown one, or lists them
+// all when there are few.
+func suggest(key string, fs fields) string {
+	best, dist := "", 3
+	for k := range fs {
+		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < dist || (d == dist && k < best) {
+			best, dist = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("did you mean %q?", best)
+	}
+	if len(fs) <= 10 {
+		return "known keys: " + knownKeys(fs)
+	}
+	return "see docs/yaml.md for the keys"
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func knownKeys(fs fields) string {
@@ -197,6 +244,7 @@ func (d *decoder) config(cfg *Config, n *yaml.Node) {
 	d.mapping(n, "", fields{
 		"kernel": func(v *yaml.Node) { d.kernel(&cfg.Kernel, v) },
 		"init": func(v *yaml.Node) {
+			cfg.Init = []ImageRef{}
 			d.list(v, "init", func(_ int, e *yaml.Node, f string) {
 				var ref string
 				if d.str(e, f, &ref) && d.imageRef(e, f, ref) {
@@ -214,6 +262,18 @@ func (d *decoder) config(cfg *Config, n *yaml.Node) {
 				}
 			})
 		},
+		"volumes": func(v *yaml.Node) {
+			d.list(v, "volumes", func(_ int, e *yaml.Node, f string) {
+				if vol, ok := d.volume(e, f); ok {
+					cfg.Volumes = append(cfg.Volumes, vol)
+				}
+			})
+		},
+		"trust": func(v *yaml.Node) {
+			// LinuxKit's Docker Content Trust: keel pins digests instead.
+			cfg.Warnings = append(cfg.Warnings, &Error{Pos: d.pos(v), Field: "trust",
+				Msg: "ignored: keel does not use Docker Content Trust (pin images by digest instead)"})
+		},
 	})
 }
 
@@ -221,6 +281,14 @@ func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 	n = resolve(n)
 	k.Pos = d.pos(n)
 	var hasImage bool
+	optional := func(field string, out **string) func(v *yaml.Node) {
+		return func(v *yaml.Node) {
+			var s string
+			if d.str(v, field, &s) {
+				*out = &s
+			}
+		}
+	}
 	if !d.mapping(n, "kernel", fields{
 		"image": func(v *yaml.Node) {
 			hasImage = true
@@ -229,6 +297,15 @@ func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 			}
 		},
 		"cmdline": func(v *yaml.Node) { d.str(v, "kernel.cmdline", &k.Cmdline) },
+		"binary": func(v *yaml.Node) {
+			if d.str(v, "kernel.binary", &k.Binary) && k.Binary != "" {
+				if _, err := cleanFilePath(k.Binary); err != nil {
+					d.errorf(resolve(v), "kernel.binary", "%v", err)
+				}
+			}
+		},
+		"tar":   optional("kernel.tar", &k.Tar),
+		"ucode": optional("kernel.ucode", &k.UCode),
 	}) {
 		return
 	}
@@ -246,137 +323,39 @@ func (d *decoder) imageRef(n *yaml.Node, field, ref string) bool {
 	return true
 }
 
-func (d *decoder) images(n *yaml.Node, field string) []Image {
-	out := []Image{}
-	d.list(n, field, func(_ int, e *yaml.Node, f string) {
-		if img, ok := d.image(e, f); ok {
-			out = append(out, img)
-		}
-	})
-	return out
-}
-
-func (d *decoder) image(n *yaml.Node, field string) (Image, bool) {
-	img := Image{Pos: d.pos(n)}
+func (d *decoder) volume(n *yaml.Node, field string) (Volume, bool) {
+	v := Volume{Pos: d.pos(n)}
 	before := len(d.errs)
-	var nameNode, imageNode *yaml.Node
-	ok := d.mapping(n, field, fields{
-		"name": func(v *yaml.Node) {
-			// The name becomes a bundle directory, a container id and a
-			// log file name.
-			nameNode = v
-			img.NamePos = d.pos(v)
-			if d.str(v, field+".name", &img.Name) && !bundle.ValidName(img.Name) {
-				d.errorf(v, field+".name", "invalid name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", img.Name)
+	var hasName bool
+	if !d.mapping(n, field, fields{
+		"name": func(e *yaml.Node) {
+			hasName = true
+			if d.str(e, field+".name", &v.Name) && !validVolumeName.MatchString(v.Name) {
+				d.errorf(resolve(e), field+".name", "invalid volume name %q: use lower-case letters, digits, '_' and '-'", v.Name)
 			}
 		},
-		"image": func(v *yaml.Node) {
-			imageNode = v
-			if d.str(v, field+".image", &img.Image) {
-				d.imageRef(v, field+".image", img.Image)
+		"image": func(e *yaml.Node) {
+			if d.str(e, field+".image", &v.Image) {
+				d.imageRef(e, field+".image", v.Image)
 			}
 		},
-		"command": func(v *yaml.Node) { img.Command = d.strings(v, field+".command") },
-		"env": func(v *yaml.Node) {
-			img.Env = d.strings(v, field+".env")
-			d.checkEach(v, field+".env", img.Env, checkEnv)
-		},
-		"binds": func(v *yaml.Node) {
-			img.Binds = d.strings(v, field+".binds")
-			d.checkEach(v, field+".binds", img.Binds, checkBind)
-		},
-		"capabilities": func(v *yaml.Node) {
-			img.Capabilities = d.strings(v, field+".capabilities")
-			for i, c := range img.Capabilities {
-				norm, err := NormalizeCapability(c)
-				if err != nil {
-					d.errorf(elem(v, i), fmt.Sprintf("%s.capabilities[%d]", field, i), "%v", err)
-					continue
-				}
-				img.Capabilities[i] = norm
+		"readonly": func(e *yaml.Node) { d.boolean(e, field+".readonly", &v.Readonly) },
+		"format": func(e *yaml.Node) {
+			if d.str(e, field+".format", &v.Format) && v.Format != "" && v.Format != "oci" && v.Format != "filesystem" {
+				d.errorf(resolve(e), field+".format", "invalid format %q: want \"oci\" or \"filesystem\"", v.Format)
 			}
 		},
-		"net": func(v *yaml.Node) { d.namespace(v, field+".net", &img.Net) },
-		"pid": func(v *yaml.Node) { d.namespace(v, field+".pid", &img.Pid) },
-	})
-	if !ok {
-		return img, false
+		"platforms": func(e *yaml.Node) { v.Platforms = d.strings(e, field+".platforms") },
+	}) {
+		return v, false
 	}
-	if nameNode == nil {
+	if !hasName {
 		d.errorf(n, field, "name is required")
 	}
-	if imageNode == nil {
-		d.errorf(n, field, "image is required")
-	}
-	return img, len(d.errs) == before
+	return v, len(d.errs) == before
 }
 
-// elem is the i-th element of a sequence node, or the node itself when it
-// has no such element (so an error always has a position).
-func elem(n *yaml.Node, i int) *yaml.Node {
-	n = resolve(n)
-	if n.Kind == yaml.SequenceNode && i < len(n.Content) {
-		return resolve(n.Content[i])
-	}
-	return n
-}
-
-// checkEach runs check on every decoded element of the list node n.
-func (d *decoder) checkEach(n *yaml.Node, field string, values []string, check func(string) error) {
-	for i, s := range values {
-		if err := check(s); err != nil {
-			d.errorf(elem(n, i), fmt.Sprintf("%s[%d]", field, i), "%v", err)
-		}
-	}
-}
-
-func checkEnv(s string) error {
-	k, _, ok := strings.Cut(s, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("invalid variable %q: want KEY=value", s)
-	}
-	return nil
-}
-
-// ParseBind splits "src:dst[:opts]" into its parts; opts are separated by
-// commas.
-func ParseBind(s string) (src, dst string, opts []string, err error) {
-	parts := strings.Split(s, ":")
-	if len(parts) < 2 || len(parts) > 3 {
-		return "", "", nil, fmt.Errorf("invalid bind %q: want src:dst[:options]", s)
-	}
-	src, dst = parts[0], parts[1]
-	if !path.IsAbs(src) || !path.IsAbs(dst) {
-		return "", "", nil, fmt.Errorf("invalid bind %q: source and destination must be absolute paths", s)
-	}
-	if len(parts) == 3 {
-		for _, o := range strings.Split(parts[2], ",") {
-			if o == "" {
-				return "", "", nil, fmt.Errorf("invalid bind %q: empty option", s)
-			}
-			opts = append(opts, o)
-		}
-	}
-	return src, dst, opts, nil
-}
-
-func checkBind(s string) error {
-	_, _, _, err := ParseBind(s)
-	return err
-}
-
-func (d *decoder) namespace(n *yaml.Node, field string, out *string) {
-	if !d.str(n, field, out) {
-		return
-	}
-	switch v := *out; {
-	case v == "", v == NamespaceNew, v == NamespaceHost:
-	case path.IsAbs(v):
-		*out = path.Clean(v)
-	default:
-		d.errorf(resolve(n), field, "invalid value %q: want %q, %q or the absolute path of a namespace", v, NamespaceHost, NamespaceNew)
-	}
-}
+var validVolumeName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
 func (d *decoder) fileEntry(n *yaml.Node, field string) (File, bool) {
 	f := File{Pos: d.pos(n)}
@@ -394,6 +373,19 @@ func (d *decoder) fileEntry(n *yaml.Node, field string) (File, bool) {
 			kinds = append(kinds, "contents")
 			d.str(v, field+".contents", &f.Contents)
 		},
+		"source": func(v *yaml.Node) {
+			kinds = append(kinds, "source")
+			if d.str(v, field+".source", &f.Source) && f.Source == "" {
+				d.errorf(resolve(v), field+".source", "empty source path")
+			}
+		},
+		"metadata": func(v *yaml.Node) {
+			kinds = append(kinds, "metadata")
+			if d.str(v, field+".metadata", &f.Metadata) && f.Metadata != "yaml" && f.Metadata != "json" {
+				d.errorf(resolve(v), field+".metadata", "invalid value %q: want \"yaml\" or \"json\"", f.Metadata)
+			}
+		},
+		"optional": func(v *yaml.Node) { d.boolean(v, field+".optional", &f.Optional) },
 		"directory": func(v *yaml.Node) {
 			var dir bool
 			if d.boolean(v, field+".directory", &dir) && dir {
@@ -410,17 +402,12 @@ func (d *decoder) fileEntry(n *yaml.Node, field string) (File, bool) {
 		},
 		"mode": func(v *yaml.Node) {
 			modeNode = v
-			var s string
-			if !d.str(v, field+".mode", &s) {
-				return
+			if m, ok := d.octalMode(v, field+".mode", 0o7777); ok {
+				f.Mode = unixMode(m)
 			}
-			m, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
-			if err != nil || m > 0o7777 {
-				d.errorf(resolve(v), field+".mode", "invalid mode %q: want octal permissions such as \"0644\"", s)
-				return
-			}
-			f.Mode = unixMode(uint32(m))
 		},
+		"uid": func(v *yaml.Node) { d.id(v, field+".uid", &f.UID) },
+		"gid": func(v *yaml.Node) { d.id(v, field+".gid", &f.GID) },
 	}) {
 		return f, false
 	}
@@ -431,13 +418,59 @@ func (d *decoder) fileEntry(n *yaml.Node, field string) (File, bool) {
 	} else {
 		f.Path = p
 	}
-	if len(kinds) > 1 {
+	switch {
+	case len(kinds) > 1:
 		d.errorf(n, field, "%s cannot be combined: give only one", strings.Join(kinds, " and "))
+	case len(kinds) == 0:
+		d.errorf(n, field, "give one of contents, source, metadata, directory: true or symlink")
+	}
+	if f.Optional && f.Source == "" {
+		d.errorf(n, field, "optional applies to a source only")
 	}
 	if modeNode == nil {
-		f.Mode = map[FileKind]fs.FileMode{RegularFile: 0o644, Directory: 0o755, Symlink: 0o777}[f.Kind]
+		f.Mode = map[FileKind]fs.FileMode{RegularFile: 0o600, Directory: 0o700, Symlink: 0o777}[f.Kind]
 	}
 	return f, len(d.errs) == before
+}
+
+// octalMode decodes permission bits written in octal ("0644", 0644 or
+// "0o644"), at most max.
+func (d *decoder) octalMode(v *yaml.Node, field string, max uint64) (uint32, bool) {
+	var s string
+	if !d.str(v, field, &s) {
+		return 0, false
+	}
+	m, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+	if err != nil || m > max {
+		d.errorf(resolve(v), field, "invalid mode %q: want octal permissions such as \"0644\"", s)
+		return 0, false
+	}
+	return uint32(m), true
+}
+
+// id decodes a uid or gid: a number, or a name resolved at build time.
+func (d *decoder) id(v *yaml.Node, field string, out *ID) bool {
+	v = resolve(v)
+	var s string
+	if !d.str(v, field, &s) {
+		return false
+	}
+	*out = ID{Pos: d.pos(v)}
+	if v.ShortTag() == "!!int" || (s != "" && strings.Trim(s, "0123456789") == "") {
+		n, err := strconv.ParseUint(s, 0, 32)
+		if err != nil {
+			d.errorf(v, field, "invalid id %s: want a number from 0 to 4294967295 or a name", s)
+			return false
+		}
+		out.Num = uint32(n)
+		return true
+	}
+	if s == "" || !bundle.ValidName(s) {
+		d.errorf(v, field, "invalid id %q: want a number, \"root\" or the name of a container", s)
+		return false
+	}
+	out.Name = s
+	return true
 }
 
 // cleanFilePath makes a `files` path relative to the image root: a leading

@@ -7,8 +7,12 @@ import (
 	"github.com/moby/sys/capability"
 )
 
-// CapabilityAll grants every capability the kernel knows.
-const CapabilityAll = "all"
+// CapabilityAll grants every capability the kernel knows; CapabilityNone
+// grants none.
+const (
+	CapabilityAll  = "all"
+	CapabilityNone = "none"
+)
 
 // knownCapabilities are the CAP_ names, upper case.
 var knownCapabilities = func() map[string]bool {
@@ -20,10 +24,14 @@ var knownCapabilities = func() map[string]bool {
 }()
 
 // NormalizeCapability turns "net_admin", "NET_ADMIN" or "cap_net_admin" into
-// "CAP_NET_ADMIN", and "all" (any case) into CapabilityAll.
+// "CAP_NET_ADMIN", and "all" or "none" (any case) into CapabilityAll or
+// CapabilityNone.
 func NormalizeCapability(s string) (string, error) {
 	if strings.EqualFold(s, CapabilityAll) {
 		return CapabilityAll, nil
+	}
+	if strings.EqualFold(s, CapabilityNone) {
+		return CapabilityNone, nil
 	}
 	c := strings.ToUpper(s)
 	if !strings.HasPrefix(c, "CAP_") {

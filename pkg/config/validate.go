@@ -1,10 +1,14 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+)
 
-// Validate checks the configuration as a whole: what a build needs, and
-// names and paths that must be unique. Parse has already checked each entry
-// on its own.
+// Validate checks the configuration as a whole: what a build needs, names
+// and paths that must be unique, the names a uid or gid refers to, the
+// volumes binds refer to, and file sources that must exist. Parse has
+// already checked each entry on its own.
 func (c *Config) Validate() error {
 	var errs Errors
 	add := func(p Pos, field, format string, args ...any) {
@@ -17,27 +21,69 @@ func (c *Config) Validate() error {
 	if len(c.Init) == 0 {
 		add(top, "init", "at least one init image is required")
 	}
+	ids := c.IDs()
+	vols := map[string]Pos{}
+	for i, v := range c.Volumes {
+		if p, dup := vols[v.Name]; dup {
+			add(v.Pos, fmt.Sprintf("volumes[%d].name", i), "duplicate volume name %q (first used at %s)", v.Name, p)
+			continue
+		}
+		vols[v.Name] = v.Pos
+	}
+	checkID := func(id *ID, field string) {
+		if id == nil {
+			return
+		}
+		if _, err := id.Resolve(ids); err != nil {
+			add(id.Pos, field, "%v", err)
+		}
+	}
 	for _, l := range []struct {
 		field  string
 		images []Image
 	}{{"onboot", c.Onboot}, {"onshutdown", c.Onshutdown}, {"services", c.Services}} {
 		first := map[string]Pos{}
 		for i, img := range l.images {
+			f := fmt.Sprintf("%s[%d]", l.field, i)
 			if p, dup := first[img.Name]; dup {
-				add(img.NamePos, fmt.Sprintf("%s[%d].name", l.field, i),
-					"duplicate name %q (first used at line %d)", img.Name, p.Line)
-				continue
+				add(img.NamePos, f+".name", "duplicate name %q (first used at %s)", img.Name, p)
+			} else {
+				first[img.Name] = img.NamePos
 			}
-			first[img.Name] = img.NamePos
+			checkID(img.UID, f+".uid")
+			checkID(img.GID, f+".gid")
+			for j := range img.AdditionalGids {
+				checkID(&img.AdditionalGids[j], fmt.Sprintf("%s.additionalGids[%d]", f, j))
+			}
+			for _, b := range append(append([]string{}, img.Binds...), img.BindsAdd...) {
+				src, _, _, err := ParseBind(b)
+				if err == nil && src[0] != '/' {
+					if _, ok := vols[src]; !ok {
+						add(img.Pos, f, "bind %q names volume %q, which `volumes` does not define", b, src)
+					}
+				}
+			}
 		}
 	}
 	paths := map[string]Pos{}
 	for i, f := range c.Files {
+		field := fmt.Sprintf("files[%d]", i)
 		if p, dup := paths[f.Path]; dup {
-			add(f.Pos, fmt.Sprintf("files[%d].path", i), "duplicate path %q (first used at line %d)", f.Path, p.Line)
-			continue
+			add(f.Pos, field+".path", "duplicate path %q (first used at %s)", f.Path, p)
+		} else {
+			paths[f.Path] = f.Pos
 		}
-		paths[f.Path] = f.Pos
+		checkID(&f.UID, field+".uid")
+		checkID(&f.GID, field+".gid")
+		if f.Source != "" && !f.Optional {
+			src, err := ExpandHome(f.Source)
+			if err == nil {
+				_, err = os.Stat(src)
+			}
+			if err != nil {
+				add(f.Pos, field+".source", "%v (add `optional: true` to skip a missing source)", err)
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return errs

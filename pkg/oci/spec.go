@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"sort"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -13,120 +14,241 @@ import (
 	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
-// DefaultCapabilities is what a container gets when its YAML entry lists
-// none: LinuxKit's default set (Docker's, minus nothing).
-var DefaultCapabilities = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-}
-
 // DefaultPath is PATH for an image whose config sets none: without it a
 // relative command could not be found inside the container.
 const DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// maskedPaths and readonlyPaths are runc's defaults: kernel interfaces a
-// container has no business reading or writing.
-var (
-	maskedPaths = []string{
-		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-		"/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+// defaultMounts are LinuxKit's: /proc, a tmpfs /dev (read-only with a
+// read-only root), /dev/pts, /sys (read-only with a read-only root) and a
+// read-only /sys/fs/cgroup. /dev/shm and /dev/mqueue are not among them, as
+// in LinuxKit; `tmpfs: [/dev/shm]` adds one.
+func defaultMounts(readonly bool) []specs.Mount {
+	dev := []string{"nosuid", "strictatime", "mode=755", "size=65536k"}
+	sys := []string{"nosuid", "noexec", "nodev"}
+	if readonly {
+		dev = append(dev, "ro")
+		sys = append(sys, "ro")
 	}
-	readonlyPaths = []string{
-		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-	}
-)
-
-// defaultMounts are the filesystems every container gets, in mount order.
-func defaultMounts() []specs.Mount {
 	return []specs.Mount{
-		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "nodev", "noexec", "relatime"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: dev},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
-		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777"}},
-		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-		// Type "cgroup" rather than "cgroup2": runc mounts cgroup2 for it on
-		// a unified host and, where a fresh cgroup2 mount is refused (no
-		// cgroup namespace), falls back to a bind mount of the container's
-		// own cgroup. A literal "cgroup2" mount gets no such fallback.
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sys},
+		// Type "cgroup": runc mounts cgroup2 for it on a unified host.
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 	}
 }
 
-// RuntimeSpec builds the OCI runtime spec (a bundle's config.json) of one
-// YAML entry of the given kind, from the entry and its image: the image's
-// config gives the defaults, and its /etc/passwd a named USER.
-func RuntimeSpec(kind bundle.Kind, img config.Image, image v1.Image) (*specs.Spec, error) {
+// Specs builds a bundle's config.json (an OCI runtime spec) and
+// runtime.json for one YAML entry of the given kind. The image's config
+// gives the command, environment, working directory and user (a named
+// USER through the image's /etc/passwd); its org.mobyproject.config label
+// gives defaults that the entry overrides, as in LinuxKit. ids are the
+// uids allocated to containers (config.Config.IDs), for a uid or gid given
+// as a name.
+func Specs(kind bundle.Kind, entry config.Image, image v1.Image, ids map[string]uint32) (*specs.Spec, *bundle.Runtime, error) {
+	s, rt, err := makeSpecs(kind, entry, image, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spec for %s: %w", entry.Name, err)
+	}
+	return s, rt, nil
+}
+
+func makeSpecs(kind bundle.Kind, entry config.Image, image v1.Image, ids map[string]uint32) (*specs.Spec, *bundle.Runtime, error) {
 	var cc v1.Config
 	if image != nil {
 		ic, err := image.ConfigFile()
 		if err != nil {
-			return nil, fmt.Errorf("spec for %s: read image config: %w", img.Name, err)
+			return nil, nil, fmt.Errorf("read image config: %w", err)
 		}
 		cc = ic.Config
 	}
-	args := img.Command
+	if label := cc.Labels[config.LabelKey]; label != "" {
+		l, err := config.ParseLabel(entry.Image, label)
+		if err != nil {
+			return nil, nil, err
+		}
+		entry = entry.WithLabel(l)
+	}
+	e := entry.ImageConfig
+
+	args := e.Command
 	if args == nil {
 		args = append(slices.Clone(cc.Entrypoint), cc.Cmd...)
 	}
 	if len(args) == 0 {
-		return nil, fmt.Errorf("spec for %s: no command: the image has no entrypoint or cmd and the YAML gives none", img.Name)
+		return nil, nil, fmt.Errorf("no command: the image has no entrypoint or cmd and the YAML gives none")
 	}
-	user, err := imageUser(image, cc.User)
-	if err != nil {
-		return nil, fmt.Errorf("spec for %s: %w", img.Name, err)
+	cwd := e.Cwd
+	if cwd == "" {
+		cwd = cc.WorkingDir
 	}
-	cwd := cc.WorkingDir
 	if cwd == "" {
 		cwd = "/"
 	}
-	caps, err := capabilities(img.Capabilities)
+	user, err := processUser(e, image, cc.User, ids)
 	if err != nil {
-		return nil, fmt.Errorf("spec for %s: %w", img.Name, err)
+		return nil, nil, err
 	}
-	mounts, err := mounts(img.Binds)
+	caps, err := capabilities(e.Capabilities)
 	if err != nil {
-		return nil, fmt.Errorf("spec for %s: %w", img.Name, err)
+		return nil, nil, err
+	}
+	ambient, err := capabilities(e.Ambient)
+	if err != nil {
+		return nil, nil, err
+	}
+	bounding := slices.Clone(caps)
+	for _, c := range ambient {
+		if !slices.Contains(bounding, c) {
+			bounding = append(bounding, c)
+		}
+	}
+	sort.Strings(bounding)
+	var rlimits []specs.POSIXRlimit
+	for _, r := range e.Rlimits {
+		rl, err := config.ParseRlimit(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		rlimits = append(rlimits, rl)
+	}
+	readonly := e.Readonly != nil && *e.Readonly
+	mounts, err := mountList(e, readonly)
+	if err != nil {
+		return nil, nil, err
+	}
+	nss, err := namespaces(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	if e.Hostname != "" && !slices.ContainsFunc(nss, func(n specs.LinuxNamespace) bool { return n.Type == specs.UTSNamespace }) {
+		return nil, nil, fmt.Errorf("hostname %q needs its own uts namespace: add `uts: new`", e.Hostname)
+	}
+	resources := &specs.LinuxResources{}
+	if e.Resources != nil {
+		r := *e.Resources
+		resources = &r
+		resources.Devices = slices.Clone(r.Devices)
+	}
+	var devices []specs.LinuxDevice
+	for _, d := range e.Devices {
+		if d.Path == "all" {
+			resources.Devices = append(resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Access: "rwm"})
+			continue
+		}
+		mode := d.Mode
+		major, minor := d.Major, d.Minor
+		devices = append(devices, specs.LinuxDevice{Path: d.Path, Type: d.Type, Major: major, Minor: minor, FileMode: &mode})
+		resources.Devices = append(resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+	}
+	cgroupsPath := e.CgroupsPath
+	if cgroupsPath == "" {
+		cgroupsPath = "/" + string(kind) + "/" + entry.Name
 	}
 	s := &specs.Spec{
-		Version: specs.Version,
-		Root:    &specs.Root{Path: bundle.RootfsDir},
+		Version:  specs.Version,
+		Root:     &specs.Root{Path: bundle.RootfsDir, Readonly: readonly},
+		Hostname: e.Hostname,
 		Process: &specs.Process{
 			Args: args,
-			Env:  mergeEnv(cc.Env, img.Env),
+			Env:  mergeEnv(cc.Env, e.Env),
 			Cwd:  cwd,
 			User: user,
 			Capabilities: &specs.LinuxCapabilities{
-				Bounding:  caps,
-				Effective: caps,
-				Permitted: caps,
+				Bounding:    bounding,
+				Effective:   caps,
+				Inheritable: bounding,
+				Permitted:   bounding,
+				Ambient:     ambient,
 			},
-			// runc's default; a service that needs more says so in its YAML.
-			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			Rlimits:         rlimits,
+			NoNewPrivileges: e.NoNewPrivileges != nil && *e.NoNewPrivileges,
+			OOMScoreAdj:     e.OOMScoreAdj,
 		},
-		Mounts: mounts,
+		Mounts:      mounts,
+		Annotations: e.Annotations,
 		Linux: &specs.Linux{
-			Namespaces:  namespaces(img),
-			CgroupsPath: "/" + string(kind) + "/" + img.Name,
-			Resources: &specs.LinuxResources{
-				// Deny every device, as runc does; runc then allows the
-				// standard ones (null, zero, tty, ptmx, ...) itself.
-				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
-			},
-			MaskedPaths:   slices.Clone(maskedPaths),
-			ReadonlyPaths: slices.Clone(readonlyPaths),
+			UIDMappings:       e.UIDMappings,
+			GIDMappings:       e.GIDMappings,
+			Sysctl:            e.Sysctl,
+			Resources:         resources,
+			CgroupsPath:       cgroupsPath,
+			Namespaces:        nss,
+			Devices:           devices,
+			RootfsPropagation: e.RootfsPropagation,
+			MaskedPaths:       e.MaskedPaths,
+			ReadonlyPaths:     e.ReadonlyPaths,
 		},
 	}
-	return s, nil
+	return s, bundleRuntime(kind, entry), nil
 }
 
-// BundleRuntime builds a bundle's runtime.json. Nothing in the YAML schema
-// needs host-side preparation yet, so it is empty; it is written anyway so
-// that every bundle has the same files.
-func BundleRuntime(kind bundle.Kind, img config.Image) *bundle.Runtime {
-	return &bundle.Runtime{}
+// bundleRuntime is runtime.json: the entry's `runtime` section and keel's
+// extensions, with their defaults written out.
+func bundleRuntime(kind bundle.Kind, e config.Image) *bundle.Runtime {
+	rt := &bundle.Runtime{
+		Restart:         e.Restart,
+		StopGracePeriod: e.StopGracePeriod,
+		OnFailure:       e.OnFailure,
+	}
+	switch kind {
+	case bundle.Service:
+		if rt.Restart == "" {
+			rt.Restart = bundle.RestartOnFailure
+		}
+	default:
+		if rt.OnFailure == "" {
+			rt.OnFailure = bundle.OnFailureContinue
+		}
+	}
+	if r := e.Runtime; r != nil {
+		rt.Cgroups = r.Cgroups
+		rt.Mounts = r.Mounts
+		rt.Mkdir = r.Mkdir
+		rt.Namespace = r.Namespace
+		rt.BindNS = bundle.Namespaces(r.BindNS)
+		for _, i := range r.Interfaces {
+			rt.Interfaces = append(rt.Interfaces, bundle.Interface(i))
+		}
+	}
+	return rt
+}
+
+// processUser is the image's USER unless the entry gives a uid, with the
+// entry's gid and additionalGids over it.
+func processUser(e config.ImageConfig, image v1.Image, imageUserSpec string, ids map[string]uint32) (specs.User, error) {
+	var u specs.User
+	if e.UID == nil {
+		var err error
+		if u, err = imageUser(image, imageUserSpec); err != nil {
+			return u, err
+		}
+	} else {
+		n, err := e.UID.Resolve(ids)
+		if err != nil {
+			return u, fmt.Errorf("uid: %w", err)
+		}
+		u = specs.User{UID: n}
+	}
+	if e.GID != nil {
+		n, err := e.GID.Resolve(ids)
+		if err != nil {
+			return u, fmt.Errorf("gid: %w", err)
+		}
+		u.GID = n
+	}
+	if e.AdditionalGids != nil {
+		u.AdditionalGids = nil
+		for _, g := range e.AdditionalGids {
+			n, err := g.Resolve(ids)
+			if err != nil {
+				return u, fmt.Errorf("additionalGids: %w", err)
+			}
+			u.AdditionalGids = append(u.AdditionalGids, n)
+		}
+	}
+	return u, nil
 }
 
 // mergeEnv applies the YAML's KEY=value entries over the image's: a key
@@ -154,18 +276,23 @@ func mergeEnv(image, yaml []string) []string {
 	return out
 }
 
-// capabilities resolves the YAML's list: nil is the default set, "all" is
-// every capability keel knows; names are already normalised by config.
+// capabilities resolves a list as LinuxKit does: nil (not given) is none,
+// a lone "all" is every capability keel knows, a lone "none" is none.
 func capabilities(names []string) ([]string, error) {
-	if names == nil {
-		return slices.Clone(DefaultCapabilities), nil
-	}
-	if slices.Contains(names, config.CapabilityAll) {
-		return config.AllCapabilities(), nil
+	if len(names) == 1 {
+		switch names[0] {
+		case config.CapabilityAll:
+			return config.AllCapabilities(), nil
+		case config.CapabilityNone:
+			return []string{}, nil
+		}
 	}
 	out := []string{}
 	for _, n := range names {
 		c, err := config.NormalizeCapability(n)
+		if err == nil && (c == config.CapabilityAll || c == config.CapabilityNone) {
+			err = fmt.Errorf("%q must be the only capability listed", n)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -176,57 +303,90 @@ func capabilities(names []string) ([]string, error) {
 	return out, nil
 }
 
-// mounts is the default set with the YAML's binds applied: a bind onto a
-// default mount's destination replaces it, any other is added after them.
-func mounts(binds []string) ([]specs.Mount, error) {
-	out := defaultMounts()
-	for _, b := range binds {
+// mountList is LinuxKit's: the defaults, then tmpfs, binds and mounts,
+// each replacing a mount at the same destination, sorted by destination
+// (so that /dev comes before /dev/pts).
+func mountList(e config.ImageConfig, readonly bool) ([]specs.Mount, error) {
+	byDst := map[string]specs.Mount{}
+	for _, m := range defaultMounts(readonly) {
+		byDst[m.Destination] = m
+	}
+	for _, t := range e.Tmpfs {
+		dst, opts, err := config.ParseTmpfs(t)
+		if err != nil {
+			return nil, err
+		}
+		dst = path.Clean(dst)
+		byDst[dst] = specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: opts}
+	}
+	for _, b := range addBinds(e.Binds, e.BindsAdd) {
 		src, dst, opts, err := config.ParseBind(b)
 		if err != nil {
 			return nil, err
 		}
-		m := specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: path.Clean(src), Options: bindOptions(opts)}
-		if i := slices.IndexFunc(out, func(o specs.Mount) bool { return o.Destination == m.Destination }); i >= 0 {
-			out[i] = m
-			continue
+		if !path.IsAbs(src) {
+			return nil, fmt.Errorf("bind %q: volumes are not built by keel yet", b)
 		}
+		if opts == nil {
+			opts = []string{"rw", "rbind", "rshared"}
+		} else if !slices.Contains(opts, "rbind") && !slices.Contains(opts, "bind") {
+			opts = append(opts, "rbind")
+		}
+		dst = path.Clean(dst)
+		byDst[dst] = specs.Mount{Destination: dst, Type: "bind", Source: path.Clean(src), Options: opts}
+	}
+	for _, m := range e.Mounts {
+		if m.Type == "bind" && !path.IsAbs(m.Source) {
+			return nil, fmt.Errorf("mount of %q at %s: volumes are not built by keel yet", m.Source, m.Destination)
+		}
+		m.Destination = path.Clean(m.Destination)
+		byDst[m.Destination] = m
+	}
+	out := make([]specs.Mount, 0, len(byDst))
+	for _, m := range byDst {
 		out = append(out, m)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Destination < out[j].Destination })
 	return out, nil
 }
 
-// bindOptions makes a bind recursive and read-write unless it says "ro".
-func bindOptions(opts []string) []string {
-	out := []string{"rbind"}
-	if !slices.Contains(opts, "ro") && !slices.Contains(opts, "rw") {
-		out = append(out, "rw")
-	}
-	for _, o := range opts {
-		if o != "bind" && o != "rbind" {
-			out = append(out, o)
+// addBinds is binds with binds.add appended (for an entry no label was
+// merged into; WithLabel has already folded binds.add in otherwise).
+func addBinds(binds, add []string) []string {
+	out := slices.Clone(binds)
+	for _, b := range add {
+		if !slices.Contains(out, b) {
+			out = append(out, b)
 		}
 	}
 	return out
 }
 
-// namespaces is LinuxKit's set: pid, network, ipc, uts and mount, each new
-// unless the entry shares the host's ("host") or joins one by path.
-func namespaces(img config.Image) []specs.LinuxNamespace {
+// namespaces is LinuxKit's set: net, ipc and uts are the host's unless the
+// entry says "new" (or "none" for net) or gives a path; pid is new unless
+// "host"; a user namespace only when asked; mount and cgroup are always new.
+func namespaces(e config.ImageConfig) ([]specs.LinuxNamespace, error) {
 	var out []specs.LinuxNamespace
-	add := func(t specs.LinuxNamespaceType, setting string) {
+	add := func(t specs.LinuxNamespaceType, setting string, hostByDefault bool) {
 		switch setting {
-		case config.NamespaceHost:
+		case config.NamespaceHost, config.NamespaceRoot:
 			return
-		case "", config.NamespaceNew:
+		case "":
+			if hostByDefault {
+				return
+			}
+			out = append(out, specs.LinuxNamespace{Type: t})
+		case config.NamespaceNew, config.NamespaceNone:
 			out = append(out, specs.LinuxNamespace{Type: t})
 		default:
 			out = append(out, specs.LinuxNamespace{Type: t, Path: setting})
 		}
 	}
-	add(specs.PIDNamespace, img.Pid)
-	add(specs.NetworkNamespace, img.Net)
-	add(specs.IPCNamespace, "")
-	add(specs.UTSNamespace, "")
-	add(specs.MountNamespace, "")
-	return out
+	add(specs.NetworkNamespace, e.Net, true)
+	add(specs.IPCNamespace, e.Ipc, true)
+	add(specs.UTSNamespace, e.Uts, true)
+	add(specs.PIDNamespace, e.Pid, false)
+	add(specs.UserNamespace, e.Userns, true)
+	out = append(out, specs.LinuxNamespace{Type: specs.MountNamespace}, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	return out, nil
 }

@@ -10,7 +10,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/keel-os/keel/pkg/config"
 	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
@@ -34,23 +33,51 @@ func TestRuntimeSpecRunsUnderRunc(t *testing.T) {
 		t.Skip("no /bin/busybox (busybox-static)")
 	}
 	for _, tc := range []struct {
-		name  string
-		entry config.Image
-		want  []string
+		name, yml string
+		want      []string
 	}{
-		{"defaults", config.Image{Name: "defaults", Command: []string{"/bin/sh", "-c",
-			"echo pid=$$; grep CapEff /proc/self/status; ls /dev; touch /proc/sys/x 2>&1 || echo ro-ok"}},
-			[]string{"pid=1", "CapEff:\t00000000a80425fb", "pts", "shm", "mqueue", "ro-ok"}},
-		{"host namespaces and binds", config.Image{
-			Name: "host", Net: "host", Pid: "host", Capabilities: []string{"CAP_SYS_ADMIN", "CAP_NET_ADMIN"},
-			Binds:   []string{"/etc:/host-etc:ro"},
-			Command: []string{"/bin/sh", "-c", "test $$ -ne 1 && echo host-pid; ls /host-etc/hostname; touch /host-etc/x 2>&1 || echo bind-ro"}},
+		{"defaults", `
+name: defaults
+image: x
+command: [/bin/sh, -c, "echo pid=$$; grep CapEff /proc/self/status; ls /dev; id; pwd; touch /x && echo rw-ok"]`,
+			[]string{"pid=1", "CapEff:\t0000000000000000", "pts", "uid=0 gid=0", "rw-ok"}},
+		{"host namespaces and binds", `
+name: host
+image: x
+pid: host
+capabilities: [CAP_SYS_ADMIN, CAP_NET_ADMIN]
+binds: ["/etc:/host-etc:ro"]
+command: [/bin/sh, -c, "test $$ -ne 1 && echo host-pid; ls /host-etc/hostname; touch /host-etc/x 2>&1 || echo bind-ro"]`,
 			[]string{"host-pid", "/host-etc/hostname", "bind-ro"}},
+		{"every field", `
+name: every
+image: x
+readonly: true
+uts: new
+net: new
+ipc: new
+hostname: keelbox
+cwd: /work
+uid: 1234
+gid: 4321
+additionalGids: [99]
+env: [GREETING=hi]
+capabilities.add: [CAP_CHOWN]
+noNewPrivileges: true
+oomScoreAdj: 100
+tmpfs: ["/tmp:size=1m,mode=1777", /work]
+sysctl: {kernel.shm_rmid_forced: "1"}
+rlimits: ["nofile,123,456"]
+maskedPaths: [/proc/kcore]
+readonlyPaths: [/proc/sys]
+resources: {pids: {limit: 50}}
+command: [/bin/sh, -c, "hostname; pwd; id; echo $GREETING; ulimit -n; cat /proc/sys/kernel/shm_rmid_forced; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status; touch /x 2>&1 || echo root-ro; touch /tmp/y && echo tmp-rw; mount | grep ' /tmp ' | grep -o size=1024k"]`,
+			[]string{"keelbox", "/work", "uid=1234 gid=4321 groups=99", "hi", "123", "1\n100", "NoNewPrivs:\t1", "root-ro", "tmp-rw", "size=1024k"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			rootfs := filepath.Join(dir, bundle.RootfsDir)
-			for _, d := range []string{"bin", "proc", "sys", "dev", "host-etc"} {
+			for _, d := range []string{"bin", "proc", "sys", "dev", "host-etc", "tmp", "work"} {
 				if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
 					t.Fatal(err)
 				}
@@ -58,10 +85,11 @@ func TestRuntimeSpecRunsUnderRunc(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), busybox, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			for _, applet := range []string{"sh", "ls", "cat", "wc", "grep", "touch", "test", "echo"} {
+			for _, applet := range []string{"sh", "ls", "cat", "wc", "grep", "touch", "test", "echo", "id", "pwd", "hostname", "mount"} {
 				os.Symlink("busybox", filepath.Join(rootfs, "bin", applet))
 			}
-			s, err := RuntimeSpec(bundle.Onboot, tc.entry, imageConfig(v1.Config{Env: []string{"PATH=/bin"}}))
+			entry, ids := parseEntry(t, "onboot", tc.yml)
+			s, _, err := Specs(bundle.Onboot, entry, imageConfig(v1.Config{Env: []string{"PATH=/bin"}}), ids)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,7 +100,7 @@ func TestRuntimeSpecRunsUnderRunc(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, bundle.ConfigFile), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			id := "keel-spec-test-" + tc.entry.Name
+			id := "keel-spec-test-" + entry.Name
 			cmd := exec.Command(runc, "--root", filepath.Join(dir, "state"), "run", "--bundle", dir, id)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out

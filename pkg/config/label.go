@@ -1,0 +1,179 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// LabelKey is the image label whose value (YAML or JSON) gives defaults for
+// an image's entry, as in LinuxKit.
+const LabelKey = "org.mobyproject.config"
+
+// ParseLabel decodes an org.mobyproject.config label of the image ref. It
+// takes the keys an image entry takes, except name and image.
+func ParseLabel(ref, label string) (ImageConfig, error) {
+	var ic ImageConfig
+	file := ref + " label " + LabelKey
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader([]byte(label))).Decode(&doc); errors.Is(err, io.EOF) {
+		return ic, nil
+	} else if err != nil {
+		return ic, fmt.Errorf("%s: parse YAML: %w", file, err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].ShortTag() == "!!null" {
+		return ic, nil
+	}
+	d := &decoder{file: file}
+	d.mapping(doc.Content[0], "label", d.imageConfigFields(&ic, "label"))
+	if len(d.errs) > 0 {
+		return ImageConfig{}, d.sorted()
+	}
+	return ic, nil
+}
+
+// WithLabel merges an image entry over its image's label the way LinuxKit
+// does: each field the entry sets replaces the label's, and
+// `capabilities.add` and `binds.add` add to the label's capabilities and
+// binds (when the entry does not replace them outright).
+func (img Image) WithLabel(label ImageConfig) Image {
+	out := img
+	y, l := &img.ImageConfig, &label
+	c := &out.ImageConfig
+	pick := func(dst *[]string, ys, ls []string) {
+		if ys == nil {
+			*dst = ls
+		}
+	}
+	pick(&c.Capabilities, y.Capabilities, l.Capabilities)
+	if y.Capabilities == nil {
+		c.Capabilities = addUnique(l.Capabilities, y.CapabilitiesAdd)
+	}
+	c.CapabilitiesAdd = nil
+	if y.Binds == nil {
+		c.Binds = addUnique(l.Binds, y.BindsAdd)
+	}
+	c.BindsAdd = nil
+	pick(&c.Ambient, y.Ambient, l.Ambient)
+	pick(&c.Tmpfs, y.Tmpfs, l.Tmpfs)
+	pick(&c.Command, y.Command, l.Command)
+	pick(&c.Env, y.Env, l.Env)
+	pick(&c.MaskedPaths, y.MaskedPaths, l.MaskedPaths)
+	pick(&c.ReadonlyPaths, y.ReadonlyPaths, l.ReadonlyPaths)
+	pick(&c.Rlimits, y.Rlimits, l.Rlimits)
+	if y.Mounts == nil {
+		c.Mounts = l.Mounts
+	}
+	if y.Devices == nil {
+		c.Devices = l.Devices
+	}
+	if y.AdditionalGids == nil {
+		c.AdditionalGids = l.AdditionalGids
+	}
+	if y.UIDMappings == nil {
+		c.UIDMappings = l.UIDMappings
+	}
+	if y.GIDMappings == nil {
+		c.GIDMappings = l.GIDMappings
+	}
+	if y.Sysctl == nil {
+		c.Sysctl = l.Sysctl
+	}
+	if y.Annotations == nil {
+		c.Annotations = l.Annotations
+	}
+	for _, s := range []struct {
+		dst  *string
+		y, l string
+	}{
+		{&c.Cwd, y.Cwd, l.Cwd}, {&c.Net, y.Net, l.Net}, {&c.Pid, y.Pid, l.Pid},
+		{&c.Ipc, y.Ipc, l.Ipc}, {&c.Uts, y.Uts, l.Uts}, {&c.Userns, y.Userns, l.Userns},
+		{&c.Hostname, y.Hostname, l.Hostname}, {&c.RootfsPropagation, y.RootfsPropagation, l.RootfsPropagation},
+		{&c.CgroupsPath, y.CgroupsPath, l.CgroupsPath},
+	} {
+		if s.y == "" {
+			*s.dst = s.l
+		}
+	}
+	if y.Readonly == nil {
+		c.Readonly = l.Readonly
+	}
+	if y.NoNewPrivileges == nil {
+		c.NoNewPrivileges = l.NoNewPrivileges
+	}
+	if y.OOMScoreAdj == nil {
+		c.OOMScoreAdj = l.OOMScoreAdj
+	}
+	if y.UID == nil {
+		c.UID = l.UID
+	}
+	if y.GID == nil {
+		c.GID = l.GID
+	}
+	if y.Resources == nil {
+		c.Resources = l.Resources
+	}
+	c.Runtime = mergeRuntime(l.Runtime, y.Runtime)
+	return out
+}
+
+// mergeRuntime overrides the label's runtime section field by field.
+func mergeRuntime(l, y *Runtime) *Runtime {
+	if l == nil {
+		return y
+	}
+	if y == nil {
+		return l
+	}
+	out := *l
+	if y.Cgroups != nil {
+		out.Cgroups = y.Cgroups
+	}
+	if y.Mounts != nil {
+		out.Mounts = y.Mounts
+	}
+	if y.Mkdir != nil {
+		out.Mkdir = y.Mkdir
+	}
+	if y.Interfaces != nil {
+		out.Interfaces = y.Interfaces
+	}
+	if y.Namespace != "" {
+		out.Namespace = y.Namespace
+	}
+	for _, s := range []struct {
+		dst *string
+		y   string
+	}{
+		{&out.BindNS.Cgroup, y.BindNS.Cgroup}, {&out.BindNS.Ipc, y.BindNS.Ipc}, {&out.BindNS.Mnt, y.BindNS.Mnt},
+		{&out.BindNS.Net, y.BindNS.Net}, {&out.BindNS.Pid, y.BindNS.Pid}, {&out.BindNS.User, y.BindNS.User},
+		{&out.BindNS.Uts, y.BindNS.Uts},
+	} {
+		if s.y != "" {
+			*s.dst = s.y
+		}
+	}
+	return &out
+}
+
+// addUnique appends to base what add holds that base does not; nil when
+// both are nil (nothing set).
+func addUnique(base, add []string) []string {
+	if base == nil && add == nil {
+		return nil
+	}
+	out := slices.Clone(base)
+	if out == nil {
+		out = []string{}
+	}
+	for _, a := range add {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
