@@ -1,0 +1,293 @@
+package supervisor
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/oci/bundle"
+	"golang.org/x/sys/unix"
+)
+
+// containerdTools finds the containerd and runc binaries `make images`
+// builds, or skips.
+func containerdTools(t *testing.T) (containerdDir, runcDir string) {
+	t.Helper()
+	home, _ := os.UserHomeDir()
+	cache := filepath.Join(home, ".cache/keel/tools")
+	if c := os.Getenv("KEEL_CACHE"); c != "" {
+		cache = filepath.Join(c, "tools")
+	}
+	containerdDir = filepath.Join(cache, "containerd-v2.4.2")
+	runcDir = filepath.Join(cache, "runc-v1.5.3")
+	for _, f := range []string{
+		filepath.Join(containerdDir, "containerd"),
+		filepath.Join(containerdDir, "containerd-shim-runc-v2"),
+		filepath.Join(runcDir, "runc"),
+	} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("needs containerd and runc as `make images` builds them (%v)", err)
+		}
+	}
+	return containerdDir, runcDir
+}
+
+// startTestContainerd runs a private containerd in a temporary root, state
+// and socket (never the host's).
+func startTestContainerd(t *testing.T, reaper *Reaper, log *slog.Logger) *Containerd {
+	t.Helper()
+	cdDir, runcDir := containerdTools(t)
+	dir, err := os.MkdirTemp("/tmp", "keel-cd-") // short: sockets have a 108-byte limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cd := &Containerd{
+		Reaper:  reaper,
+		Log:     log,
+		Binary:  filepath.Join(cdDir, "containerd"),
+		Address: filepath.Join(dir, "containerd.sock"),
+		Root:    filepath.Join(dir, "root"),
+		State:   filepath.Join(dir, "state"),
+		Config:  filepath.Join(dir, "config.toml"),
+		LogPath: filepath.Join(dir, "containerd.log"),
+		Env:     append(os.Environ(), "PATH="+cdDir+":"+runcDir+":"+os.Getenv("PATH")),
+	}
+	if err := cd.Start(context.Background()); err != nil {
+		b, _ := os.ReadFile(cd.LogPath)
+		t.Fatalf("%v\ncontainerd.log:\n%s", err, b)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := cd.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return cd
+}
+
+func writeService(t *testing.T, root, name string, rt *bundle.Runtime, script string) bundle.Bundle {
+	t.Helper()
+	dir := filepath.Join(root, bundle.ServicesDir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	busyboxRootfs(t, dir)
+	spec := linuxkitSpec("/bin/sh", "-c", script)
+	spec.Linux.CgroupsPath = "/keel-test/" + name
+	b, err := bundle.MarshalConfig(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bundle.ConfigFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rt != nil {
+		b, err := bundle.MarshalRuntime(rt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, bundle.RuntimeFile), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bundle.Bundle{Kind: bundle.Service, Name: name, Path: dir}
+}
+
+func serviceStatus(s *Services, name string) ServiceStatus {
+	for _, st := range s.Status() {
+		if st.Name == name {
+			return st
+		}
+	}
+	return ServiceStatus{}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServicesUnderContainerd runs services under a real containerd: logs,
+// restart on kill, backoff of a crash loop, the on-failure and never
+// policies, survival of a containerd restart, and a parallel stop with
+// SIGTERM then SIGKILL after the grace period.
+func TestServicesUnderContainerd(t *testing.T) {
+	needRoot(t)
+	var out syncBuffer
+	log := slog.New(bootlog.New(&out).Handler(slog.LevelInfo))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("console:\n%s", out.String())
+		}
+	})
+	reaper := startReaper(t)
+	cd := startTestContainerd(t, reaper, log)
+
+	root := t.TempDir()
+	logDir := filepath.Join(root, "var/log")
+	bundles := []bundle.Bundle{
+		writeService(t, root, "chatty", nil,
+			`trap 'echo got TERM; exit 0' TERM; i=0; while true; do i=$((i+1)); echo line $i; echo err $i >&2; sleep 0.05; done`),
+		writeService(t, root, "crasher", &bundle.Runtime{Restart: "always"}, `echo crashing; exit 3`),
+		writeService(t, root, "done", nil, `echo finished`),
+		writeService(t, root, "never", &bundle.Runtime{Restart: "never"}, `exit 5`),
+		// No trap: as its pid namespace's init, sh ignores SIGTERM.
+		writeService(t, root, "stubborn", &bundle.Runtime{StopGracePeriod: "500ms", Namespace: "keel-test-other"},
+			`while true; do sleep 1; done`),
+	}
+	s := &Services{
+		Containerd: cd,
+		Log:        log,
+		LogDir:     logDir,
+		Backoff:    Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Reset: 10 * time.Second},
+	}
+	start := time.Now()
+	s.Start(context.Background(), bundles)
+	t.Logf("services started in %v", time.Since(start))
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = s.StopServices(context.Background())
+		}
+	})
+
+	if st := serviceStatus(s, "chatty"); st.State != StateRunning || st.Pid == 0 {
+		t.Fatalf("chatty after start: %+v", st)
+	}
+	// Both streams go to the log, and a plain containerd client sees the
+	// task in the services namespace.
+	waitFor(t, 5*time.Second, "chatty's log", func() bool {
+		b, _ := os.ReadFile(filepath.Join(logDir, "chatty.log"))
+		return strings.Contains(string(b), "line 3\n") && strings.Contains(string(b), "err 3\n")
+	})
+	client, _ := cd.Client()
+	ctx := namespaces.WithNamespace(context.Background(), DefaultNamespace)
+	if c, err := client.LoadContainer(ctx, "chatty"); err != nil {
+		t.Errorf("chatty not in namespace %s: %v", DefaultNamespace, err)
+	} else if task, err := c.Task(ctx, nil); err != nil {
+		t.Errorf("chatty has no task: %v", err)
+	} else if st, err := task.Status(ctx); err != nil || st.Status != "running" {
+		t.Errorf("chatty task status %v %v", st, err)
+	}
+	if st := serviceStatus(s, "stubborn"); st.Namespace != "keel-test-other" {
+		t.Errorf("stubborn's namespace: %+v", st)
+	}
+
+	// on-failure after a clean exit, and never: not restarted.
+	waitFor(t, 5*time.Second, "done and never to exit", func() bool {
+		return serviceStatus(s, "done").State == StateExited && serviceStatus(s, "never").State == StateExited
+	})
+	if st := serviceStatus(s, "never"); st.LastExit != 5 || st.Restarts != 0 {
+		t.Errorf("never: %+v", st)
+	}
+	if st := serviceStatus(s, "done"); st.LastExit != 0 || st.Restarts != 0 {
+		t.Errorf("done: %+v", st)
+	}
+
+	// A killed service comes back with a new pid.
+	old := serviceStatus(s, "chatty")
+	if err := unix.Kill(int(old.Pid), unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "chatty to restart", func() bool {
+		st := serviceStatus(s, "chatty")
+		return st.State == StateRunning && st.Restarts == 1 && st.Pid != old.Pid
+	})
+	if st := serviceStatus(s, "chatty"); st.LastExit != 128+9 {
+		t.Errorf("chatty's last exit %d, want 137", st.LastExit)
+	}
+
+	// The crash loop backs off: after a second and a half it has been
+	// restarted a handful of times, not hundreds, and shows as such.
+	time.Sleep(1500 * time.Millisecond)
+	cr := serviceStatus(s, "crasher")
+	if cr.Restarts < 3 || cr.Restarts > 12 {
+		t.Errorf("crasher restarted %d times in 1.5s; want a backed-off handful", cr.Restarts)
+	}
+	if cr.State != StateCrashLoop && cr.State != StateStarting && cr.State != StateRunning {
+		t.Errorf("crasher state %q, want crashloop", cr.State)
+	}
+	if b, _ := os.ReadFile(filepath.Join(logDir, "crasher.log")); strings.Count(string(b), "crashing\n") < 3 {
+		t.Errorf("crasher.log: %q", b)
+	}
+
+	// containerd dies: it is restarted and the running services are still
+	// tracked (same pid, and a later kill is still noticed).
+	before := serviceStatus(s, "chatty")
+	cdPid := cd.Pid()
+	if err := unix.Kill(cdPid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "containerd to restart", func() bool { return cd.Restarts() == 1 && cd.Pid() != 0 && cd.Pid() != cdPid })
+	waitFor(t, 5*time.Second, "chatty to be re-attached", func() bool {
+		return strings.Contains(out.String(), "service chatty re-attached")
+	})
+	if st := serviceStatus(s, "chatty"); st.Pid != before.Pid || st.State != StateRunning || st.Restarts != before.Restarts {
+		t.Errorf("chatty after containerd restart: %+v, before %+v", st, before)
+	}
+	if err := unix.Kill(int(before.Pid), unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "chatty to restart after containerd's restart", func() bool {
+		st := serviceStatus(s, "chatty")
+		return st.State == StateRunning && st.Restarts == before.Restarts+1
+	})
+
+	// Its third run has set its trap (a shell as its namespace's init
+	// ignores SIGTERM until then).
+	waitFor(t, 5*time.Second, "chatty's third run to log", func() bool {
+		b, _ := os.ReadFile(filepath.Join(logDir, "chatty.log"))
+		return strings.Count(string(b), "line 2\n") >= 3
+	})
+
+	// Stop: in parallel, chatty on SIGTERM at once, stubborn killed after
+	// its 500ms grace.
+	start = time.Now()
+	if err := s.StopServices(context.Background()); err != nil {
+		t.Error(err)
+	}
+	stopped = true
+	took := time.Since(start)
+	if took < 500*time.Millisecond || took > 3*time.Second {
+		t.Errorf("stop took %v; want the stubborn service's 500ms grace and a little", took)
+	}
+	for _, name := range []string{"chatty", "crasher", "stubborn", "done"} {
+		if st := serviceStatus(s, name); st.State != StateStopped && st.State != StateExited {
+			t.Errorf("%s after stop: %+v", name, st)
+		}
+	}
+	if st := serviceStatus(s, "chatty"); st.LastExit != 0 {
+		t.Errorf("chatty did not exit 0 on SIGTERM: %+v", st)
+	}
+	if b, _ := os.ReadFile(filepath.Join(logDir, "chatty.log")); !strings.Contains(string(b), "got TERM") {
+		t.Errorf("chatty.log lacks its SIGTERM line")
+	}
+	if st := serviceStatus(s, "stubborn"); st.LastExit != 128+9 {
+		t.Errorf("stubborn: %+v, want killed", st)
+	}
+	if containers, err := client.Containers(ctx); err == nil && len(containers) != 0 {
+		// client may be stale after the restart; ask the current one.
+		c2, _ := cd.Client()
+		if cs, err := c2.Containers(ctx); err != nil || len(cs) != 0 {
+			t.Errorf("containers left after stop: %v %v", cs, err)
+		}
+	}
+	if testing.Verbose() {
+		t.Logf("console:\n%s", out.String())
+	}
+}

@@ -1,0 +1,62 @@
+package supervisor
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testStatus() Status {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	return Status{
+		Now:        now,
+		Containerd: ContainerdStatus{Pid: 300, Restarts: 1},
+		Orphans:    4,
+		Services: []ServiceStatus{
+			{Name: "httpd", State: StateRunning, Pid: 412, Policy: "on-failure", StartedAt: now.Add(-182 * time.Second)},
+			{Name: "flaky", State: StateCrashLoop, Restarts: 7, Policy: "always", LastExit: 1, LastExitAt: now.Add(-4 * time.Second),
+				NextStart: now.Add(3 * time.Second)},
+			{Name: "killed", State: StateRunning, Pid: 500, Restarts: 1, Policy: "on-failure", StartedAt: now.Add(-26 * time.Hour),
+				LastExit: 137, LastExitAt: now.Add(-26 * time.Hour)},
+			{Name: "broken", State: StateFailed, Policy: "on-failure", Error: "read bundle file: no such file"},
+		},
+	}
+}
+
+func TestWriteStatusTable(t *testing.T) {
+	st := testStatus()
+	var b strings.Builder
+	if err := WriteStatusTable(&b, &st); err != nil {
+		t.Fatal(err)
+	}
+	want := `NAME    STATE                  PID  RESTARTS  UPTIME  LAST EXIT                POLICY
+httpd   running                412  0         3m2s    -                        on-failure
+flaky   crashloop, next in 3s  -    7         -       1 (4s ago)               always
+killed  running                500  1         26h0m   137/SIGKILL (26h0m ago)  on-failure
+broken  failed                 -    0         -       -                        on-failure
+broken: read bundle file: no such file
+containerd: pid 300, restarts 1; orphans reaped: 4
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestStatusSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "status.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := ServeStatus(ctx, slog.New(slog.DiscardHandler), path, testStatus); err != nil {
+		t.Fatal(err)
+	}
+	st, err := FetchStatus(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Services) != 4 || st.Services[1].Name != "flaky" || st.Services[1].Restarts != 7 || !st.Now.Equal(testStatus().Now) {
+		t.Errorf("status %+v", st)
+	}
+}
