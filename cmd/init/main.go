@@ -114,19 +114,21 @@ func main() {
 	// Asked for by PID 1 itself rather than by a signal.
 	requests := make(chan supervisor.Action, 1)
 	oneshot := kernelParam("keel.oneshot")
+	services := newServiceSystem(log, reaper, mounts) // containerd and services: services.go
 	supervisor.Go(log, "onboot", false, func() {
 		bundles, err := bundle.List("/", bundle.Onboot)
 		if err != nil {
 			log.Error("onboot", "err", err)
 		}
 		onboot.RunAll(ctx, bundles)
+		services.Start(ctx)
 		if oneshot {
 			log.Info("oneshot: onboot done, powering off")
 			requests <- supervisor.PowerOff
 		}
 	})
 
-	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: mounts, Log: log}
+	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: mounts, Log: log, Services: services.services, Containerd: services.containerd}
 	idle(log, sigs, requests, func(a supervisor.Action) {
 		stopOnboot()
 		if err := shutdown.Run(a); err != nil {

@@ -74,6 +74,12 @@ type Shutdown struct {
 	Log    *slog.Logger
 	Grace  time.Duration // DefaultGrace if 0
 
+	// Services and Containerd, when set, are stopped in that order before
+	// every other process is signalled: services get their own SIGTERM and
+	// grace period, then containerd exits cleanly.
+	Services   interface{ StopServices(context.Context) error }
+	Containerd interface{ Stop(context.Context) error }
+
 	// The system calls, replaced in tests: signalling every process but
 	// PID 1 is not something a test process may do.
 	killAll   func(unix.Signal) error
@@ -108,6 +114,7 @@ func (s *Shutdown) Run(a Action) error {
 
 	s.Log.Info("shutdown " + a.String())
 	start := time.Now()
+	s.stopServices()
 	if !s.stopAll(killAll, unix.SIGTERM, grace) {
 		s.Log.Warn("shutdown: processes left after grace period, killing", "grace", grace)
 		if !s.stopAll(killAll, unix.SIGKILL, time.Second) {
@@ -126,6 +133,33 @@ func (s *Shutdown) Run(a Action) error {
 		return fmt.Errorf("shutdown: reboot(2) for %s: %w", a, err)
 	}
 	return nil
+}
+
+// ServicesBudget bounds the time stopping the services may take in all:
+// past it, whatever still runs is killed, so that neither a long grace
+// period nor a wedged containerd holds up the power-off for ever.
+const ServicesBudget = 40 * time.Second
+
+// ContainerdStopGrace is how long containerd has to exit on SIGTERM.
+const ContainerdStopGrace = 3 * time.Second
+
+func (s *Shutdown) stopServices() {
+	if s.Services != nil {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), ServicesBudget)
+		if err := s.Services.StopServices(ctx); err != nil {
+			s.Log.Warn("shutdown: services", "err", err)
+		}
+		cancel()
+		s.Log.Info("shutdown: services stopped", "duration", time.Since(start).Round(time.Millisecond))
+	}
+	if s.Containerd != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ContainerdStopGrace)
+		if err := s.Containerd.Stop(ctx); err != nil {
+			s.Log.Warn("shutdown: containerd", "err", err)
+		}
+		cancel()
+	}
 }
 
 // stopAll sends sig to every process and reports whether all were gone
