@@ -2,8 +2,8 @@ package supervisor
 
 import (
 	"bufio"
-	"errors"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"

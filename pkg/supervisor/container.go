@@ -48,6 +48,16 @@ func (r *ContainerRunner) log() *slog.Logger {
 // is about keel failing to run the container; how its process ended is in
 // the Exit. If ctx is done first, the process is killed.
 func (r *ContainerRunner) Run(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdout, stderr io.Writer) (Exit, error) {
+	return r.RunPrepared(ctx, id, spec, rootfs, stdout, stderr, nil)
+}
+
+// RunPrepared is Run with a step between the two halves of the start:
+// libcontainer's Start makes the container's first process, with its
+// namespaces, and leaves it waiting; prepare gets its pid (to move
+// interfaces into its network namespace, bind its namespaces); then Exec
+// lets it run the container's program. If prepare fails, the process is
+// killed and the error returned. A nil prepare is a plain Run.
+func (r *ContainerRunner) RunPrepared(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdout, stderr io.Writer, prepare func(pid int) error) (Exit, error) {
 	if spec.Process == nil || spec.Root == nil {
 		return Exit{}, fmt.Errorf("container %s: spec needs a process and a root", id)
 	}
@@ -107,11 +117,18 @@ func (r *ContainerRunner) Run(ctx context.Context, id string, spec *specs.Spec, 
 
 	r.log().Debug("container created", "container", id)
 	exited, err := r.Reaper.Spawn(func() (int, error) {
-		if err := container.Run(process); err != nil {
+		start := container.Run
+		if prepare != nil {
+			start = container.Start
+		}
+		if err := start(process); err != nil {
 			return 0, err
 		}
 		return process.Pid()
 	})
+	if err == nil && prepare != nil {
+		err = r.prepare(container, process, exited, prepare)
+	}
 	if err == nil {
 		r.log().Debug("container started", "container", id)
 	}
@@ -136,6 +153,26 @@ func (r *ContainerRunner) Run(ctx context.Context, id string, spec *specs.Spec, 
 	// expected.
 	_, _ = process.Wait()
 	return exit, nil
+}
+
+// prepare runs prepare on a started container's first process, then lets
+// it exec the container's program. On failure the process is killed and
+// its exit collected.
+func (r *ContainerRunner) prepare(container *libcontainer.Container, process *libcontainer.Process, exited <-chan Exit, prepare func(pid int) error) error {
+	pid, err := process.Pid()
+	if err == nil {
+		err = prepare(pid)
+		if err == nil {
+			if err = container.Exec(); err == nil {
+				return nil
+			}
+			err = fmt.Errorf("exec: %w", err)
+		}
+	}
+	_ = process.Signal(unix.SIGKILL)
+	<-exited
+	_, _ = process.Wait()
+	return err
 }
 
 // copyOutput copies a container's output until EOF or until the read end is

@@ -10,20 +10,27 @@ import (
 	"time"
 
 	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/bootreport"
 	"github.com/keel-os/keel/pkg/mount"
 	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // Onboot runs the onboot bundles one after another, each to completion,
 // before anything else starts. A failing bundle is logged and the next one
-// runs: what a failure should do is a policy for later.
+// runs, unless its runtime.json says onFailure: halt; then RunAll stops
+// there and the machine is to halt (see Fatal). The onshutdown bundles are
+// run the same way.
 type Onboot struct {
 	Runner  *ContainerRunner
 	Mounts  *mount.Table
 	Console *bootlog.Console
 	Log     *slog.Logger
-	// LogDir receives onboot.<name>.log, a copy of each bundle's output.
+	// LogDir receives onboot.<name>.log (onshutdown.<name>.log), a copy of
+	// each bundle's output.
 	LogDir string
+	// CgroupRoot is where runtime.json cgroups are made; /sys/fs/cgroup
+	// if empty.
+	CgroupRoot string
 }
 
 // Result is how one onboot bundle went.
@@ -33,13 +40,18 @@ type Result struct {
 	Duration time.Duration
 	// Err is set when keel could not run the bundle at all.
 	Err error
+	// Halt is set when the bundle failed and its runtime.json says
+	// onFailure: halt.
+	Halt bool
 }
 
 // Failed reports whether the bundle did not run or exited non-zero.
 func (r Result) Failed() bool { return r.Err != nil || !r.Exit.Success() }
 
 // RunAll runs bundles in order and logs "onboot done" after the last. It
-// stops early only when ctx is done (the machine is shutting down).
+// stops early when ctx is done (the machine is shutting down) or when a
+// bundle whose failure halts the machine fails. Each finished bundle and
+// the end are marked in the boot report.
 func (o *Onboot) RunAll(ctx context.Context, bundles []bundle.Bundle) []Result {
 	var results []Result
 	failed := 0
@@ -49,26 +61,43 @@ func (o *Onboot) RunAll(ctx context.Context, bundles []bundle.Bundle) []Result {
 			return results
 		}
 		r := o.Run(ctx, b)
+		bootreport.Mark(string(b.Kind) + " " + b.Name)
+		results = append(results, r)
 		if r.Failed() {
 			failed++
 		}
-		results = append(results, r)
+		if r.Halt {
+			o.Log.Error("onboot "+b.Name+" failed and its onFailure is halt: halting", "exit", r.Exit, "remaining", len(bundles)-len(results))
+			return results
+		}
 	}
 	if failed > 0 {
 		o.Log.Info("onboot done", "count", len(results), "failed", failed)
 	} else {
 		o.Log.Info("onboot done", "count", len(results))
 	}
+	bootreport.Mark("onboot done")
 	return results
 }
 
+// Fatal returns the result that halts the machine, if any.
+func Fatal(results []Result) (Result, bool) {
+	for _, r := range results {
+		if r.Halt {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
 // Run runs one bundle and logs its result line,
-// "onboot 000-name exit=0 duration=120ms".
+// "onboot 000-name exit=0 duration=120ms" ("onshutdown ..." for those).
 func (o *Onboot) Run(ctx context.Context, b bundle.Bundle) Result {
 	start := time.Now()
-	exit, err := o.run(ctx, b)
+	exit, halt, err := o.run(ctx, b)
 	r := Result{Bundle: b, Exit: exit, Duration: time.Since(start), Err: err}
-	msg := "onboot " + b.Name
+	r.Halt = halt && r.Failed()
+	msg := kindName(b) + " " + b.Name
 	if err != nil {
 		o.Log.Error(msg+" failed", "err", err)
 	} else {
@@ -77,29 +106,37 @@ func (o *Onboot) Run(ctx context.Context, b bundle.Bundle) Result {
 	return r
 }
 
-func (o *Onboot) run(ctx context.Context, b bundle.Bundle) (Exit, error) {
+func kindName(b bundle.Bundle) string {
+	if b.Kind == "" {
+		return string(bundle.Onboot)
+	}
+	return string(b.Kind)
+}
+
+func (o *Onboot) run(ctx context.Context, b bundle.Bundle) (exit Exit, halt bool, err error) {
 	spec, err := bundle.ReadConfig(b.ConfigPath())
 	if err != nil {
-		return Exit{}, err
+		return Exit{}, false, err
 	}
 	if spec.Root == nil {
-		return Exit{}, fmt.Errorf("%s: spec has no root", b.ConfigPath())
+		return Exit{}, false, fmt.Errorf("%s: spec has no root", b.ConfigPath())
 	}
 	rt, err := bundle.ReadRuntime(b.RuntimePath())
 	if err != nil {
-		return Exit{}, err
+		return Exit{}, false, err
 	}
+	halt = rt.OnFailure == bundle.OnFailureHalt
 	rootfs := inBundle(b, spec.Root.Path)
 	// Directories first, while the rootfs is still writable; mounts after
 	// the rootfs bind mount, so that those inside it land on top of it
 	// and are seen by the container.
 	for _, dir := range rt.Mkdir {
 		if err := os.MkdirAll(inBundle(b, dir), 0o755); err != nil {
-			return Exit{}, fmt.Errorf("runtime.json mkdir: %w", err)
+			return Exit{}, halt, fmt.Errorf("runtime.json mkdir: %w", err)
 		}
 	}
 	if err := o.Mounts.BindSelf(rootfs, spec.Root.Readonly); err != nil {
-		return Exit{}, fmt.Errorf("prepare rootfs: %w", err)
+		return Exit{}, halt, fmt.Errorf("prepare rootfs: %w", err)
 	}
 	for _, m := range rt.Mounts {
 		if mount.IsBind(m) {
@@ -107,21 +144,38 @@ func (o *Onboot) run(ctx context.Context, b bundle.Bundle) (Exit, error) {
 		}
 		m.Destination = inBundle(b, m.Destination)
 		if err := o.Mounts.MountSpec(m); err != nil {
-			return Exit{}, fmt.Errorf("runtime.json mount: %w", err)
+			return Exit{}, halt, fmt.Errorf("runtime.json mount: %w", err)
 		}
+	}
+	cgroupRoot := o.CgroupRoot
+	if cgroupRoot == "" {
+		cgroupRoot = "/sys/fs/cgroup"
+	}
+	if err := CreateCgroups(cgroupRoot, rt.Cgroups); err != nil {
+		return Exit{}, halt, err
+	}
+	var prepare func(pid int) error
+	if len(rt.Interfaces) > 0 || rt.BindNS != (bundle.Namespaces{}) {
+		prepare = func(pid int) error { return PrepareNamespaces(rt, pid, o.Mounts) }
 	}
 
 	logFile, err := o.openLog(b)
 	if err != nil {
-		return Exit{}, err
+		return Exit{}, halt, err
 	}
 	defer logFile.Close()
 	stdout := o.Console.LineWriter(b.Name)
 	stderr := o.Console.LineWriter(b.Name)
-	exit, err := o.Runner.Run(ctx, b.Name, spec, rootfs, io.MultiWriter(logFile, stdout), io.MultiWriter(logFile, stderr))
+	// Onboot and onshutdown bundles share NNN- names; their containers
+	// must not.
+	id := b.Name
+	if b.Kind != "" && b.Kind != bundle.Onboot {
+		id = string(b.Kind) + "-" + b.Name
+	}
+	exit, err = o.Runner.RunPrepared(ctx, id, spec, rootfs, io.MultiWriter(logFile, stdout), io.MultiWriter(logFile, stderr), prepare)
 	stdout.Close()
 	stderr.Close()
-	return exit, err
+	return exit, halt, err
 }
 
 // inBundle resolves a path from config.json or runtime.json: relative
@@ -137,7 +191,7 @@ func (o *Onboot) openLog(b bundle.Bundle) (*os.File, error) {
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}
-	path := filepath.Join(o.LogDir, "onboot."+b.Name+".log")
+	path := filepath.Join(o.LogDir, kindName(b)+"."+b.Name+".log")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open onboot log: %w", err)
