@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/keel-os/keel/pkg/mount"
@@ -64,15 +65,33 @@ func ActionFor(sig os.Signal) (Action, bool) {
 // DefaultGrace is how long processes get between SIGTERM and SIGKILL.
 const DefaultGrace = 5 * time.Second
 
-// Shutdown stops everything and ends the machine: every process gets
-// SIGTERM, then SIGKILL after Grace (or at once when all are gone, so an
-// idle machine goes down in milliseconds), then filesystems are synced and
-// unmounted in reverse order, then reboot(2).
+// Shutdown stops everything and ends the machine, in this order:
+//
+//  1. the console shell is hung up (StopConsole), so nothing respawns it;
+//  2. the onshutdown bundles run (Onshutdown), within OnshutdownBudget;
+//  3. the services are stopped (Services), within ServicesBudget;
+//  4. containerd is stopped (Containerd), within ContainerdStopGrace;
+//  5. every process left gets SIGTERM, then SIGKILL after Grace (or at
+//     once when all are gone, so an idle machine goes down in
+//     milliseconds);
+//  6. sync, then the filesystems are unmounted in reverse order; a busy
+//     one is remounted read-only and the processes holding it are named;
+//  7. sync, reboot(2).
+//
+// Each step is bounded, so the whole is: at most OnshutdownBudget +
+// ServicesBudget + ContainerdStopGrace + Grace + 1 s, plus the unmounts.
 type Shutdown struct {
 	Reaper *Reaper
 	Mounts *mount.Table
 	Log    *slog.Logger
 	Grace  time.Duration // DefaultGrace if 0
+
+	// StopConsole, when set, ends the console shell and its respawning.
+	// It must return within a second or so.
+	StopConsole func()
+	// Onshutdown, when set, runs the onshutdown bundles; ctx ends when
+	// OnshutdownBudget is spent.
+	Onshutdown func(ctx context.Context)
 
 	// Services and Containerd, when set, are stopped in that order before
 	// every other process is signalled: services get their own SIGTERM and
@@ -86,7 +105,11 @@ type Shutdown struct {
 	sync      func()
 	unmounter mount.Unmounter
 	reboot    func(cmd int) error
+	procRoot  string // where busy mounts' holders are looked for; /proc
 }
+
+// OnshutdownBudget bounds the time all onshutdown bundles may take.
+const OnshutdownBudget = 30 * time.Second
 
 // pollChildren is how often the shutdown checks whether processes are left.
 const pollChildren = 5 * time.Millisecond
@@ -114,6 +137,14 @@ func (s *Shutdown) Run(a Action) error {
 
 	s.Log.Info("shutdown " + a.String())
 	start := time.Now()
+	if s.StopConsole != nil {
+		s.StopConsole()
+	}
+	if s.Onshutdown != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), OnshutdownBudget)
+		s.Onshutdown(ctx)
+		cancel()
+	}
 	s.stopServices()
 	if !s.stopAll(killAll, unix.SIGTERM, grace) {
 		s.Log.Warn("shutdown: processes left after grace period, killing", "grace", grace)
@@ -124,11 +155,16 @@ func (s *Shutdown) Run(a Action) error {
 	s.Log.Info("shutdown: processes stopped", "duration", time.Since(start).Round(time.Millisecond))
 
 	sync()
-	if err := s.Mounts.UnmountAll(unmounter); err != nil {
+	procRoot := s.procRoot
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	naming := mount.NamingUnmounter{Unmounter: unmounter, ProcRoot: procRoot, Busy: s.logBusy}
+	if err := s.Mounts.UnmountAll(naming); err != nil {
 		s.Log.Warn("shutdown: unmount", "err", err)
 	}
 	sync()
-	s.Log.Info("shutdown: " + a.String() + " now")
+	s.Log.Info("shutdown: "+a.String()+" now", "after", time.Since(start).Round(time.Millisecond))
 	if err := reboot(a.rebootCmd()); err != nil {
 		return fmt.Errorf("shutdown: reboot(2) for %s: %w", a, err)
 	}
@@ -160,6 +196,22 @@ func (s *Shutdown) stopServices() {
 		}
 		cancel()
 	}
+}
+
+// logBusy names what keeps a mount busy; UnmountAll then remounts it
+// read-only.
+func (s *Shutdown) logBusy(target string, holders []mount.Holder, err error) {
+	var names []string
+	for _, h := range holders {
+		names = append(names, h.String())
+	}
+	held := strings.Join(names, "; ")
+	if err != nil {
+		held = "unknown: " + err.Error()
+	} else if held == "" {
+		held = "no process (a mount below it, or the kernel)"
+	}
+	s.Log.Warn("shutdown: "+target+" busy, remounting read-only", "held_by", held)
 }
 
 // stopAll sends sig to every process and reports whether all were gone

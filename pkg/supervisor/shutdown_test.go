@@ -1,9 +1,11 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -131,5 +133,85 @@ func TestShutdownKillsAfterGrace(t *testing.T) {
 	want := []string{"kill SIGTERM", "kill SIGKILL", "sync", "umount /var", "umount /proc", "sync", "reboot halt"}
 	if !slices.Equal(rec.calls, want) {
 		t.Errorf("calls %q, want %q", rec.calls, want)
+	}
+}
+
+type stopRecorder struct {
+	rec  *recorder
+	name string
+}
+
+func (s stopRecorder) StopServices(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		s.rec.calls = append(s.rec.calls, s.name+" without deadline")
+	}
+	s.rec.calls = append(s.rec.calls, s.name)
+	return nil
+}
+
+func (s stopRecorder) Stop(ctx context.Context) error { return s.StopServices(ctx) }
+
+// The whole order: console, onshutdown bundles, services, containerd,
+// everything else, sync, unmount, sync, reboot(2).
+func TestShutdownOrder(t *testing.T) {
+	rec := &recorder{}
+	var log strings.Builder
+	s := newTestShutdown(&fakeChildren{}, rec, unix.SIGTERM, &log)
+	s.StopConsole = func() { rec.calls = append(rec.calls, "console") }
+	s.Onshutdown = func(ctx context.Context) {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > OnshutdownBudget {
+			t.Errorf("onshutdown deadline %v %v", dl, ok)
+		}
+		rec.calls = append(rec.calls, "onshutdown")
+	}
+	s.Services = stopRecorder{rec, "services"}
+	s.Containerd = stopRecorder{rec, "containerd"}
+	if err := s.Run(PowerOff); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"console", "onshutdown", "services", "containerd", "kill SIGTERM", "sync", "umount /var", "umount /proc", "sync", "reboot power-off"}
+	if !slices.Equal(rec.calls, want) {
+		t.Errorf("calls %q\nwant  %q", rec.calls, want)
+	}
+}
+
+// busyRecorder is a recorder whose unmount of one target is refused.
+type busyRecorder struct {
+	recorder
+	busy string
+}
+
+func (b *busyRecorder) Unmount(target string) error {
+	b.calls = append(b.calls, "umount "+target)
+	if target == b.busy {
+		return unix.EBUSY
+	}
+	return nil
+}
+
+func (b *busyRecorder) RemountReadOnly(target string) error {
+	b.calls = append(b.calls, "ro "+target)
+	return nil
+}
+
+// A busy mount is remounted read-only and the log names who holds it.
+func TestShutdownNamesBusyMountHolders(t *testing.T) {
+	proc := t.TempDir()
+	os.MkdirAll(filepath.Join(proc, "42", "fd"), 0o755)
+	os.WriteFile(filepath.Join(proc, "42", "comm"), []byte("stuck\n"), 0o644)
+	os.Symlink("/var/lib/db", filepath.Join(proc, "42", "fd", "5"))
+	rec := &busyRecorder{busy: "/var"}
+	var log strings.Builder
+	s := newTestShutdown(&fakeChildren{}, &rec.recorder, unix.SIGTERM, &log)
+	s.unmounter = rec
+	s.procRoot = proc
+	if err := s.Run(Reboot); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(rec.calls, "ro /var") {
+		t.Errorf("calls %q: /var not remounted read-only", rec.calls)
+	}
+	if !strings.Contains(log.String(), "/var busy, remounting read-only") || !strings.Contains(log.String(), "42(stuck): fd 5 /var/lib/db") {
+		t.Errorf("log does not name the holder:\n%s", log.String())
 	}
 }
