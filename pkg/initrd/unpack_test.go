@@ -17,7 +17,7 @@ type tarEntry struct {
 	data string
 }
 
-func tarLayer(t *testing.T, name string, entries ...tarEntry) Layer {
+func tarLayer(t testing.TB, name string, entries ...tarEntry) Layer {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
