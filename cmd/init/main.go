@@ -60,6 +60,8 @@ func main() {
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
 		unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR)
 
+	initStart() // the boot report counts from here
+
 	if os.Getpid() != 1 && os.Getenv("KEEL_INIT_ANY_PID") == "" {
 		// Outside a VM this would mount over the host's /proc and /dev and
 		// signal every process at shutdown.
@@ -93,6 +95,7 @@ func main() {
 	}
 
 	mounts := mountSystem(log)
+	setUpSystem(log) // system.go: modules, hostname, loopback, rlimits
 	if os.Getpid() == 1 {
 		// ctrl-alt-del then arrives as SIGINT instead of an instant reboot.
 		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
@@ -113,6 +116,8 @@ func main() {
 	}
 	// Asked for by PID 1 itself rather than by a signal.
 	requests := make(chan supervisor.Action, 1)
+	watchPowerButton(log, requests)
+	shell := newConsole(log, reaper)
 	oneshot := kernelParam("keel.oneshot")
 	services := newServiceSystem(log, reaper, mounts) // containerd and services: services.go
 	supervisor.Go(log, "onboot", false, func() {
@@ -120,15 +125,24 @@ func main() {
 		if err != nil {
 			log.Error("onboot", "err", err)
 		}
-		onboot.RunAll(ctx, bundles)
+		results := onboot.RunAll(ctx, bundles)
+		if _, fatal := supervisor.Fatal(results); fatal {
+			requests <- supervisor.Halt
+			return
+		}
 		services.Start(ctx)
 		if oneshot {
 			log.Info("oneshot: onboot done, powering off")
 			requests <- supervisor.PowerOff
+		} else {
+			shell.Start() // after onboot, so as not to mix with its output
 		}
 	})
 
-	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: mounts, Log: log, Services: services.services, Containerd: services.containerd}
+	onshutdown := &supervisor.Onshutdown{Runner: onboot, Root: "/", Log: log}
+	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: mounts, Log: log,
+		StopConsole: shell.Stop, Onshutdown: onshutdown.Run,
+		Services: services.services, Containerd: services.containerd}
 	idle(log, sigs, requests, func(a supervisor.Action) {
 		stopOnboot()
 		if err := shutdown.Run(a); err != nil {

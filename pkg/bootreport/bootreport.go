@@ -36,11 +36,21 @@ type Phase struct {
 	At   time.Duration // since /init started
 }
 
-// New returns a report whose zero is start on the clock now (both
-// CLOCK_MONOTONIC durations, as bootlog.Monotonic gives), written to path
-// on every mark; an empty path writes nothing.
+// New returns a report whose zero, phase "init", is start on the clock
+// now (both CLOCK_MONOTONIC durations, as bootlog.Monotonic gives),
+// written to path on every mark; an empty path writes nothing until
+// SetPath.
 func New(start time.Duration, now func() time.Duration, path string) *Report {
-	return &Report{start: start, now: now, path: path}
+	return &Report{start: start, now: now, path: path, phases: []Phase{{"init", 0}}}
+}
+
+// SetPath makes the report be written to path from now on, and writes it
+// (e.g. once /run is mounted).
+func (r *Report) SetPath(path string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.path = path
+	return r.write()
 }
 
 // Mark records that phase name was reached now. A name marked again keeps
@@ -119,6 +129,17 @@ func Init(start time.Duration, now func() time.Duration, path string) *Report {
 	defer defaultMu.Unlock()
 	def = New(start, now, path)
 	return def
+}
+
+// WriteTo is SetPath on the report set up by Init.
+func WriteTo(path string) error {
+	defaultMu.Lock()
+	r := def
+	defaultMu.Unlock()
+	if r == nil {
+		return nil
+	}
+	return r.SetPath(path)
 }
 
 // Mark records phase name on the report set up by Init; before Init (or in

@@ -11,9 +11,15 @@ import (
 func TestReportOrderAndFile(t *testing.T) {
 	now := 2 * time.Second
 	path := filepath.Join(t.TempDir(), "run/keel/boot.json")
-	r := New(2*time.Second, func() time.Duration { return now }, path)
-	r.Mark("init")
-	now += 12 * time.Millisecond
+	r := New(2*time.Second, func() time.Duration { return now }, "")
+	now += 3 * time.Millisecond
+	if at := r.Mark("init"); at != 0 {
+		t.Errorf("init at %v, want 0", at)
+	}
+	if err := r.SetPath(path); err != nil {
+		t.Fatal(err)
+	}
+	now += 9 * time.Millisecond
 	r.Mark("mounts")
 	now += 300*time.Millisecond + 700*time.Microsecond
 	r.Mark("onboot 000-a b")
@@ -39,7 +45,7 @@ func TestMarkBeforeInit(t *testing.T) {
 	Mark("nothing") // must not panic
 	r := Init(0, func() time.Duration { return time.Second }, "")
 	Mark("x")
-	if p := r.Phases(); len(p) != 1 || p[0].Name != "x" || p[0].At != time.Second {
+	if p := r.Phases(); len(p) != 2 || p[0] != (Phase{"init", 0}) || p[1].Name != "x" || p[1].At != time.Second {
 		t.Errorf("phases %v", p)
 	}
 }

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"net"
+	"testing"
+)
+
+func TestHostname(t *testing.T) {
+	mac, _ := net.ParseMAC("52:54:00:12:34:5A")
+	for _, tc := range []struct {
+		etc  string
+		mac  net.HardwareAddr
+		want string
+	}{
+		{"", mac, "keel-52540012345a"},
+		{"web-1\n", mac, "web-1"},
+		{"# comment\n\n  db.example  \n", mac, "db.example"},
+		{"bad_name!\n", mac, "keel-52540012345a"},
+		{"-leadingdash", nil, "keel"},
+		{"", nil, "keel"},
+	} {
+		if got := hostname([]byte(tc.etc), tc.mac); got != tc.want {
+			t.Errorf("hostname(%q, %v) = %q, want %q", tc.etc, tc.mac, got, tc.want)
+		}
+	}
+}
+
+func TestParamValue(t *testing.T) {
+	cmdline := "console=ttyS0 quiet keel.console=off keel.oneshot init=/init\n"
+	if v, ok := paramValue(cmdline, "keel.console"); !ok || v != "off" {
+		t.Errorf("keel.console = %q %v", v, ok)
+	}
+	if v, ok := paramValue(cmdline, "keel.oneshot"); !ok || v != "" {
+		t.Errorf("keel.oneshot = %q %v", v, ok)
+	}
+	if _, ok := paramValue(cmdline, "keel"); ok {
+		t.Error("keel found")
+	}
+	// The last word wins, as for the kernel.
+	if v, _ := paramValue("keel.console=off keel.console=on", "keel.console"); v != "on" {
+		t.Errorf("last word: %q", v)
+	}
+}

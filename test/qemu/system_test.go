@@ -1,0 +1,184 @@
+package qemu_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keel-os/keel/pkg/qemu"
+)
+
+// stampOf returns the [seconds] stamp at the start of a console line.
+var stampRE = regexp.MustCompile(`^\[ *(\d+\.\d+)\]`)
+
+func stampOf(t *testing.T, line string) time.Duration {
+	t.Helper()
+	m := stampRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no timestamp on %q", line)
+	}
+	f, _ := strconv.ParseFloat(m[1], 64)
+	return time.Duration(f * float64(time.Second))
+}
+
+// run types a command on the serial console and waits for a line
+// matching want printed after it; it returns the index of that line.
+func (vm *VM) run(from int, cmd, want string) int {
+	vm.t.Helper()
+	if _, err := fmt.Fprintf(vm.stdin, "%s\n", cmd); err != nil {
+		vm.t.Fatalf("type %q: %v", cmd, err)
+	}
+	return vm.Expect(from, want, time.Minute)
+}
+
+const systemYAML = `
+kernel:
+  image: {{.Kernel}}
+  cmdline: "console=ttyS0 quiet"
+init:
+  - {{.Init}}
+onboot:
+  - name: hello
+    image: {{.Busybox}}
+    command: ["/bin/sh", "-c", "echo onboot ran"]
+onshutdown:
+  - name: bye
+    image: {{.Busybox}}
+    command: ["/bin/sh", "-c", "echo onshutdown ran; sleep 0.2; echo onshutdown done"]
+`
+
+// One boot covers the system set-up, the console shell, an orphan storm
+// and the ACPI power button: modules are loaded, the hostname comes from
+// eth0's MAC, a person can use the shell, orphans are all reaped, and QMP
+// system_powerdown powers off cleanly after the onshutdown bundle ran.
+func TestSystemConsolePowerButton(t *testing.T) {
+	requireBoot(t)
+	prefix := buildImage(t, "system", systemYAML)
+	vm := boot(t, prefix, nil)
+
+	const wait = 3 * time.Minute
+	i := vm.Expect(0, `keel: modules loaded count=\d+`, wait)
+	t.Logf("%s", vm.Lines()[i])
+	i = vm.Expect(i, `keel: hostname keel-525400123456$`, wait)
+	i = vm.Expect(i, `\] 000-hello: onboot ran$`, wait)
+	i = vm.Expect(i, `keel: console shell started`, wait)
+
+	// A person at the console.
+	i = vm.run(i, "echo console-$((6*7)) on $(hostname)", `^console-42 on keel-525400123456`)
+	i = vm.run(i, "ip -o link show lo | grep -c LOWER_UP; ulimit -n", `^1048576`)
+
+	// Orphan storm: each (sleep &) leaves an orphan to PID 1.
+	i = vm.run(i, `n=0; while [ $n -lt 200 ]; do (sleep 0.1 &); n=$((n+1)); done; sleep 2; echo zombies=$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$3=="Z"' | wc -l)`, `^zombies=\d+`)
+	if l := vm.Lines()[i]; l != "zombies=0" {
+		t.Errorf("orphan storm left zombies: %q", l)
+	}
+
+	i = vm.run(i, "grep VmRSS /proc/1/status", `^VmRSS:`)
+	t.Logf("PID 1 idle: %s", vm.Lines()[i])
+	i = vm.run(i, "echo modules=$(wc -l < /proc/modules)", `^modules=\d+`)
+	t.Logf("%s", vm.Lines()[i])
+	i = vm.run(i, "tr -d '\\n' < /run/keel/boot.json; echo", `^\{.*"console": \d+\s*\}$`)
+	report := vm.Lines()[i]
+	t.Logf("boot report: %s", report)
+	var phases map[string]int
+	if err := json.Unmarshal([]byte(report), &phases); err != nil {
+		t.Errorf("boot.json: %v", err)
+	}
+	for _, p := range []string{"init", "mounts", "modules", "onboot 000-hello", "onboot done", "console"} {
+		if _, ok := phases[p]; !ok {
+			t.Errorf("boot.json lacks %q", p)
+		}
+	}
+
+	if _, err := qemu.QMP(vm.QMPPath, "system_powerdown", nil); err != nil {
+		t.Fatal(err)
+	}
+	i = vm.Expect(i, `keel: power button pressed`, wait)
+	start := vm.Expect(i, `keel: shutdown power-off$`, wait)
+	i = vm.Expect(start, `\] 000-bye: onshutdown ran$`, wait)
+	i = vm.Expect(i, `\] 000-bye: onshutdown done$`, wait)
+	i = vm.Expect(i, `keel: onshutdown 000-bye exit=0 `, wait)
+	i = vm.Expect(i, `keel: shutdown: power-off now`, wait)
+	end := vm.Expect(i, `reboot: Power down`, wait)
+	if err := vm.Wait(wait); err != nil {
+		t.Fatalf("qemu did not exit cleanly after power-off: %v", err)
+	}
+	lines := vm.Lines()
+	t.Logf("power-off with one onshutdown bundle: %v (%q .. %q)",
+		stampOf(t, lines[end])-stampOf(t, lines[start]), lines[start], lines[end])
+}
+
+const idleYAML = `
+kernel:
+  image: {{.Kernel}}
+  cmdline: "console=ttyS0 quiet"
+init:
+  - {{.Init}}
+`
+
+// ctrl-alt-del reaches PID 1 as SIGINT (after reboot(CAD_OFF)) and reboots;
+// with -no-reboot QEMU then exits. Nothing runs, so this is also the idle
+// shutdown time.
+func TestCtrlAltDelReboots(t *testing.T) {
+	requireBoot(t)
+	prefix := buildImage(t, "idle", idleYAML)
+	vm := boot(t, prefix, nil)
+	const wait = 3 * time.Minute
+	i := vm.Expect(0, `keel: console shell started`, wait)
+	keys := map[string]any{"keys": []map[string]string{
+		{"type": "qcode", "data": "ctrl"}, {"type": "qcode", "data": "alt"}, {"type": "qcode", "data": "delete"},
+	}}
+	if _, err := qemu.QMP(vm.QMPPath, "send-key", keys); err != nil {
+		t.Fatal(err)
+	}
+	start := vm.Expect(i, `keel: shutdown reboot$`, wait)
+	i = vm.Expect(start, `keel: shutdown: reboot now`, wait)
+	end := vm.Expect(i, `reboot: Restarting system`, wait)
+	if err := vm.Wait(wait); err != nil {
+		t.Fatalf("qemu did not exit after reboot: %v", err)
+	}
+	lines := vm.Lines()
+	d := stampOf(t, lines[end]) - stampOf(t, lines[start])
+	t.Logf("idle shutdown: %v (%q .. %q)", d, lines[start], lines[end])
+	if d > time.Second {
+		t.Errorf("idle shutdown took %v", d)
+	}
+}
+
+const haltYAML = `
+kernel:
+  image: {{.Kernel}}
+  cmdline: "console=ttyS0 quiet"
+init:
+  - {{.Init}}
+onboot:
+  - name: must
+    image: {{.Busybox}}
+    command: ["/bin/sh", "-c", "echo must fails; exit 7"]
+    onFailure: halt
+  - name: after
+    image: {{.Busybox}}
+    command: ["/bin/sh", "-c", "echo should not run"]
+`
+
+// An onboot with onFailure: halt that fails halts the machine, with a
+// line that says why, and nothing after it runs.
+func TestOnbootFailureHalts(t *testing.T) {
+	requireBoot(t)
+	prefix := buildImage(t, "halt", haltYAML)
+	vm := boot(t, prefix, nil)
+	const wait = 3 * time.Minute
+	i := vm.Expect(0, `keel: onboot 000-must exit=7 `, wait)
+	i = vm.Expect(i, `keel: onboot 000-must failed and its onFailure is halt: halting`, wait)
+	i = vm.Expect(i, `keel: shutdown halt$`, wait)
+	vm.Expect(i, `reboot: System halted`, wait)
+	for _, l := range vm.Lines() {
+		if strings.Contains(l, "should not run") || strings.Contains(l, "console shell started") {
+			t.Errorf("ran after the halting failure: %q", l)
+		}
+	}
+}
