@@ -25,11 +25,11 @@ type Config struct {
 	// first one when several were merged).
 	File       string     `json:"-"`
 	Kernel     Kernel     `json:"kernel"`
-	Init       []ImageRef `json:"init"`
-	Onboot     []Image    `json:"onboot"`
-	Onshutdown []Image    `json:"onshutdown"`
-	Services   []Image    `json:"services"`
-	Files      []File     `json:"files"`
+	Init       []ImageRef `json:"init,omitempty"`
+	Onboot     []Image    `json:"onboot,omitempty"`
+	Onshutdown []Image    `json:"onshutdown,omitempty"`
+	Services   []Image    `json:"services,omitempty"`
+	Files      []File     `json:"files,omitempty"`
 	Volumes    []Volume   `json:"volumes,omitempty"`
 	// Warnings are things accepted but ignored (such as `trust`), for the
 	// command to print.
@@ -315,3 +315,67 @@ func (id ID) Resolve(ids map[string]uint32) (uint32, error) {
 
 // MarshalJSON writes an init entry as its reference.
 func (r ImageRef) MarshalJSON() ([]byte, error) { return json.Marshal(r.Ref) }
+
+// MarshalJSON writes a file entry with the YAML's keys, for `metadata`.
+func (f File) MarshalJSON() ([]byte, error) {
+	type entry struct {
+		Path      string  `json:"path"`
+		Directory bool    `json:"directory,omitempty"`
+		Symlink   string  `json:"symlink,omitempty"`
+		Contents  *string `json:"contents,omitempty"`
+		Source    string  `json:"source,omitempty"`
+		Metadata  string  `json:"metadata,omitempty"`
+		Optional  bool    `json:"optional,omitempty"`
+		Mode      string  `json:"mode"`
+		UID       *ID     `json:"uid,omitempty"`
+		GID       *ID     `json:"gid,omitempty"`
+	}
+	e := entry{Path: "/" + f.Path, Source: f.Source, Metadata: f.Metadata, Optional: f.Optional, Mode: octal(f.Mode)}
+	switch {
+	case f.Kind == Directory:
+		e.Directory = true
+	case f.Kind == Symlink:
+		e.Symlink = f.Target
+	case f.Source == "" && f.Metadata == "":
+		e.Contents = &f.Contents
+	}
+	if f.UID != (ID{}) {
+		e.UID = &f.UID
+	}
+	if f.GID != (ID{}) {
+		e.GID = &f.GID
+	}
+	return json.Marshal(e)
+}
+
+// MarshalJSON writes a device with its mode in octal, as the YAML has it.
+func (d Device) MarshalJSON() ([]byte, error) {
+	type device struct {
+		Path  string `json:"path"`
+		Type  string `json:"type"`
+		Major int64  `json:"major,omitempty"`
+		Minor int64  `json:"minor,omitempty"`
+		Mode  string `json:"mode,omitempty"`
+	}
+	out := device{Path: d.Path, Type: d.Type, Major: d.Major, Minor: d.Minor}
+	if d.Path != "all" {
+		out.Mode = octal(d.Mode)
+	}
+	return json.Marshal(out)
+}
+
+// octal is a mode as "0644" (with setuid, setgid and sticky as 4000, 2000
+// and 1000).
+func octal(m fs.FileMode) string {
+	n := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		n |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		n |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		n |= 0o1000
+	}
+	return fmt.Sprintf("%04o", n)
+}

@@ -40,6 +40,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	if len(doc.Content) == 0 || doc.Content[0].ShortTag() == "!!null" {
 		return cfg, nil // comments only, or a lone "---"
 	}
+	if err := checkSize(file, doc.Content[0]); err != nil {
+		return nil, err
+	}
 	d.config(cfg, doc.Content[0])
 	if len(d.errs) > 0 {
 		return nil, d.sorted()
@@ -56,6 +59,40 @@ func (d *decoder) sorted() Errors {
 		return a.Pos.Column - b.Pos.Column
 	})
 	return d.errs
+}
+
+// maxNodes bounds the size of a document with its aliases expanded, so that
+// a few lines of anchors and aliases ("billion laughs") cannot make the
+// decoder walk billions of nodes.
+const maxNodes = 1 << 20
+
+// checkSize refuses a document that expands to more than maxNodes nodes.
+func checkSize(file string, root *yaml.Node) error {
+	memo := map[*yaml.Node]int{}
+	var size func(n *yaml.Node) int
+	size = func(n *yaml.Node) int {
+		if s, ok := memo[n]; ok {
+			return s
+		}
+		memo[n] = maxNodes + 1 // a cycle counts as too big
+		s := 1
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			s += size(n.Alias)
+		}
+		for _, c := range n.Content {
+			if s > maxNodes {
+				break
+			}
+			s += size(c)
+		}
+		memo[n] = min(s, maxNodes+1)
+		return memo[n]
+	}
+	if size(root) > maxNodes {
+		return &Error{Pos: Pos{File: file, Line: root.Line, Column: root.Column},
+			Msg: fmt.Sprintf("the document expands to more than %d nodes (aliases of aliases?)", maxNodes)}
+	}
+	return nil
 }
 
 // decoder walks a yaml.Node tree and collects errors instead of stopping at

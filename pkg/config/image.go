@@ -416,6 +416,9 @@ var rlimitNames = []string{
 // "unlimited"; the name may have the RLIMIT_ prefix, in any case).
 func ParseRlimit(s string) (specs.POSIXRlimit, error) {
 	parts := strings.Split(s, ",")
+	if len(parts) == 1 {
+		return specs.POSIXRlimit{}, fmt.Errorf("invalid rlimit %q: want name,soft,hard (quote it inside [ ]: [\"nofile,1024,4096\"])", s)
+	}
 	if len(parts) != 3 {
 		return specs.POSIXRlimit{}, fmt.Errorf("invalid rlimit %q: want name,soft,hard", s)
 	}

@@ -28,6 +28,9 @@ func ParseLabel(ref, label string) (ImageConfig, error) {
 	if len(doc.Content) == 0 || doc.Content[0].ShortTag() == "!!null" {
 		return ic, nil
 	}
+	if err := checkSize(file, doc.Content[0]); err != nil {
+		return ic, err
+	}
 	d := &decoder{file: file}
 	d.mapping(doc.Content[0], "label", d.imageConfigFields(&ic, "label"))
 	if len(d.errs) > 0 {

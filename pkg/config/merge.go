@@ -119,8 +119,8 @@ func ExpandHome(p string) (string, error) {
 }
 
 // ResolveFiles returns the files to write: a source is read (a missing
-// optional one is left out), metadata is generated, and uid and gid names
-// are turned into numbers (Num).
+// optional one is left out), metadata is generated (both become Contents),
+// and uid and gid names are turned into numbers (Num).
 func (c *Config) ResolveFiles() ([]File, error) {
 	ids := c.IDs()
 	var out []File
@@ -153,6 +153,9 @@ func (c *Config) ResolveFiles() ([]File, error) {
 			}
 			*id = ID{Num: n}
 		}
+		// What was read is the file now: its JSON (a cache key of the
+		// initrd writer's) carries the contents, not where they came from.
+		f.Source, f.Metadata, f.Optional = "", "", false
 		out = append(out, f)
 	}
 	return out, nil

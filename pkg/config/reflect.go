@@ -44,7 +44,8 @@ func (d *decoder) value(n *yaml.Node, field string, out reflect.Value) bool {
 				}
 			}
 		}
-		return d.mapping(n, field, fs) && ok
+		before := len(d.errs)
+		return d.mapping(n, field, fs) && ok && len(d.errs) == before
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.errorf(n, field, "expected a list, got %s", describe(n))

@@ -200,12 +200,13 @@ func baseLayer() (Layer, error) {
 	}, nil)
 }
 
-// filesLayer turns the YAML's files into a layer, owned by root.
+// filesLayer turns the YAML's files (config.Config.ResolveFiles) into a
+// layer, owned by their resolved uid and gid.
 func filesLayer(files []config.File) (Layer, error) {
 	var hs []*tar.Header
 	data := map[string][]byte{}
 	for _, f := range files {
-		h := &tar.Header{Name: f.Path, Mode: int64(unixPerm(f))}
+		h := &tar.Header{Name: f.Path, Mode: int64(unixPerm(f)), Uid: int(f.UID.Num), Gid: int(f.GID.Num)}
 		switch f.Kind {
 		case config.Directory:
 			h.Typeflag = tar.TypeDir

@@ -1,0 +1,46 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzDecode feeds arbitrary bytes to the decoder, the validator and the
+// label parser. None may panic; a configuration that decodes and
+// validates must give metadata that decodes and validates again.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte(full))
+	for _, b := range badInputs {
+		f.Add([]byte(b.yaml))
+	}
+	f.Add([]byte(`{"capabilities": ["CAP_SYS_ADMIN"], "binds": ["/a:/a"], "runtime": {"mkdir": ["/x"]}}`))
+	f.Add([]byte("kernel: {image: k}\ninit: [i]\nservices: [{name: a, image: b, resources: {blockIO: {weightDevice: [{major: 8, minor: 0, weight: 10}]}}}]\n"))
+	f.Add([]byte("a: &a {image: k}\nkernel: *a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := ParseLabel("fuzz", string(data)); err != nil {
+			_ = err.Error()
+		}
+		cfg, err := Parse("fuzz.yml", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			return
+		}
+		meta, err := cfg.Metadata("yaml")
+		if err != nil {
+			t.Fatalf("metadata: %v", err)
+		}
+		back, err := Parse("meta.yml", meta)
+		if err != nil {
+			t.Fatalf("metadata does not decode: %v\n%s", err, meta)
+		}
+		if err := back.Validate(); err != nil {
+			t.Fatalf("metadata does not validate: %v\n%s", err, meta)
+		}
+	})
+}
