@@ -63,3 +63,11 @@ bench: deps
 
 clean:
 	rm -rf $(BIN) $(OUT)
+
+# Builds examples/ cold (empty cache, images from a registry on 127.0.0.1),
+# warm and with one service changed; then keel's compression stage against
+# the plain compressors, and peak RSS for a 64 MiB and a 1 GiB initrd.
+.PHONY: bench-build
+bench-build: images keel
+	$(GO) run ./tools/benchbuild -keel $(KEEL) -examples examples
+	KEEL_MEMTEST_SIZES=64,1024 $(GO) test -count=1 -run '^TestMemoryFlat$$' -v ./pkg/initrd

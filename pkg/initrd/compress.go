@@ -121,3 +121,12 @@ func compressWith(c Compression, w io.Writer, fill func(io.Writer) error) error 
 func compress(w io.Writer, fill func(io.Writer) error) error {
 	return compressWith(Gzip, w, fill)
 }
+
+// CompressStream compresses r into w exactly as the build compresses a
+// segment (for benchmarks and tools).
+func CompressStream(c Compression, w io.Writer, r io.Reader) error {
+	return compressWith(c, w, func(zw io.Writer) error {
+		_, err := io.Copy(zw, r)
+		return err
+	})
+}
