@@ -2,7 +2,12 @@ package kmod
 
 import (
 	"bytes"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -93,5 +98,26 @@ func TestIndexRoundTripAndLookup(t *testing.T) {
 	}
 	if _, err := ReadIndex(bytes.NewReader([]byte(`{"version":2}`))); err == nil {
 		t.Error("version 2 accepted")
+	}
+}
+
+// PID 1 imports this package: it must need nothing but the standard
+// library.
+func TestImportsOnlyStdlib(t *testing.T) {
+	pkgs, err := parser.ParseDir(token.NewFileSet(), ".", func(fi fs.FileInfo) bool {
+		return !strings.HasSuffix(fi.Name(), "_test.go")
+	}, parser.ImportsOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkgs {
+		for name, f := range p.Files {
+			for _, imp := range f.Imports {
+				path, _ := strconv.Unquote(imp.Path.Value)
+				if first, _, _ := strings.Cut(path, "/"); strings.Contains(first, ".") {
+					t.Errorf("%s imports %s: pkg/kmod must stay standard library only", name, path)
+				}
+			}
+		}
 	}
 }
