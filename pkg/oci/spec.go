@@ -63,13 +63,16 @@ func makeSpecs(kind bundle.Kind, entry config.Image, image v1.Image, ids map[str
 		}
 		cc = ic.Config
 	}
-	if label := cc.Labels[config.LabelKey]; label != "" {
-		l, err := config.ParseLabel(entry.Image, label)
-		if err != nil {
+	// Merged even when there is no label: that folds capabilities.add and
+	// binds.add into capabilities and binds.
+	var label config.ImageConfig
+	if l := cc.Labels[config.LabelKey]; l != "" {
+		var err error
+		if label, err = config.ParseLabel(entry.Image, l); err != nil {
 			return nil, nil, err
 		}
-		entry = entry.WithLabel(l)
 	}
+	entry = entry.WithLabel(label)
 	e := entry.ImageConfig
 
 	args := e.Command
@@ -319,7 +322,7 @@ func mountList(e config.ImageConfig, readonly bool) ([]specs.Mount, error) {
 		dst = path.Clean(dst)
 		byDst[dst] = specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: opts}
 	}
-	for _, b := range addBinds(e.Binds, e.BindsAdd) {
+	for _, b := range e.Binds {
 		src, dst, opts, err := config.ParseBind(b)
 		if err != nil {
 			return nil, err
@@ -348,18 +351,6 @@ func mountList(e config.ImageConfig, readonly bool) ([]specs.Mount, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Destination < out[j].Destination })
 	return out, nil
-}
-
-// addBinds is binds with binds.add appended (for an entry no label was
-// merged into; WithLabel has already folded binds.add in otherwise).
-func addBinds(binds, add []string) []string {
-	out := slices.Clone(binds)
-	for _, b := range add {
-		if !slices.Contains(out, b) {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // namespaces is LinuxKit's set: net, ipc and uts are the host's unless the

@@ -330,6 +330,18 @@ func TestRuntimeSpecLabel(t *testing.T) {
 	}
 }
 
+// With no label, the .add forms are the whole list.
+func TestRuntimeSpecAddWithoutLabel(t *testing.T) {
+	e, ids := parseEntry(t, "onboot", "name: a\nimage: x\ncapabilities.add: [CAP_NET_ADMIN]\nbinds.add: [/var:/var]")
+	s, _, err := Specs(bundle.Onboot, e, imageConfig(v1.Config{Cmd: []string{"x"}}), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(s.Process.Capabilities.Effective, []string{"CAP_NET_ADMIN"}) || !slices.Contains(mountStrings(s), "/var->/var=bind:rw,rbind,rshared") {
+		t.Errorf("caps %q mounts %q", s.Process.Capabilities.Effective, mountStrings(s))
+	}
+}
+
 func TestRuntimeSpecErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
