@@ -166,27 +166,39 @@ func bundleFiles(b Bundle) (cfg, runtime []byte, err error) {
 	return cfg, runtime, nil
 }
 
-// writeBundle writes config.json, runtime.json and the image's filesystem
-// as rootfs/. The directories above the bundle's own are in the root
-// segment.
-func writeBundle(a *Archive, b Bundle, cfg, runtime []byte) error {
-	dir := b.Path()
-	a.dirWritten(parent(dir))
-	if err := a.MkdirAll(dir); err != nil {
-		return err
+// bundleData is a bundle with its config.json and runtime.json.
+type bundleData struct {
+	Bundle
+	cfg, runtime []byte
+}
+
+// writeBundles writes each bundle's config.json, runtime.json and the
+// image's filesystem as rootfs/. The directories above the bundles' own
+// are in the root segment. Several bundles are of one image, all
+// read-only: the image's regular files are stored once, hard-linked into
+// every rootfs.
+func writeBundles(a *Archive, bs []bundleData) error {
+	var rootfs []string
+	for _, b := range bs {
+		dir := b.Path()
+		a.dirWritten(parent(dir))
+		if err := a.MkdirAll(dir); err != nil {
+			return err
+		}
+		if err := a.WriteFile(path.Join(dir, bundle.ConfigFile), 0o644, b.cfg); err != nil {
+			return err
+		}
+		if err := a.WriteFile(path.Join(dir, bundle.RuntimeFile), 0o644, b.runtime); err != nil {
+			return err
+		}
+		rootfs = append(rootfs, path.Join(dir, bundle.RootfsDir))
 	}
-	if err := a.WriteFile(path.Join(dir, bundle.ConfigFile), 0o644, cfg); err != nil {
-		return err
-	}
-	if err := a.WriteFile(path.Join(dir, bundle.RuntimeFile), 0o644, runtime); err != nil {
-		return err
-	}
-	layers, err := ImageLayers(b.Image.Ref, b.Image.Image)
+	layers, err := ImageLayers(bs[0].Image.Ref, bs[0].Image.Image)
 	if err != nil {
 		return err
 	}
-	if err := Unpack(a, path.Join(dir, bundle.RootfsDir), layers); err != nil {
-		return fmt.Errorf("write bundle %s: %w", dir, err)
+	if err := UnpackShared(a, rootfs, layers); err != nil {
+		return fmt.Errorf("write bundle %s: %w", bs[0].Path(), err)
 	}
 	return nil
 }

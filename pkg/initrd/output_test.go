@@ -305,3 +305,64 @@ func TestWriteKernelFiles(t *testing.T) {
 		}
 	}
 }
+
+// Read-only bundles of one image share a segment in which the image's
+// files are stored once: the second rootfs links to the first's inodes.
+func TestReadonlyBundlesOfOneImageStoreFilesOnce(t *testing.T) {
+	b := testBuild(t)
+	var st SegmentStats
+	b.Stats = &st
+	for i := range b.Contents.Bundles[:2] {
+		b.Contents.Bundles[i].Config.Root.Readonly = true
+	}
+	o := Outputs{Dir: t.TempDir(), Name: "x"}
+	if err := Write(o, b); err != nil {
+		t.Fatal(err)
+	}
+	if st.Written != 3 {
+		t.Errorf("%d segments, want 3: root, the two busybox bundles, getty", st.Written)
+	}
+	img, _ := os.ReadFile(o.Initrd())
+	img = bytes.TrimLeft(img[len("070701 early microcode, 30 B!!"):], "\x00")
+	cr := NewCPIOReader(bytes.NewReader(decompress(t, Gzip, img)))
+	type entry struct {
+		archive    int
+		ino, nlink uint32
+		size       int64
+	}
+	got := map[string]entry{}
+	for {
+		h, err := cr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[h.Name] = entry{cr.Archive, h.Ino, h.Nlink, h.Size}
+	}
+	// busybox and its hard link sh, in two rootfs: one inode, four names,
+	// the data once.
+	names := []string{"000-hello/rootfs/bin/busybox", "000-hello/rootfs/bin/sh", "001-bye/rootfs/bin/busybox", "001-bye/rootfs/bin/sh"}
+	first := got["containers/onboot/"+names[0]]
+	if first.size != int64(len("busybox")) || first.nlink != 4 {
+		t.Errorf("%s: %+v, want the data and 4 links", names[0], first)
+	}
+	for _, n := range names[1:] {
+		e := got["containers/onboot/"+n]
+		if e.archive != first.archive || e.ino != first.ino || e.nlink != 4 || e.size != 0 {
+			t.Errorf("%s: %+v, want a link to %+v", n, e, first)
+		}
+	}
+	if e := got["containers/onboot/001-bye/config.json"]; e.size == 0 {
+		t.Error("the second bundle has no config.json of its own")
+	}
+	// A writable bundle of the same image gets its own copy.
+	b.Contents.Bundles[1].Config.Root.Readonly = false
+	if err := Write(o, b); err != nil {
+		t.Fatal(err)
+	}
+	if st.Written+st.Reused != 4 {
+		t.Errorf("%+v: want 4 segments when one bundle is writable", st)
+	}
+}

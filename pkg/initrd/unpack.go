@@ -60,27 +60,38 @@ func ImageLayers(ref string, img v1.Image) ([]Layer, error) {
 // image (so the archive never writes through a symlink), a hard link must
 // name a file of the same filesystem, and nothing goes below a file.
 func Unpack(a *Archive, prefix string, layers []Layer) error {
+	return UnpackShared(a, []string{prefix}, layers)
+}
+
+// UnpackShared writes the filesystem of layers under each of prefixes,
+// storing each regular file once: the first prefix's name carries the
+// data, the same file under the other prefixes is a hard link to it (one
+// inode). Directories, symlinks and device nodes are written under each
+// prefix. Sharing inodes is only safe for trees nobody writes to.
+func UnpackShared(a *Archive, prefixes []string, layers []Layer) error {
 	fsys := newTree()
 	for i, l := range layers {
 		if err := fsys.scan(i, l); err != nil {
 			return err
 		}
 	}
-	if err := a.MkdirAll(prefix); err != nil {
-		return err
-	}
-	for _, d := range fsys.dirs() {
-		perm, uid, gid := uint32(0o755), uint32(0), uint32(0)
-		if n := fsys.nodes[d]; n != nil {
-			perm, uid, gid = uint32(n.mode)&ModePerm, uint32(n.uid), uint32(n.gid)
-		}
-		if err := a.Dir(join(prefix, d), perm, uid, gid); err != nil {
+	for _, prefix := range prefixes {
+		if err := a.MkdirAll(prefix); err != nil {
 			return err
+		}
+		for _, d := range fsys.dirs() {
+			perm, uid, gid := uint32(0o755), uint32(0), uint32(0)
+			if n := fsys.nodes[d]; n != nil {
+				perm, uid, gid = uint32(n.mode)&ModePerm, uint32(n.uid), uint32(n.gid)
+			}
+			if err := a.Dir(join(prefix, d), perm, uid, gid); err != nil {
+				return err
+			}
 		}
 	}
 	plan := fsys.plan()
 	for i, l := range layers {
-		if err := copyLayer(a, prefix, i, l, plan); err != nil {
+		if err := copyLayer(a, prefixes, i, l, plan); err != nil {
 			return err
 		}
 	}
@@ -384,7 +395,7 @@ func (t *tree) plan() map[at]*write {
 
 // copyLayer is the second pass over layer li: it writes the planned
 // entries, removing them from plan.
-func copyLayer(a *Archive, prefix string, li int, l Layer, plan map[at]*write) error {
+func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*write) error {
 	return eachEntry(l, func(seq int, h *tar.Header, data io.Reader) error {
 		w := plan[at{li, seq}]
 		if w == nil {
@@ -393,16 +404,19 @@ func copyLayer(a *Archive, prefix string, li int, l Layer, plan map[at]*write) e
 		delete(plan, at{li, seq})
 		m := w.meta
 		ch := CPIOHeader{
-			Name: join(prefix, w.name),
+			Name: join(prefixes[0], w.name),
 			Mode: cpioType(m.typ) | uint32(m.mode)&ModePerm,
 			UID:  uint32(m.uid), GID: uint32(m.gid),
 			Linkname:  m.linkname,
 			Rdevmajor: uint32(m.major), Rdevminor: uint32(m.minor),
 		}
+		shared := len(prefixes) > 1 && (w.group != nil || m.typ == tar.TypeReg)
 		if w.group != nil {
 			ch.Mode = ModeRegular | uint32(m.mode)&ModePerm
 			ch.Linkname = ""
-			ch.Ino, ch.Nlink = w.group.ino, w.group.nlink
+			ch.Ino, ch.Nlink = w.group.ino, w.group.nlink*uint32(len(prefixes))
+		} else if shared {
+			ch.Nlink = uint32(len(prefixes))
 		}
 		if w.data {
 			ch.Size = m.size
@@ -417,6 +431,18 @@ func copyLayer(a *Archive, prefix string, li int, l Layer, plan map[at]*write) e
 		if w.data && m.size > 0 {
 			if _, err := io.CopyN(a, data, m.size); err != nil {
 				return fmt.Errorf("%s: copy data: %w", h.Name, err)
+			}
+		}
+		// The same entry under the other prefixes: a regular file is
+		// another name of the inode just written, with no data; anything
+		// else is written again.
+		for _, prefix := range prefixes[1:] {
+			ch.Name = join(prefix, w.name)
+			if shared {
+				ch.Ino, ch.Size = ino, 0
+			}
+			if _, err := a.Entry(ch); err != nil {
+				return err
 			}
 		}
 		return nil
