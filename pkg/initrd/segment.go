@@ -137,7 +137,9 @@ func sharedGroups(bs []Bundle) [][]Bundle {
 	return out
 }
 
-func readonly(b Bundle) bool { return b.Config != nil && b.Config.Root != nil && b.Config.Root.Readonly }
+func readonly(b Bundle) bool {
+	return b.Config != nil && b.Config.Root != nil && b.Config.Root.Readonly
+}
 
 // SegmentStats counts what a build did with its segments.
 type SegmentStats struct {
