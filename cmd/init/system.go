@@ -50,6 +50,12 @@ var alwaysModules = []string{"button", "evdev"}
 // stops the boot.
 func setUpSystem(log *slog.Logger) {
 	os.Unsetenv(startEnv) // not for children
+	if os.Getpid() == 1 {
+		// prctl(PR_SET_NAME) in main named only the thread it ran on;
+		// ps and /proc/1/comm show the thread group leader's name, which
+		// after the memfd exec is the memfd's.
+		_ = os.WriteFile("/proc/1/comm", []byte("init"), 0)
+	}
 	if err := bootreport.WriteTo(bootreport.Path); err != nil {
 		log.Warn("boot report", "err", err)
 	}
@@ -67,12 +73,14 @@ func setUpSystem(log *slog.Logger) {
 }
 
 func loadModules(log *slog.Logger) {
+	start := time.Now()
 	l, source, err := modules.Open("/", log)
 	if err != nil {
 		log.Warn("modules: none loaded", "err", err)
 		return
 	}
-	r, err := l.Coldplug("/sys/devices")
+	log.Debug("modules: read", "index", source, "took", time.Since(start).Round(time.Millisecond))
+	r, err := l.Coldplug("/sys")
 	if err != nil {
 		log.Warn("modules: coldplug", "err", err)
 	}

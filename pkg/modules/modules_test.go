@@ -66,7 +66,7 @@ func testTree() *kmod.Tree {
 	}, []string{"kernel/drivers/virtio/virtio_mmio.ko"})
 }
 
-// fakeSys is a /sys/devices with modalias files; loading virtio_pci adds
+// fakeSys is a /sys with modalias files; loading virtio_pci adds
 // the virtio devices, as the real driver does.
 type fakeSys struct {
 	t      *testing.T
@@ -106,8 +106,8 @@ func (f *fakeSys) loader() *Loader {
 		}
 		f.loaded[name] = true
 		if name == "virtio_pci" {
-			f.add("pci0000:00/0000:00:02.0/virtio0", "virtio:d00000001v00001AF4")
-			f.add("pci0000:00/0000:00:03.0/virtio1", "virtio:d00000004v00001AF4")
+			f.add("bus/virtio/devices/virtio0", "virtio:d00000001v00001AF4")
+			f.add("bus/virtio/devices/virtio1", "virtio:d00000004v00001AF4")
 		}
 		return nil
 	}
@@ -116,12 +116,13 @@ func (f *fakeSys) loader() *Loader {
 
 func TestColdplugLoadsNewDevicesDriversWithDeps(t *testing.T) {
 	f := newFakeSys(t, map[string]string{
-		"pci0000:00/0000:00:02.0":  "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
-		"pci0000:00/0000:00:03.0":  "pci:v00001AF4d00001005sv00001AF4sd00000004bc00scFFi00",
-		"pci0000:00/0000:00:1f.0":  "pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00",
-		"system/cpu/cpu0":          "cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0094",
-		"LNXSYSTM:00/LNXPWRBN:00":  "acpi:LNXPWRBN:",
-		"virtual/input/input0/foo": "nothing:matches",
+		"bus/pci/devices/0000:00:02.0":  "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+		"bus/pci/devices/0000:00:03.0":  "pci:v00001AF4d00001005sv00001AF4sd00000004bc00scFFi00",
+		"bus/pci/devices/0000:00:1f.0":  "pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00",
+		"devices/system/cpu":            "cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0094",
+		"bus/acpi/devices/LNXPWRBN:00":  "acpi:LNXPWRBN:",
+		"class/input/input0":            "nothing:matches",
+		"devices/pci0000:00/not-a-glob": "virtio:d00000004v00001AF4",
 	})
 	f.fail["crc32c_intel"] = unix.ENODEV
 	l := f.loader()

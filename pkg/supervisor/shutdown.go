@@ -202,10 +202,17 @@ func (s *Shutdown) stopServices() {
 // read-only.
 func (s *Shutdown) logBusy(target string, holders []mount.Holder, err error) {
 	var names []string
+	others := false
 	for _, h := range holders {
 		names = append(names, h.String())
+		others = others || h.Pid != os.Getpid()
 	}
 	held := strings.Join(names, "; ")
+	if err == nil && len(holders) > 0 && !others {
+		// Only PID 1 itself, e.g. /dev for its console: expected.
+		s.Log.Debug("shutdown: "+target+" held by init, remounting read-only", "held_by", held)
+		return
+	}
 	if err != nil {
 		held = "unknown: " + err.Error()
 	} else if held == "" {
