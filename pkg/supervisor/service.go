@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +36,10 @@ const (
 	StateStopped   = "stopped" // stopped by keel (shutdown)
 	StateFailed    = "failed"  // keel could not run it at all
 )
+
+// ShimGroupAnnotation is the spec annotation by which containerd's runc
+// shim runs several containers in one shim process.
+const ShimGroupAnnotation = "io.containerd.runc.v2.group"
 
 // ClientSource hands out the current containerd client and a channel that
 // is closed when it is replaced (containerd restarted). *Containerd is one.
@@ -76,6 +81,7 @@ type service struct {
 	st       ServiceStatus
 	task     containerd.Task
 	stopping bool
+	killing  bool          // the grace period is over: SIGKILL whatever starts
 	stop     chan struct{} // closed when keel stops the service
 	done     chan struct{} // closed when the service loop ends
 	started  chan struct{} // closed after the first start attempt
@@ -226,8 +232,7 @@ func (s *Services) run(svc *service) {
 			svc.markStarted()
 			return
 		}
-		startedAt := time.Now()
-		code, err := s.runOnce(svc, spec)
+		code, up, err := s.runOnce(svc, spec)
 		svc.markStarted()
 		if svc.isStopping() {
 			svc.update(func(st *ServiceStatus) {
@@ -239,7 +244,6 @@ func (s *Services) run(svc *service) {
 			s.log().Info("service "+svc.b.Name+" stopped", "exit", code)
 			return
 		}
-		up := time.Since(startedAt)
 		if err != nil {
 			// keel could not start it (containerd down, runc failure):
 			// retried like a crash, with the same backoff.
@@ -325,6 +329,15 @@ func (s *Services) prepare(svc *service) (*specs.Spec, error) {
 	root := *spec.Root
 	root.Path = inBundle(b, root.Path)
 	spec.Root = &root
+	// All services of a namespace share one shim: one process instead of
+	// one per service (each costs megabytes, and seconds to start under
+	// emulation). A service may still name a group of its own.
+	if spec.Annotations == nil {
+		spec.Annotations = map[string]string{}
+	}
+	if _, ok := spec.Annotations[ShimGroupAnnotation]; !ok {
+		spec.Annotations[ShimGroupAnnotation] = "keel-" + svc.namespace
+	}
 	for _, dir := range rt.Mkdir {
 		if err := os.MkdirAll(inBundle(b, dir), 0o755); err != nil {
 			return nil, fmt.Errorf("runtime.json mkdir: %w", err)
@@ -349,12 +362,12 @@ func (s *Services) prepare(svc *service) (*specs.Spec, error) {
 }
 
 // runOnce creates the container and its task, starts it and waits for it
-// to exit, across containerd restarts. It returns the exit code, or an
-// error if the task could not be started.
-func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, error) {
+// to exit, across containerd restarts. It returns the exit code and how
+// long the task ran, or an error if it could not be started.
+func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, error) {
 	client, gen := s.Containerd.Client()
 	if client == nil {
-		return 0, errors.New("containerd is not running")
+		return 0, 0, errors.New("containerd is not running")
 	}
 	ctx := namespaces.WithNamespace(context.Background(), svc.namespace)
 	id := svc.b.Name
@@ -365,39 +378,72 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, error) {
 		}
 		_ = old.Delete(ctx)
 	}
-	container, err := client.NewContainer(ctx, id, containerd.WithSpec(spec))
+	// A start takes seconds under emulation: a stop meanwhile cancels it
+	// rather than wait for it and then for the grace period.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-svc.stop:
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	cleanup := func(task containerd.Task, container containerd.Container) {
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer dcancel()
+		if task != nil {
+			_, _ = task.Delete(dctx, containerd.WithProcessKill)
+		}
+		_ = container.Delete(dctx)
+	}
+	container, err := client.NewContainer(cctx, id, containerd.WithSpec(spec))
 	if err != nil {
-		return 0, fmt.Errorf("create container: %w", err)
+		return 0, 0, fmt.Errorf("create container: %w", err)
 	}
 	// The shim appends the task's stdout and stderr to the file itself: the
 	// service never waits for keel to read its output.
-	task, err := container.NewTask(ctx, cio.LogFile(svc.logPath))
-	if err != nil {
-		_ = container.Delete(ctx)
-		return 0, fmt.Errorf("create task: %w", err)
+	task, err := container.NewTask(cctx, cio.LogFile(svc.logPath))
+	for attempt := 1; err != nil && attempt < 4 && shimClosed(err) && cctx.Err() == nil; attempt++ {
+		// The group's shim was exiting, its last task just gone, as
+		// this one was handed to it; the next try starts a new shim.
+		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
+		task, err = container.NewTask(cctx, cio.LogFile(svc.logPath))
 	}
+	if err != nil {
+		cleanup(nil, container)
+		return 0, 0, fmt.Errorf("create task: %w", err)
+	}
+	// Wait before Start, so that no exit is missed; on ctx, which a stop
+	// does not cancel.
 	exitc, err := task.Wait(ctx)
 	if err == nil {
-		err = task.Start(ctx)
+		err = task.Start(cctx)
 	}
 	if err != nil {
-		_, _ = task.Delete(ctx, containerd.WithProcessKill)
-		_ = container.Delete(ctx)
-		return 0, fmt.Errorf("start task: %w", err)
+		cleanup(task, container)
+		return 0, 0, fmt.Errorf("start task: %w", err)
 	}
 	pid := task.Pid()
+	running := time.Now()
 	svc.mu.Lock()
 	svc.task = task
-	svc.st.State, svc.st.Pid, svc.st.StartedAt, svc.st.Error = StateRunning, pid, time.Now(), ""
-	stopping := svc.stopping
+	svc.st.State, svc.st.Pid, svc.st.StartedAt, svc.st.Error = StateRunning, pid, running, ""
+	stopping, killing := svc.stopping, svc.killing
 	svc.mu.Unlock()
 	svc.markStarted()
 	s.log().Info("service "+id+" running", "pid", pid)
-	if stopping { // Stop came while it was starting
+	// Stop came while it was starting (a start can take seconds under
+	// emulation): give it what the others got.
+	switch {
+	case killing:
+		_ = task.Kill(ctx, unix.SIGKILL, containerd.WithKillAll)
+	case stopping:
 		_ = task.Kill(ctx, unix.SIGTERM)
 	}
 
 	code := s.waitTask(svc, ctx, task, exitc, gen)
+	up := time.Since(running)
 	svc.mu.Lock()
 	svc.task = nil
 	svc.mu.Unlock()
@@ -410,7 +456,7 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, error) {
 			_ = ct.Delete(ctx)
 		}
 	}
-	return code, nil
+	return code, up, nil
 }
 
 // waitTask waits for the task to exit. If containerd dies meanwhile, it
@@ -466,6 +512,12 @@ func (s *Services) waitTask(svc *service, ctx context.Context, task containerd.T
 	}
 }
 
+// shimClosed tells the error of a task handed to a shim that was exiting.
+// It crosses containerd's gRPC as text only.
+func shimClosed(err error) bool {
+	return strings.Contains(err.Error(), "ttrpc: closed")
+}
+
 // StopServices stops every service in parallel: SIGTERM, then SIGKILL
 // after the service's grace period (runtime.json stopGracePeriod), or
 // sooner if ctx is done. It returns when all have stopped.
@@ -506,14 +558,19 @@ func (s *Services) stopOne(ctx context.Context, svc *service) error {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+	svc.mu.Lock()
+	svc.killing = true
+	svc.mu.Unlock()
 	s.log().Warn("service "+svc.b.Name+" did not stop in time, killing", "grace", svc.grace)
 	s.signal(svc, unix.SIGKILL)
+	// A task still being created is killed as soon as it exists.
 	select {
 	case <-svc.done:
 		return nil
-	case <-time.After(3 * time.Second):
-		return fmt.Errorf("service %s: still running after SIGKILL", svc.b.Name)
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
 	}
+	return fmt.Errorf("service %s: still running after SIGKILL", svc.b.Name)
 }
 
 // signal sends sig to the service's task through containerd, or straight
