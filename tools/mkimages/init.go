@@ -68,6 +68,10 @@ func makeInit(ctx context.Context, b *builder) error {
 	if err := t.hardlink("sbin/init", "init"); err != nil {
 		return err
 	}
+	// Run as "keel", PID 1's binary is the console's status command.
+	if err := t.symlink("usr/bin/keel", "/init"); err != nil {
+		return err
+	}
 
 	for _, tool := range initTools(b.versions) {
 		start := time.Now()
