@@ -176,10 +176,16 @@ type bundleData struct {
 // image's filesystem as rootfs/. The directories above the bundles' own
 // are in the root segment. Several bundles are of one image, all
 // read-only: the image's regular files are stored once, hard-linked into
-// every rootfs.
+// every rootfs. A read-only rootfs gets a directory for each mount of its
+// spec that its image lacks, as runc cannot make one there.
 func writeBundles(a *Archive, bs []bundleData) error {
-	var rootfs []string
+	var rootfs, mountpoints []string
 	for _, b := range bs {
+		if readonly(b.Bundle) {
+			for _, m := range b.Config.Mounts {
+				mountpoints = append(mountpoints, m.Destination)
+			}
+		}
 		dir := b.Path()
 		a.dirWritten(parent(dir))
 		if err := a.MkdirAll(dir); err != nil {
@@ -197,7 +203,7 @@ func writeBundles(a *Archive, bs []bundleData) error {
 	if err != nil {
 		return err
 	}
-	if err := UnpackShared(a, rootfs, layers); err != nil {
+	if err := UnpackShared(a, rootfs, layers, mountpoints); err != nil {
 		return fmt.Errorf("write bundle %s: %w", bs[0].Path(), err)
 	}
 	return nil

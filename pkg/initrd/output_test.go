@@ -314,6 +314,7 @@ func TestReadonlyBundlesOfOneImageStoreFilesOnce(t *testing.T) {
 	b.Stats = &st
 	for i := range b.Contents.Bundles[:2] {
 		b.Contents.Bundles[i].Config.Root.Readonly = true
+		b.Contents.Bundles[i].Config.Mounts = []specs.Mount{{Destination: "/dev"}, {Destination: "/sys/fs/cgroup"}, {Destination: "/bin/busybox"}}
 	}
 	o := Outputs{Dir: t.TempDir(), Name: "x"}
 	if err := Write(o, b); err != nil {
@@ -353,6 +354,15 @@ func TestReadonlyBundlesOfOneImageStoreFilesOnce(t *testing.T) {
 		if e.archive != first.archive || e.ino != first.ino || e.nlink != 4 || e.size != 0 {
 			t.Errorf("%s: %+v, want a link to %+v", n, e, first)
 		}
+	}
+	// A read-only rootfs gets its mount points; what exists stays.
+	for _, n := range []string{"000-hello/rootfs/dev", "001-bye/rootfs/sys/fs/cgroup"} {
+		if _, ok := got["containers/onboot/"+n]; !ok {
+			t.Errorf("mount point %s missing", n)
+		}
+	}
+	if e := got["containers/onboot/"+names[0]]; e.size == 0 {
+		t.Error("the mount point replaced bin/busybox")
 	}
 	if e := got["containers/onboot/001-bye/config.json"]; e.size == 0 {
 		t.Error("the second bundle has no config.json of its own")

@@ -11,12 +11,31 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 )
 
-// segmentVersion is part of every segment's cache key. Bump it whenever
-// the bytes written for the same inputs change (cpio writer, unpacking,
-// layout), so that no stale segment is reused.
-const segmentVersion = "keel-segment-1"
+// segmentVersion is part of every segment's cache key, with the digest of
+// the running keel executable (builderID): a segment made by another
+// build of keel is never reused, since the bytes written for the same
+// inputs may have changed.
+const segmentVersion = "keel-segment-2"
+
+var builderID = sync.OnceValue(func() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+})
 
 // A segment is one cpio archive of the initrd, trailer included. The
 // initrd is its segments, each compressed on its own, one after the other:
@@ -162,11 +181,11 @@ type segmentStore struct {
 // file returns the path of the compressed segment, making it if needed.
 func (st *segmentStore) file(s segment) (string, error) {
 	dir, name := st.tmp, ""
-	if s.key != "" && st.dir != "" {
+	if s.key != "" && st.dir != "" && builderID() != "" {
 		// The key covers the contents; compression and mtime change the
 		// bytes too.
 		dir = st.dir
-		name = keyOf(s.key, string(st.compression), strconv.FormatInt(st.mtime, 10)) + st.compression.Ext()
+		name = keyOf(s.key, builderID(), string(st.compression), strconv.FormatInt(st.mtime, 10)) + st.compression.Ext()
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err == nil {
 			st.stats.Reused++

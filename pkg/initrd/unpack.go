@@ -60,7 +60,7 @@ func ImageLayers(ref string, img v1.Image) ([]Layer, error) {
 // image (so the archive never writes through a symlink), a hard link must
 // name a file of the same filesystem, and nothing goes below a file.
 func Unpack(a *Archive, prefix string, layers []Layer) error {
-	return UnpackShared(a, []string{prefix}, layers)
+	return UnpackShared(a, []string{prefix}, layers, nil)
 }
 
 // UnpackShared writes the filesystem of layers under each of prefixes,
@@ -68,12 +68,18 @@ func Unpack(a *Archive, prefix string, layers []Layer) error {
 // data, the same file under the other prefixes is a hard link to it (one
 // inode). Directories, symlinks and device nodes are written under each
 // prefix. Sharing inodes is only safe for trees nobody writes to.
-func UnpackShared(a *Archive, prefixes []string, layers []Layer) error {
+//
+// mountpoints are made as directories (with their parents) where the
+// layers have nothing: a read-only rootfs cannot get them at run time.
+func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []string) error {
 	fsys := newTree()
 	for i, l := range layers {
 		if err := fsys.scan(i, l); err != nil {
 			return err
 		}
+	}
+	for _, m := range mountpoints {
+		fsys.ensureDir(m)
 	}
 	for _, prefix := range prefixes {
 		if err := a.MkdirAll(prefix); err != nil {
@@ -287,6 +293,25 @@ func (t *tree) makeParents(name string, pos at) {
 	for p := parent(name); p != "" && t.nodes[p] == nil; p = parent(p) {
 		t.nodes[p] = &node{name: p, at: pos, typ: tar.TypeDir, mode: 0o755}
 	}
+}
+
+// ensureDir adds name as a directory, and its missing parents, unless
+// something is there already (or the path cannot be made: through a file,
+// or with ".."). Symlinked parents are followed inside the tree.
+func (t *tree) ensureDir(name string) {
+	name, err := cleanName(name)
+	if err != nil || name == "" {
+		return
+	}
+	if name, err = t.resolveParents(name); err != nil {
+		return
+	}
+	if t.nodes[name] != nil || t.checkParents(name) != nil {
+		return
+	}
+	pos := at{-1, -1}
+	t.makeParents(name, pos)
+	t.nodes[name] = &node{name: name, at: pos, typ: tar.TypeDir, mode: 0o755}
 }
 
 // remove deletes name and everything below it.
