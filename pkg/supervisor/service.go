@@ -62,6 +62,9 @@ type Services struct {
 	Namespace string
 	// Backoff is the restart backoff template; DefaultBackoff() if zero.
 	Backoff Backoff
+	// CgroupRoot is where runtime.json's cgroups are made;
+	// /sys/fs/cgroup if empty.
+	CgroupRoot string
 
 	mu      sync.Mutex
 	svcs    []*service
@@ -76,6 +79,7 @@ type service struct {
 	logPath   string
 	policy    Policy
 	grace     time.Duration
+	rt        *bundle.Runtime
 
 	mu       sync.Mutex
 	st       ServiceStatus
@@ -309,6 +313,7 @@ func (s *Services) prepare(svc *service) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	svc.rt = rt
 	var errs []error
 	if svc.policy, err = ParsePolicy(rt.Restart); err != nil {
 		errs = append(errs, err)
@@ -354,6 +359,13 @@ func (s *Services) prepare(svc *service) (*specs.Spec, error) {
 		if err := s.Mounts.MountSpec(m); err != nil {
 			return nil, fmt.Errorf("runtime.json mount: %w", err)
 		}
+	}
+	cgroupRoot := s.CgroupRoot
+	if cgroupRoot == "" {
+		cgroupRoot = "/sys/fs/cgroup"
+	}
+	if err := CreateCgroups(cgroupRoot, rt.Cgroups); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(svc.logPath), 0o755); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
@@ -413,6 +425,14 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 	if err != nil {
 		cleanup(nil, container)
 		return 0, 0, fmt.Errorf("create task: %w", err)
+	}
+	// The task's process exists, with its namespaces, and waits to run the
+	// program: runtime.json's interfaces and namespace binds go in now.
+	if rt := svc.rt; rt != nil && (len(rt.Interfaces) > 0 || rt.BindNS != (bundle.Namespaces{})) {
+		if err := PrepareNamespaces(rt, int(task.Pid()), s.Mounts); err != nil {
+			cleanup(task, container)
+			return 0, 0, fmt.Errorf("runtime.json: %w", err)
+		}
 	}
 	// Wait before Start, so that no exit is missed; on ctx, which a stop
 	// does not cancel.

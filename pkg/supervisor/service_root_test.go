@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/mount"
 	"github.com/keel-os/keel/pkg/oci/bundle"
 	"golang.org/x/sys/unix"
 )
@@ -149,13 +150,30 @@ func TestServicesUnderContainerd(t *testing.T) {
 		// No trap: as its pid namespace's init, sh ignores SIGTERM.
 		writeService(t, root, "stubborn", &bundle.Runtime{StopGracePeriod: "500ms", Namespace: "keel-test-other"},
 			`while true; do sleep 1; done`),
+		// As fast as a shell can write, with a counter on a file.
+		writeService(t, root, "flood", &bundle.Runtime{StopGracePeriod: "200ms"},
+			`i=0; while true; do i=$((i+1)); echo "flood line $i with some padding to make it longer"; echo $i > /tmp/count; done`),
+		writeService(t, root, "netbound", &bundle.Runtime{BindNS: bundle.Namespaces{Net: filepath.Join(root, "netns/netbound")}},
+			`trap 'exit 0' TERM; while true; do sleep 1; done`),
 	}
+	var mounts mount.Table
+	t.Cleanup(func() {
+		if err := mounts.UnmountAll(mount.Syscalls{}); err != nil {
+			t.Error(err)
+		}
+	})
 	s := &Services{
 		Containerd: cd,
+		Mounts:     &mounts,
 		Log:        log,
 		LogDir:     logDir,
 		Backoff:    Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Reset: 10 * time.Second},
 	}
+	// Logs bounded as PID 1 does it, with a small bound.
+	const logLimit = 64 << 10
+	logCtx, stopLogs := context.WithCancel(context.Background())
+	defer stopLogs()
+	go KeepLogsBounded(logCtx, log, 20*time.Millisecond, logLimit, s.LogPaths)
 	start := time.Now()
 	s.Start(context.Background(), bundles)
 	t.Logf("services started in %v", time.Since(start))
@@ -187,6 +205,12 @@ func TestServicesUnderContainerd(t *testing.T) {
 	if st := serviceStatus(s, "stubborn"); st.Namespace != "keel-test-other" {
 		t.Errorf("stubborn's namespace: %+v", st)
 	}
+	// runtime.json's bindNS: the task's network namespace is bound before
+	// it runs.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(root, "netns/netbound"), &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+		t.Errorf("bindNS net: statfs %v, type %#x", err, fs.Type)
+	}
 
 	// on-failure after a clean exit, and never: not restarted.
 	waitFor(t, 5*time.Second, "done and never to exit", func() bool {
@@ -212,12 +236,17 @@ func TestServicesUnderContainerd(t *testing.T) {
 		t.Errorf("chatty's last exit %d, want 137", st.LastExit)
 	}
 
-	// The crash loop backs off: after a second and a half it has been
-	// restarted a handful of times, not hundreds, and shows as such.
-	time.Sleep(1500 * time.Millisecond)
+	// The crash loop backs off (50ms, doubling up to 400ms): it shows as
+	// crash-looping after a few restarts, and it is restarted a handful of
+	// times, not hundreds.
+	waitFor(t, 10*time.Second, "crasher to crash-loop", func() bool {
+		st := serviceStatus(s, "crasher")
+		return st.Restarts >= 3 && st.State == StateCrashLoop
+	})
+	time.Sleep(time.Second)
 	cr := serviceStatus(s, "crasher")
-	if cr.Restarts < 3 || cr.Restarts > 12 {
-		t.Errorf("crasher restarted %d times in 1.5s; want a backed-off handful", cr.Restarts)
+	if max := 3 + int(time.Since(start)/(400*time.Millisecond)) + 1; cr.Restarts > max {
+		t.Errorf("crasher restarted %d times in %v; the backoff allows %d", cr.Restarts, time.Since(start), max)
 	}
 	if cr.State != StateCrashLoop && cr.State != StateStarting && cr.State != StateRunning {
 		t.Errorf("crasher state %q, want crashloop", cr.State)
@@ -248,6 +277,37 @@ func TestServicesUnderContainerd(t *testing.T) {
 		return st.State == StateRunning && st.Restarts == before.Restarts+1
 	})
 
+	// The flooding service is never blocked by its log, and its log stays
+	// bounded: the shim writes to a file, PID 1 rotates it.
+	floodLog := filepath.Join(logDir, "flood.log")
+	var sizes []int64
+	for range 10 {
+		time.Sleep(50 * time.Millisecond)
+		var total int64
+		for _, p := range []string{floodLog, floodLog + ".1"} {
+			if fi, err := os.Stat(p); err == nil {
+				total += fi.Size()
+			}
+		}
+		sizes = append(sizes, total)
+	}
+	if _, err := os.Stat(floodLog + ".1"); err != nil {
+		t.Errorf("flood.log never rotated: %v", err)
+	}
+	for _, n := range sizes {
+		// The bound, the rotated copy, and what a fast writer adds
+		// between two checks.
+		if n > 2*logLimit+4<<20 {
+			t.Errorf("flood's logs hold %d bytes (bound %d); sizes %v", n, logLimit, sizes)
+			break
+		}
+	}
+	if st := serviceStatus(s, "flood"); st.State != StateRunning || st.Restarts != 0 {
+		t.Errorf("flood: %+v", st)
+	}
+	b, _ := TailLog(floodLog, 2)
+	t.Logf("flood's logs: %v bytes over 0.5s; tail %q", sizes, b)
+
 	// Its third run has set its trap (a shell as its namespace's init
 	// ignores SIGTERM until then).
 	waitFor(t, 5*time.Second, "chatty's third run to log", func() bool {
@@ -266,7 +326,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 	if took < 500*time.Millisecond || took > 3*time.Second {
 		t.Errorf("stop took %v; want the stubborn service's 500ms grace and a little", took)
 	}
-	for _, name := range []string{"chatty", "crasher", "stubborn", "done"} {
+	for _, name := range []string{"chatty", "crasher", "stubborn", "done", "flood", "netbound"} {
 		if st := serviceStatus(s, name); st.State != StateStopped && st.State != StateExited {
 			t.Errorf("%s after stop: %+v", name, st)
 		}
