@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -85,6 +86,12 @@ func (o *outputOptions) apply(out *initrd.Outputs, b *initrd.Build) {
 // report prints what was written.
 func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats) {
 	fmt.Fprintf(w, "initrd: %d segments written, %d reused from the cache\n", st.Written, st.Reused)
+	// A newc initrd cannot carry extended attributes (file capabilities,
+	// SELinux labels): say which the images had, rather than drop them
+	// silently.
+	for _, d := range st.DroppedXattrs {
+		fmt.Fprintf(os.Stderr, "keel: warning: extended attributes dropped (an initrd cannot hold them): %s\n", d)
+	}
 	for _, p := range out.Files() {
 		fmt.Fprintf(w, "wrote %s\n", p)
 	}

@@ -1,7 +1,9 @@
 package initrd
 
 import (
+	"archive/tar"
 	"fmt"
+	"sort"
 	"io"
 	"path"
 	"strings"
@@ -15,7 +17,32 @@ type Archive struct {
 	cw    *CPIOWriter
 	mtime int64
 	dirs  map[string]bool
+	// dropped lists the extended attributes of the layers that the
+	// archive could not keep.
+	dropped []string
 }
+
+// noteXattrs records the extended attributes of a layer entry: newc cpio
+// has no field for them, and Linux (6.1 at least) sets none when it
+// unpacks an initramfs, so they are dropped, and said so.
+func (a *Archive) noteXattrs(layer string, h *tar.Header) {
+	var names []string
+	for k := range h.PAXRecords {
+		for _, p := range []string{"SCHILY.xattr.", "LIBARCHIVE.xattr."} {
+			if x, ok := strings.CutPrefix(k, p); ok {
+				names = append(names, x)
+			}
+		}
+	}
+	if len(names) > 0 {
+		sort.Strings(names)
+		a.dropped = append(a.dropped, fmt.Sprintf("%s: %s: %s", layer, h.Name, strings.Join(names, ",")))
+	}
+}
+
+// Dropped lists the extended attributes the archive could not keep: one
+// "layer: path: names" line per entry.
+func (a *Archive) Dropped() []string { return a.dropped }
 
 // NewArchive starts an archive written to w with every mtime set to mtime
 // (seconds since the epoch).

@@ -78,7 +78,7 @@ func WriteCPIO(w io.Writer, c Contents, mtime int64) error {
 		return err
 	}
 	for _, s := range segs {
-		if err := s.write(w, mtime); err != nil {
+		if _, err := s.write(w, mtime); err != nil {
 			return err
 		}
 	}

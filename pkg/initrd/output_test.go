@@ -130,17 +130,17 @@ func TestWriteSegmentsAreCachedAndIncremental(t *testing.T) {
 	}
 	b := testBuild(t)
 	st, first := build(t.TempDir(), cache, b)
-	if st != (SegmentStats{Written: 4}) || count() != 4 {
+	if (st.Written != 4 || st.Reused != 0) || count() != 4 {
 		t.Fatalf("cold build: %+v, %d files in the cache, want 4 written", st, count())
 	}
 	st, again := build(t.TempDir(), cache, b)
-	if st != (SegmentStats{Reused: 4}) || !bytes.Equal(first, again) {
+	if (st.Written != 0 || st.Reused != 4) || !bytes.Equal(first, again) {
 		t.Fatalf("warm build: %+v, same bytes %v", st, bytes.Equal(first, again))
 	}
 	// One service changed: only its segment is made.
 	b.Contents.Bundles[2].Config.Process.Args = []string{"getty", "-L"}
 	st, changed := build(t.TempDir(), cache, b)
-	if st != (SegmentStats{Written: 1, Reused: 3}) || count() != 5 {
+	if (st.Written != 1 || st.Reused != 3) || count() != 5 {
 		t.Fatalf("one service changed: %+v, %d files in the cache, want 1 written, 3 reused, 5 files", st, count())
 	}
 	// And the result is the same as a build from nothing.
@@ -374,5 +374,38 @@ func TestReadonlyBundlesOfOneImageStoreFilesOnce(t *testing.T) {
 	}
 	if st.Written+st.Reused != 4 {
 		t.Errorf("%+v: want 4 segments when one bundle is writable", st)
+	}
+}
+
+// Extended attributes cannot go into the initrd: each build says which
+// were dropped, warm builds included.
+func TestWriteReportsDroppedXattrs(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "bin/ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 4, Format: tar.FormatPAX,
+		PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02"}})
+	tw.Write([]byte("ping"))
+	tw.Close()
+	b := testBuild(t)
+	b.Contents.Bundles[2].Image.Image = testImage(t)
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Contents.Bundles[2].Image.Image, err = mutate.AppendLayers(empty.Image, layer); err != nil {
+		t.Fatal(err)
+	}
+	b.SegmentCache = t.TempDir()
+	want := []string{"other layer 1: bin/ping: security.capability"}
+	for _, run := range []string{"cold", "warm"} {
+		var st SegmentStats
+		b.Stats = &st
+		if err := Write(Outputs{Dir: t.TempDir(), Name: "x"}, b); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(st.DroppedXattrs, want) {
+			t.Errorf("%s build: dropped %q, want %q", run, st.DroppedXattrs, want)
+		}
 	}
 }

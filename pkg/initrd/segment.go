@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -55,13 +56,14 @@ type segment struct {
 	fill func(a *Archive) error
 }
 
-// write writes the segment as a whole cpio archive.
-func (s segment) write(w io.Writer, mtime int64) error {
+// write writes the segment as a whole cpio archive and returns what it
+// could not keep (Archive.Dropped).
+func (s segment) write(w io.Writer, mtime int64) (dropped []string, err error) {
 	a := NewArchive(w, mtime)
 	if err := s.fill(a); err != nil {
-		return err
+		return nil, err
 	}
-	return a.Close()
+	return a.Dropped(), a.Close()
 }
 
 // keyOf digests the parts of a key; any "" part means the segment cannot
@@ -165,7 +167,15 @@ type SegmentStats struct {
 	// Written segments were made and compressed by this build; Reused ones
 	// came from the cache.
 	Written, Reused int
+	// DroppedXattrs lists the extended attributes of the images that the
+	// initrd cannot carry, one "layer: path: names" line per file (kept
+	// beside cached segments, so warm builds say it too).
+	DroppedXattrs []string
 }
+
+// droppedExt is the suffix of the file kept beside a cached segment that
+// lists what it dropped.
+const droppedExt = ".dropped"
 
 // segmentStore makes each segment's compressed file, or finds it in the
 // cache.
@@ -189,6 +199,9 @@ func (st *segmentStore) file(s segment) (string, error) {
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err == nil {
 			st.stats.Reused++
+			if b, err := os.ReadFile(p + droppedExt); err == nil {
+				st.stats.DroppedXattrs = append(st.stats.DroppedXattrs, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+			}
 			return p, nil
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("segment cache: %w", err)
@@ -201,7 +214,11 @@ func (st *segmentStore) file(s segment) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("write segment %s: %w", s.name, err)
 	}
-	err = compressWith(st.compression, f, func(w io.Writer) error { return s.write(w, st.mtime) })
+	var dropped []string
+	err = compressWith(st.compression, f, func(w io.Writer) (err error) {
+		dropped, err = s.write(w, st.mtime)
+		return err
+	})
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -210,8 +227,16 @@ func (st *segmentStore) file(s segment) (string, error) {
 		return "", fmt.Errorf("write segment %s: %w", s.name, err)
 	}
 	st.stats.Written++
+	st.stats.DroppedXattrs = append(st.stats.DroppedXattrs, dropped...)
 	if name == "" {
 		return f.Name(), nil
+	}
+	if len(dropped) > 0 {
+		// Written before the segment: whoever sees the segment sees this.
+		if err := os.WriteFile(filepath.Join(dir, name+droppedExt), []byte(strings.Join(dropped, "\n")+"\n"), 0o644); err != nil {
+			os.Remove(f.Name())
+			return "", fmt.Errorf("write segment %s: %w", s.name, err)
+		}
 	}
 	// Renamed into place whole: a concurrent build sees the segment
 	// complete or not at all, and two builds making it write equal bytes.

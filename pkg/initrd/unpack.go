@@ -427,6 +427,7 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 			return nil
 		}
 		delete(plan, at{li, seq})
+		a.noteXattrs(l.Name, h)
 		m := w.meta
 		ch := CPIOHeader{
 			Name: join(prefixes[0], w.name),
