@@ -3,9 +3,9 @@ package initrd
 import (
 	"archive/tar"
 	"fmt"
-	"sort"
 	"io"
 	"path"
+	"sort"
 	"strings"
 )
 
