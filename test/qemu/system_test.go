@@ -12,8 +12,9 @@ import (
 	"github.com/keel-os/keel/pkg/qemu"
 )
 
-// stampOf returns the [seconds] stamp at the start of a console line.
-var stampRE = regexp.MustCompile(`^\[ *(\d+\.\d+)\]`)
+// stampOf returns the [seconds] stamp of a console line. It need not be
+// at the start: a line may follow the shell's prompt.
+var stampRE = regexp.MustCompile(`\[ *(\d+\.\d+)\]`)
 
 func stampOf(t *testing.T, line string) time.Duration {
 	t.Helper()
