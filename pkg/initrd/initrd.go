@@ -1,23 +1,34 @@
-// Package initrd writes keel's boot outputs: the kernel, a gzip-compressed
-// newc initrd holding the init images, the kernel modules, keel's bundle
-// layout and the YAML's files, and the kernel command line.
+// Package initrd writes keel's boot outputs: the kernel, a compressed newc
+// initrd holding the init images, the kernel modules and their index,
+// keel's bundle layout and the YAML's files, and the kernel command line.
 //
-// The initrd holds, in this order:
+// The initrd is a sequence of segments, each a whole cpio archive
+// compressed on its own (gzip, zstd, lz4 legacy or none), preceded by the
+// kernel image's uncompressed microcode cpio when the YAML names one:
 //
-//	<dirs of the root, sorted>     every directory of the merged root
-//	init, sbin/init, ...           the init images, merged in YAML order
-//	lib/modules/<kver>/...         the kernel image's kernel.tar
-//	dev/console                    char 5,1, 0600, for PID 1's console
-//	<files>                        the YAML's files, over all of the above
-//	containers/onboot/NNN-name/    config.json, runtime.json, rootfs/
-//	containers/onshutdown/NNN-name/
-//	containers/services/name/
+//	[ucode.cpio]                   as is, padded to 4 bytes
+//	root segment:
+//	  <dirs of the root, sorted>   every directory of the merged root
+//	  init, sbin/init, ...         the init images, merged in YAML order
+//	  lib/modules/<kver>/...       the kernel image's kernel.tar
+//	  dev/console                  char 5,1, 0600, for PID 1's console
+//	  etc/keel/modules.json        the module index (pkg/kmod)
+//	  <files>                      the YAML's files, over all of the above
+//	  containers/<kind>/           the directories holding the bundles
+//	one segment per bundle:
+//	  containers/onboot/NNN-name/  config.json, runtime.json, rootfs/
+//	  containers/onshutdown/NNN-name/
+//	  containers/services/name/
 //
-// Each rootfs/ lists its directories first, sorted, then the rest in layer
-// order. Everything is streamed: image layers go straight from the cache
-// into the cpio stream and the compressor, so memory stays bounded
-// whatever the images' size. Outputs are written atomically and are
-// reproducible byte for byte: entries come in a fixed order with one mtime.
+// Read-only bundles of the same image share one segment, in which the
+// image's files are stored once and hard-linked into each rootfs.
+// Segments are cached by what they are made of, so a rebuild after one
+// service changed writes one segment. Each rootfs/ lists its directories
+// first, sorted, then the rest in layer order. Everything is streamed:
+// image layers go straight from the cache into the cpio stream and the
+// compressor, so memory stays bounded whatever the images' size. Outputs
+// are written atomically and are reproducible byte for byte: entries come
+// in a fixed order with one mtime. See docs/initrd.md.
 package initrd
 
 import (
