@@ -245,7 +245,11 @@ func (s *Services) run(svc *service) {
 					st.LastExit, st.LastExitAt = code, time.Now()
 				}
 			})
-			s.log().Info("service "+svc.b.Name+" stopped", "exit", code)
+			if err != nil {
+				s.log().Info("service "+svc.b.Name+" stopped while starting", "err", err)
+			} else {
+				s.log().Info("service "+svc.b.Name+" stopped", "exit", code)
+			}
 			return
 		}
 		if err != nil {
