@@ -29,7 +29,8 @@ const maxUses = 4
 // open, a working directory, a root, an executable or a mapping under the
 // mount point target, sorted by pid. Paths are compared as the kernel
 // prints them, so a file deleted while open (" (deleted)") still counts.
-// Processes that vanish while they are looked at are skipped.
+// Processes that vanish while they are looked at, and kernel threads, are
+// skipped.
 func Holders(procRoot, target string) ([]Holder, error) {
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
@@ -51,10 +52,20 @@ func Holders(procRoot, target string) ([]Holder, error) {
 				uses = append(uses, "...")
 			}
 		}
-		for _, l := range []string{"cwd", "root", "exe"} {
+		// A kernel thread has no executable and holds nothing through its
+		// fds or directories; skipping it first keeps the scan cheap (a
+		// VM has far more kernel threads than processes at shutdown).
+		exe, err := os.Readlink(filepath.Join(dir, "exe"))
+		if err != nil {
+			continue
+		}
+		for _, l := range []string{"cwd", "root"} {
 			if p, err := os.Readlink(filepath.Join(dir, l)); err == nil && under(p, target) {
 				add(l)
 			}
+		}
+		if under(exe, target) {
+			add("exe")
 		}
 		if fds, err := os.ReadDir(filepath.Join(dir, "fd")); err == nil {
 			sort.Slice(fds, func(i, j int) bool { return fdNum(fds[i].Name()) < fdNum(fds[j].Name()) })

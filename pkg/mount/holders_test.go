@@ -48,6 +48,8 @@ func TestHolders(t *testing.T) {
 				"7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n"},
 		"60":   {"comm": "sleep\n", "cwd": "/variable", "root": "/", "exe": "/bin/sleep"},
 		"self": {"cwd": "/var"},
+		// A kernel thread: no exe.
+		"2": {"comm": "kthreadd\n", "cwd": "/var", "root": "/"},
 	})
 	got, err := Holders(proc, "/var/")
 	if err != nil {
@@ -85,7 +87,7 @@ func (b *busyUnmounter) RemountReadOnly(target string) error {
 
 func TestUnmountAllNamesHolders(t *testing.T) {
 	proc := fakeProc(t, map[string]map[string]string{
-		"57": {"comm": "sh\n", "cwd": "/var/tmp"},
+		"57": {"comm": "sh\n", "cwd": "/var/tmp", "exe": "/bin/sh"},
 	})
 	var tab Table
 	tab.Record("/proc")

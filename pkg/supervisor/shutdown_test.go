@@ -200,6 +200,7 @@ func TestShutdownNamesBusyMountHolders(t *testing.T) {
 	os.MkdirAll(filepath.Join(proc, "42", "fd"), 0o755)
 	os.WriteFile(filepath.Join(proc, "42", "comm"), []byte("stuck\n"), 0o644)
 	os.Symlink("/var/lib/db", filepath.Join(proc, "42", "fd", "5"))
+	os.Symlink("/bin/stuck", filepath.Join(proc, "42", "exe"))
 	rec := &busyRecorder{busy: "/var"}
 	var log strings.Builder
 	s := newTestShutdown(&fakeChildren{}, &rec.recorder, unix.SIGTERM, &log)
