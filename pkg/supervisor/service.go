@@ -80,6 +80,7 @@ type service struct {
 	policy    Policy
 	grace     time.Duration
 	rt        *bundle.Runtime
+	reset     time.Duration // up this long, a service is no longer crash-looping
 
 	mu       sync.Mutex
 	st       ServiceStatus
@@ -107,8 +108,12 @@ type ServiceStatus struct {
 	LastExitAt time.Time `json:"lastExitAt,omitzero"`
 	// NextStart is when a service in backoff starts again.
 	NextStart time.Time `json:"nextStart,omitzero"`
-	Error     string    `json:"error,omitempty"`
-	Log       string    `json:"log"`
+	// CrashLooping is set while the service keeps dying soon after each
+	// start, whatever its state (a start may take seconds), until it
+	// stays up for the backoff's reset time.
+	CrashLooping bool   `json:"crashLooping,omitempty"`
+	Error        string `json:"error,omitempty"`
+	Log          string `json:"log"`
 }
 
 func (s *Services) log() *slog.Logger {
@@ -176,8 +181,12 @@ func (s *Services) Status() []ServiceStatus {
 	out := make([]ServiceStatus, 0, len(svcs))
 	for _, svc := range svcs {
 		svc.mu.Lock()
-		out = append(out, svc.st)
+		st := svc.st
+		if st.State == StateRunning && st.CrashLooping && time.Since(st.StartedAt) >= svc.reset {
+			st.CrashLooping = false
+		}
 		svc.mu.Unlock()
+		out = append(out, st)
 	}
 	return out
 }
@@ -230,6 +239,9 @@ func (s *Services) run(svc *service) {
 	if bo.Initial == 0 {
 		bo = DefaultBackoff()
 	}
+	svc.mu.Lock()
+	svc.reset = bo.Reset
+	svc.mu.Unlock()
 	for {
 		if svc.isStopping() {
 			svc.update(func(st *ServiceStatus) { st.State = StateStopped })
@@ -274,6 +286,7 @@ func (s *Services) run(svc *service) {
 		}
 		svc.update(func(st *ServiceStatus) {
 			st.State, st.Pid = state, 0
+			st.CrashLooping = state == StateCrashLoop
 			if err == nil {
 				st.LastExit, st.LastExitAt = code, time.Now()
 			} else {

@@ -106,10 +106,7 @@ func WriteStatusTable(w io.Writer, st *Status) error {
 		if !s.LastExitAt.IsZero() {
 			last = fmt.Sprintf("%s (%s ago)", exitCodeString(s.LastExit), roundAge(st.Now.Sub(s.LastExitAt)))
 		}
-		state := s.State
-		if !s.NextStart.IsZero() {
-			state += ", next in " + roundAge(s.NextStart.Sub(st.Now))
-		}
+		state := stateText(s, st.Now)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, state, pid, s.Restarts, up, last, s.Policy)
 	}
 	if err := tw.Flush(); err != nil {
@@ -126,6 +123,26 @@ func WriteStatusTable(w io.Writer, st *Status) error {
 	}
 	_, err := fmt.Fprintf(w, "containerd: %s, restarts %d; orphans reaped: %d\n", cd, st.Containerd.Restarts, st.Orphans)
 	return err
+}
+
+// stateText is the STATE column: the state, flagged when crash-looping,
+// with the time to the next start during a backoff.
+func stateText(s ServiceStatus, now time.Time) string {
+	state := s.State
+	if s.CrashLooping {
+		switch s.State {
+		case StateRunning:
+			state = "running (crashloop)"
+		case StateStarting:
+			state = "crashloop, starting"
+		case StateBackoff:
+			state = StateCrashLoop
+		}
+	}
+	if !s.NextStart.IsZero() {
+		state += ", next in " + roundAge(s.NextStart.Sub(now))
+	}
+	return state
 }
 
 // exitCodeString shows 128+N as the signal's name, as a shell would.

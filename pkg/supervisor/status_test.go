@@ -17,10 +17,11 @@ func testStatus() Status {
 		Orphans:    4,
 		Services: []ServiceStatus{
 			{Name: "httpd", State: StateRunning, Pid: 412, Policy: "on-failure", StartedAt: now.Add(-182 * time.Second)},
-			{Name: "flaky", State: StateCrashLoop, Restarts: 7, Policy: "always", LastExit: 1, LastExitAt: now.Add(-4 * time.Second),
+			{Name: "flaky", State: StateCrashLoop, CrashLooping: true, Restarts: 7, Policy: "always", LastExit: 1, LastExitAt: now.Add(-4 * time.Second),
 				NextStart: now.Add(3 * time.Second)},
 			{Name: "killed", State: StateRunning, Pid: 500, Restarts: 1, Policy: "on-failure", StartedAt: now.Add(-26 * time.Hour),
 				LastExit: 137, LastExitAt: now.Add(-26 * time.Hour)},
+			{Name: "slow", State: StateStarting, CrashLooping: true, Restarts: 3, Policy: "always", LastExit: 2, LastExitAt: now.Add(-2 * time.Second)},
 			{Name: "broken", State: StateFailed, Policy: "on-failure", Error: "read bundle file: no such file"},
 		},
 	}
@@ -36,6 +37,7 @@ func TestWriteStatusTable(t *testing.T) {
 httpd   running                412  0         3m2s    -                        on-failure
 flaky   crashloop, next in 3s  -    7         -       1 (4s ago)               always
 killed  running                500  1         26h0m   137/SIGKILL (26h0m ago)  on-failure
+slow    crashloop, starting    -    3         -       2 (2s ago)               always
 broken  failed                 -    0         -       -                        on-failure
 broken: read bundle file: no such file
 containerd: pid 300, restarts 1; orphans reaped: 4
@@ -56,7 +58,7 @@ func TestStatusSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Services) != 4 || st.Services[1].Name != "flaky" || st.Services[1].Restarts != 7 || !st.Now.Equal(testStatus().Now) {
+	if len(st.Services) != 5 || st.Services[1].Name != "flaky" || st.Services[1].Restarts != 7 || !st.Now.Equal(testStatus().Now) {
 		t.Errorf("status %+v", st)
 	}
 }
