@@ -41,7 +41,8 @@ func initStart() time.Duration {
 }
 
 // alwaysModules are loaded whatever the devices: the ACPI power button and
-// the evdev devices it is read through.
+// the evdev devices it is read through. keel.modules=a,b on the kernel
+// command line adds more.
 var alwaysModules = []string{"button", "evdev"}
 
 // setUpSystem does what comes after the mounts and before onboot: kernel
@@ -84,7 +85,11 @@ func loadModules(log *slog.Logger) {
 	if err != nil {
 		log.Warn("modules: coldplug", "err", err)
 	}
-	always := l.Load(alwaysModules...)
+	names := alwaysModules
+	if v, _ := kernelParamValue("keel.modules"); v != "" {
+		names = append(names, strings.Split(v, ",")...)
+	}
+	always := l.Load(names...)
 	loaded := append(r.Loaded, always.Loaded...)
 	if len(always.Unknown) > 0 {
 		log.Warn("modules: not in the image", "modules", strings.Join(always.Unknown, ","))
@@ -174,8 +179,10 @@ func raiseRlimits(nrOpenPath string) error {
 // watchPowerButton turns a press of the power key (ACPI button, QMP
 // system_powerdown) into a power-off request.
 func watchPowerButton(log *slog.Logger, requests chan<- supervisor.Action) {
-	for _, n := range input.Names("/sys/class/input") {
-		log.Debug("input device", "device", n)
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		for _, n := range input.Names("/sys/class/input") {
+			log.Debug("input device", "device", n)
+		}
 	}
 	p := &input.PowerButton{Dir: "/dev/input", Log: log, Pressed: func(dev string) {
 		log.Info("power button pressed", "device", dev)

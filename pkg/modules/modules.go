@@ -156,7 +156,7 @@ func (l *Loader) loadOne(name string, r *Result) {
 		if err, tried := l.state[m.Name]; tried {
 			if err != nil {
 				// A dependency failed: so does everything above it.
-				r.fail(name, fmt.Errorf("needs %s: %w", m.Name, err))
+				l.failDependent(r, name, m.Name, err)
 				return
 			}
 			continue
@@ -174,13 +174,19 @@ func (l *Loader) loadOne(name string, r *Result) {
 			l.log.Warn("module failed", "module", m.Name, "err", err)
 			r.fail(m.Name, err)
 			if m.Name != kmod.NormalizeName(name) {
-				r.fail(name, fmt.Errorf("needs %s: %w", m.Name, err))
+				l.failDependent(r, name, m.Name, err)
 			}
 			return
 		}
 		l.log.Debug("module loaded", "module", m.Name)
 		r.Loaded = append(r.Loaded, m.Name)
 	}
+}
+
+func (l *Loader) failDependent(r *Result, name, dep string, err error) {
+	err = fmt.Errorf("needs %s: %w", dep, err)
+	l.log.Warn("module not loaded", "module", name, "err", err)
+	r.fail(name, err)
 }
 
 // maxColdplugRounds bounds the rescans: loading a bus driver (virtio_pci)

@@ -39,7 +39,7 @@ func (vm *VM) run(from int, cmd, want string) int {
 const systemYAML = `
 kernel:
   image: {{.Kernel}}
-  cmdline: "console=ttyS0 quiet"
+  cmdline: "console=ttyS0 quiet keel.modules=overlay"
 init:
   - {{.Init}}
 onboot:
@@ -53,7 +53,8 @@ onshutdown:
 `
 
 // One boot covers the system set-up, the console shell, an orphan storm
-// and the ACPI power button: modules are loaded, the hostname comes from
+// and the ACPI power button: modules are loaded (the devices' and one named
+// by keel.modules), the hostname comes from
 // eth0's MAC, a person can use the shell, orphans are all reaped, and QMP
 // system_powerdown powers off cleanly after the onshutdown bundle ran.
 func TestSystemConsolePowerButton(t *testing.T) {
@@ -80,7 +81,7 @@ func TestSystemConsolePowerButton(t *testing.T) {
 
 	i = vm.run(i, "grep VmRSS /proc/1/status", `^VmRSS:`)
 	t.Logf("PID 1 idle: %s", vm.Lines()[i])
-	i = vm.run(i, "echo modules=$(wc -l < /proc/modules)", `^modules=\d+`)
+	i = vm.run(i, "echo modules=$(wc -l < /proc/modules) overlay=$(grep -c '^overlay ' /proc/modules)", `^modules=\d+ overlay=1$`)
 	t.Logf("%s", vm.Lines()[i])
 	i = vm.run(i, "tr -d '\\n' < /run/keel/boot.json; echo", `^\{.*"console": \d+\s*\}$`)
 	report := vm.Lines()[i]
