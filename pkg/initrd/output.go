@@ -104,11 +104,20 @@ func (o Outputs) Tar() string { return filepath.Join(o.Dir, o.Name+".tar") }
 // KernelInitrdTar is the file of the tar-kernel-initrd format.
 func (o Outputs) KernelInitrdTar() string { return filepath.Join(o.Dir, o.Name+"-initrd.tar") }
 
+// formats are the formats asked for, each once, in the order given.
 func (o Outputs) formats() []Format {
 	if len(o.Formats) == 0 {
 		return []Format{FormatKernelInitrd}
 	}
-	return o.Formats
+	var out []Format
+	seen := map[Format]bool{}
+	for _, f := range o.Formats {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Files lists the files the outputs' formats write.

@@ -204,7 +204,7 @@ func TestWriteInitrdContents(t *testing.T) {
 
 func TestWriteFormats(t *testing.T) {
 	b := testBuild(t)
-	o := Outputs{Dir: t.TempDir(), Name: "x", Formats: []Format{FormatKernelInitrd, FormatTar, FormatTarKernelInitrd}}
+	o := Outputs{Dir: t.TempDir(), Name: "x", Formats: []Format{FormatKernelInitrd, FormatTar, FormatTarKernelInitrd, FormatTar}}
 	if err := Write(o, b); err != nil {
 		t.Fatal(err)
 	}
