@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
@@ -263,6 +264,9 @@ func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool,
 	}
 	if b.Stats != nil {
 		*b.Stats = st.stats
+	}
+	if b.SegmentCache != "" {
+		pruneSegments(b.SegmentCache, time.Now())
 	}
 	out, err := os.Create(p)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -407,5 +408,27 @@ func TestWriteReportsDroppedXattrs(t *testing.T) {
 		if !reflect.DeepEqual(st.DroppedXattrs, want) {
 			t.Errorf("%s build: dropped %q, want %q", run, st.DroppedXattrs, want)
 		}
+	}
+}
+
+func TestPruneSegments(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	for name, age := range map[string]time.Duration{
+		"fresh.cpio.gz": time.Hour, "old.cpio.gz": 31 * 24 * time.Hour, "old.cpio.gz.dropped": 31 * 24 * time.Hour,
+		".segment-123": 25 * time.Hour, ".segment-456": time.Hour,
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, nil, 0o644)
+		os.Chtimes(p, now.Add(-age), now.Add(-age))
+	}
+	pruneSegments(dir, now)
+	es, _ := os.ReadDir(dir)
+	var left []string
+	for _, e := range es {
+		left = append(left, e.Name())
+	}
+	if want := []string{".segment-456", "fresh.cpio.gz"}; !reflect.DeepEqual(left, want) {
+		t.Errorf("left %q, want %q", left, want)
 	}
 }

@@ -13,7 +13,32 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
+
+// Segments unused for segmentMaxAge are removed from the cache after a
+// build; so are temporary files older than a day (a build that was
+// killed).
+const segmentMaxAge = 30 * 24 * time.Hour
+
+// pruneSegments removes old segments from the cache directory.
+func pruneSegments(dir string, now time.Time) {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range es {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		age := now.Sub(info.ModTime())
+		tmp := strings.HasPrefix(e.Name(), ".segment-")
+		if tmp && age > 24*time.Hour || !tmp && age > segmentMaxAge {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
 
 // segmentVersion is part of every segment's cache key, with the digest of
 // the running keel executable (builderID): a segment made by another
@@ -199,6 +224,10 @@ func (st *segmentStore) file(s segment) (string, error) {
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err == nil {
 			st.stats.Reused++
+			// The mtime says when a segment was last used, for pruning.
+			now := time.Now()
+			os.Chtimes(p, now, now)
+			os.Chtimes(p+droppedExt, now, now)
 			if b, err := os.ReadFile(p + droppedExt); err == nil {
 				st.stats.DroppedXattrs = append(st.stats.DroppedXattrs, strings.Split(strings.TrimSpace(string(b)), "\n")...)
 			}
