@@ -160,6 +160,7 @@ func run(keel, examples, source string) error {
 	}
 	fmt.Printf("\ncompression of the same %d MiB uncompressed initrd (%s), MB/s of input, best of 2:\n", len(raw)>>20, filepath.Base(ymls[0]))
 	fmt.Printf("%-8s %-44s %9s %9s %8s\n", "format", "compressor", "MB/s", "out MiB", "ratio")
+	stage, plain := map[string]float64{}, map[string]float64{}
 	for _, c := range []struct {
 		format, name string
 		fn           func(io.Writer, io.Reader) error
@@ -185,9 +186,24 @@ func run(keel, examples, source string) error {
 				d = t
 			}
 		}
-		fmt.Printf("%-8s %-44s %9.1f %9.1f %8.2f\n", c.format, c.name, float64(len(raw))/1e6/d.Seconds(),
-			float64(n)/(1<<20), float64(len(raw))/float64(n))
+		mbs := float64(len(raw)) / 1e6 / d.Seconds()
+		fmt.Printf("%-8s %-44s %9.1f %9.1f %8.2f\n", c.format, c.name, mbs, float64(n)/(1<<20), float64(len(raw))/float64(n))
+		if strings.HasPrefix(c.name, "keel stage") {
+			stage[c.format] = mbs
+		} else if _, ok := plain[c.format]; !ok {
+			plain[c.format] = mbs
+		}
 	}
+	// The limit of a parallel stage is the plain compressor on every core.
+	var load [3]float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &load[0], &load[1], &load[2])
+	}
+	fmt.Printf("\nkeel stage against the limit (plain 1-core x %d CPUs; load average %.1f):", runtime.NumCPU(), load[0])
+	for _, f := range []string{"gzip", "zstd", "lz4"} {
+		fmt.Printf("  %s %.0f%%", f, 100*stage[f]/(plain[f]*float64(runtime.NumCPU())))
+	}
+	fmt.Println()
 	return nil
 }
 
