@@ -330,21 +330,21 @@ func (s *Services) prepare(svc *service) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc.rt = rt
-	var errs []error
-	if svc.policy, err = ParsePolicy(rt.Restart); err != nil {
-		errs = append(errs, err)
+	policy, perr := ParsePolicy(rt.Restart)
+	grace, gerr := ParseGrace(rt.StopGracePeriod)
+	for _, e := range []error{perr, gerr} {
+		if e != nil {
+			s.log().Warn("service "+b.Name+": runtime.json", "err", e)
+		}
 	}
-	if svc.grace, err = ParseGrace(rt.StopGracePeriod); err != nil {
-		errs = append(errs, err)
-	}
+	// A stop may come from another goroutine at any time: under the lock.
+	svc.mu.Lock()
+	svc.rt, svc.policy, svc.grace = rt, policy, grace
 	if rt.Namespace != "" {
 		svc.namespace = rt.Namespace
 	}
-	for _, e := range errs {
-		s.log().Warn("service "+b.Name+": runtime.json", "err", e)
-	}
-	svc.update(func(st *ServiceStatus) { st.Policy, st.Namespace = string(svc.policy), svc.namespace })
+	svc.st.Policy, svc.st.Namespace = string(svc.policy), svc.namespace
+	svc.mu.Unlock()
 
 	// containerd's runc resolves a relative root against its own bundle
 	// directory, not ours.
@@ -585,9 +585,10 @@ func (s *Services) stopOne(ctx context.Context, svc *service) error {
 			svc.st.State = StateStopping
 		}
 	}
+	grace := svc.grace
 	svc.mu.Unlock()
 	s.signal(svc, unix.SIGTERM)
-	t := time.NewTimer(svc.grace)
+	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-svc.done:
@@ -598,7 +599,7 @@ func (s *Services) stopOne(ctx context.Context, svc *service) error {
 	svc.mu.Lock()
 	svc.killing = true
 	svc.mu.Unlock()
-	s.log().Warn("service "+svc.b.Name+" did not stop in time, killing", "grace", svc.grace)
+	s.log().Warn("service "+svc.b.Name+" did not stop in time, killing", "grace", grace)
 	s.signal(svc, unix.SIGKILL)
 	// A task still being created is killed as soon as it exists.
 	select {
@@ -614,12 +615,12 @@ func (s *Services) stopOne(ctx context.Context, svc *service) error {
 // to its pid if containerd does not answer.
 func (s *Services) signal(svc *service, sig syscall.Signal) {
 	svc.mu.Lock()
-	task, pid := svc.task, svc.st.Pid
+	task, pid, ns := svc.task, svc.st.Pid, svc.namespace
 	svc.mu.Unlock()
 	if task == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), svc.namespace), 2*time.Second)
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 2*time.Second)
 	defer cancel()
 	var opts []containerd.KillOpts
 	if sig == unix.SIGKILL {
