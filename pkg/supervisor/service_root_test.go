@@ -351,3 +351,58 @@ func TestServicesUnderContainerd(t *testing.T) {
 		t.Logf("console:\n%s", out.String())
 	}
 }
+
+// A shutdown that comes while the services are still being created stops
+// them all, promptly, and leaves no task behind, whenever it comes.
+func TestServicesStopDuringStart(t *testing.T) {
+	needRoot(t)
+	var out syncBuffer
+	log := slog.New(bootlog.New(&out).Handler(slog.LevelInfo))
+	t.Cleanup(func() {
+		if t.Failed() || testing.Verbose() {
+			t.Logf("console:\n%s", out.String())
+		}
+	})
+	cd := startTestContainerd(t, startReaper(t), log)
+	for _, after := range []time.Duration{0, 60 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond} {
+		root := t.TempDir()
+		var bundles []bundle.Bundle
+		for _, name := range []string{"a", "b", "c", "d"} {
+			bundles = append(bundles, writeService(t, root, name, &bundle.Runtime{StopGracePeriod: "300ms"}, `while true; do sleep 1; done`))
+		}
+		s := &Services{Containerd: cd, Log: log, LogDir: filepath.Join(root, "var/log")}
+		started := make(chan struct{})
+		go func() {
+			s.Start(context.Background(), bundles)
+			close(started)
+		}()
+		time.Sleep(after)
+		start := time.Now()
+		if err := s.StopServices(context.Background()); err != nil {
+			t.Errorf("stop after %v: %v", after, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("stop after %v took %v", after, took)
+		}
+		select {
+		case <-started:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stop after %v: Start did not return", after)
+		}
+		s.wg.Wait()
+		for _, st := range s.Status() {
+			if st.State != StateStopped {
+				t.Errorf("stop after %v: %s: %+v", after, st.Name, st)
+			}
+		}
+		client, _ := cd.Client()
+		ctx := namespaces.WithNamespace(context.Background(), DefaultNamespace)
+		if cs, err := client.Containers(ctx); err != nil || len(cs) != 0 {
+			var ids []string
+			for _, c := range cs {
+				ids = append(ids, c.ID())
+			}
+			t.Errorf("stop after %v: containers left: %v %v", after, ids, err)
+		}
+	}
+}
