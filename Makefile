@@ -38,10 +38,11 @@ images: deps
 demo-build: images keel
 	$(KEEL) build -dir $(OUT) examples/demo.yml
 
-# On a terminal you stay at the serial console (ctrl-a x quits); without one
-# the guest is told (keel.oneshot) to power off once onboot is done.
+# On a terminal you stay at the serial console (ctrl-a x quits) and the web
+# service answers on http://127.0.0.1:8080/; without a terminal the guest is
+# told (keel.oneshot) to power off once its services are running.
 demo: demo-build
-	@if [ -t 0 ] && [ -t 1 ]; then $(KEEL) run $(OUT)/demo; \
+	@if [ -t 0 ] && [ -t 1 ]; then $(KEEL) run -publish 8080:80 $(OUT)/demo; \
 	else $(KEEL) run -append keel.oneshot $(OUT)/demo; fi
 
 KEEL_CACHE ?= $(HOME)/.cache/keel
