@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	onbootRuns   = flag.Int("onboot-runs", 200, "libcontainer runs in TestReaperStressWithLibcontainer")
+	onbootRuns   = flag.Int("onboot-runs", 1000, "libcontainer runs in TestReaperStressWithLibcontainer")
 	orphanCount  = flag.Int("orphans", 4000, "orphans made in TestOrphansReapedToZeroZombies")
 	runnerWorker = flag.Int("onboot-workers", 2, "concurrent libcontainer runs in the stress test")
 )
