@@ -4,21 +4,98 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/keel-os/keel/pkg/oci"
 )
 
+const cacheUsage = `usage: keel cache ls [-l]
+       keel cache rm REF...
+       keel cache clean
+       keel cache import [--tag REF] FILE.tar
+       keel cache export REF FILE.tar
+
+Manages the local image cache ($KEEL_CACHE, default ~/.cache/keel):
+  ls      list the cached images
+  rm      drop images from the cache's index (clean frees their blobs)
+  clean   delete the blobs no cached image uses; report the bytes freed
+  import  store the images of a docker-archive tar (docker save) under its names, or --tag REF
+  export  write a cached image as a docker-archive tar (keel cache import and docker load read it)`
+
+// cleanMinAge spares unreferenced blobs younger than this: they may
+// belong to a pull in flight whose index entry is not written yet.
+const cleanMinAge = 10 * time.Minute
+
 func cacheCommand(args []string) error {
-	if len(args) == 0 || args[0] != "ls" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-			fmt.Println("usage: keel cache ls [-l]\n\nLists the images in the local cache ($KEEL_CACHE, default ~/.cache/keel).")
-			return nil
-		}
-		return fmt.Errorf("cache: want a subcommand: keel cache ls [-l]")
+	if len(args) == 0 {
+		return fmt.Errorf("cache: want a subcommand\n%s", cacheUsage)
 	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Println(cacheUsage)
+		return nil
+	case "ls":
+		return cacheLs(rest)
+	}
+	fs := newFlagSet("cache "+sub, "", cacheUsage)
+	tag := ""
+	if sub == "import" {
+		fs.StringVar(&tag, "tag", "", "store the archive's one image under this reference")
+	}
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	cache, err := oci.OpenCache(oci.DefaultCacheDir())
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "rm":
+		if fs.NArg() == 0 {
+			return fmt.Errorf("cache rm: want an image reference")
+		}
+		for _, ref := range fs.Args() {
+			if err := cache.Remove(ref); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "clean":
+		if fs.NArg() > 0 {
+			return fmt.Errorf("cache clean: unexpected argument %q", fs.Arg(0))
+		}
+		n, freed, err := cache.Clean(cleanMinAge)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("removed %d blobs, %d bytes freed\n", n, freed)
+		return nil
+	case "import":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("cache import: want one FILE.tar")
+		}
+		names, err := cache.Import(fs.Arg(0), tag)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			fmt.Println("imported", n)
+		}
+		return nil
+	case "export":
+		if fs.NArg() != 2 {
+			return fmt.Errorf("cache export: want REF FILE.tar")
+		}
+		return cache.Export(fs.Arg(0), fs.Arg(1))
+	}
+	return fmt.Errorf("cache: unknown subcommand %q\n%s", sub, cacheUsage)
+}
+
+func cacheLs(args []string) error {
 	fs := newFlagSet("cache ls", "", "Lists the images in the local cache ($KEEL_CACHE, default ~/.cache/keel), one reference per line.")
 	long := fs.Bool("l", false, "also print each image's manifest digest and manifest size")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -1,0 +1,229 @@
+package oci
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Remove drops ref from the cache's index. Its blobs stay until Clean.
+func (c *Cache) Remove(ref string) error {
+	cref, err := CanonicalRef(ref)
+	if err != nil {
+		return err
+	}
+	unlock, err := c.lockIndex(true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	idx, err := c.path.ImageIndex()
+	if err != nil {
+		return fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	found := false
+	for _, d := range im.Manifests {
+		if d.Annotations[RefAnnotation] == cref {
+			found = true
+		}
+	}
+	if !found {
+		return fmt.Errorf("%s: %w", cref, ErrNotCached)
+	}
+	if err := c.path.RemoveDescriptors(match.Annotation(RefAnnotation, cref)); err != nil {
+		return fmt.Errorf("remove %s from cache %s: %w", cref, c.Dir, err)
+	}
+	return nil
+}
+
+// Clean deletes every blob that no index entry reaches and that is older
+// than minAge (a blob younger than that may belong to a pull in flight,
+// whose index entry is written after its blobs). It returns the number of
+// files removed and their bytes.
+func (c *Cache) Clean(minAge time.Duration) (files int, freed int64, err error) {
+	unlock, err := c.lockIndex(true)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unlock()
+	idx, err := c.path.ImageIndex()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read image cache %s: %w", c.Dir, err)
+	}
+	keep := map[string]bool{}
+	if err := reach(idx, keep); err != nil {
+		return 0, 0, fmt.Errorf("walk image cache %s: %w", c.Dir, err)
+	}
+	now := time.Now()
+	root := filepath.Join(c.Dir, "oci", "blobs")
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		alg := filepath.Base(filepath.Dir(p))
+		if keep[alg+":"+d.Name()] {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if now.Sub(info.ModTime()) < minAge {
+			return nil
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		files++
+		freed += info.Size()
+		return nil
+	})
+	if err != nil {
+		return files, freed, fmt.Errorf("clean image cache %s: %w", c.Dir, err)
+	}
+	return files, freed, nil
+}
+
+// reach marks every blob an index reaches: manifests, configs, layers.
+func reach(idx v1.ImageIndex, keep map[string]bool) error {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range im.Manifests {
+		keep[d.Digest.String()] = true
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return err
+			}
+			if err := reach(child, keep); err != nil {
+				return err
+			}
+		case d.MediaType.IsImage():
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return err
+			}
+			m, err := img.Manifest()
+			if err != nil {
+				return err
+			}
+			keep[m.Config.Digest.String()] = true
+			for _, l := range m.Layers {
+				keep[l.Digest.String()] = true
+			}
+		}
+	}
+	return nil
+}
+
+// Import stores the images of a docker-archive tar (as `docker save`
+// writes) under the names it carries, or, when tag is not empty, its one
+// image under tag. It returns the names stored.
+func (c *Cache) Import(file, tag string) ([]string, error) {
+	if tag != "" {
+		img, err := tarball.ImageFromPath(file, nil)
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", file, err)
+		}
+		if err := c.Put(tag, img); err != nil {
+			return nil, err
+		}
+		return []string{tag}, nil
+	}
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(file) })
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", file, err)
+	}
+	var names []string
+	for _, e := range m {
+		for _, t := range e.RepoTags {
+			nt, err := name.NewTag(t)
+			if err != nil {
+				return names, fmt.Errorf("import %s: tag %q: %w", file, t, err)
+			}
+			img, err := tarball.ImageFromPath(file, &nt)
+			if err != nil {
+				return names, fmt.Errorf("import %s: %s: %w", file, t, err)
+			}
+			if err := c.Put(t, img); err != nil {
+				return names, err
+			}
+			names = append(names, t)
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("import %s: the archive names no image; give one with --tag REF", file)
+	}
+	return names, nil
+}
+
+// Export writes the cached image ref to file as a docker-archive tar that
+// Import (and `docker load`) read back. The file appears whole or not at all.
+func (c *Cache) Export(ref, file string) error {
+	img, err := c.Image(ref)
+	if err != nil {
+		return err
+	}
+	cref, _ := CanonicalRef(ref)
+	tag, err := name.NewTag(cref)
+	if err != nil {
+		return fmt.Errorf("export %s: only a tagged reference can be exported: %w", cref, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("export %s: %w", cref, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tarball.Write(tag, img, tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("export %s to %s: %w", cref, file, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("export %s to %s: %w", cref, file, err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return fmt.Errorf("export %s: %w", cref, err)
+	}
+	return nil
+}
+
+// validateImage reads every layer of img and checks it against its digest.
+func validateImage(img v1.Image) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		want, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		got, _, err := v1.SHA256(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("layer %s: content has digest %s", want, got)
+		}
+	}
+	return nil
+}
