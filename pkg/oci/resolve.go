@@ -50,7 +50,7 @@ func (r *Resolver) logf(format string, args ...any) {
 func (r *Resolver) Image(ctx context.Context, ref string) (v1.Image, error) {
 	img, err := r.Cache.Image(ref)
 	if err == nil {
-		return img, nil
+		return r.cachedImage(img, ref, func() error { return r.Pull(ctx, ref) })
 	}
 	if !errors.Is(err, ErrNotCached) {
 		return nil, err
