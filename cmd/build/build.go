@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keel-os/keel/pkg/config"
@@ -27,6 +28,7 @@ func buildCommand(args []string) error {
 	quiet := fs.Bool("q", false, "print nothing but errors")
 	dryRun := fs.Bool("dry-run", false, "check the YAML files and stop: pull and write nothing")
 	pull := fs.Bool("pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
+	arch := fs.String("arch", "amd64", "architecture to build for: amd64 or arm64 (picked from multi-platform images)")
 	output := addOutputFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -39,6 +41,9 @@ func buildCommand(args []string) error {
 	if *name == "" {
 		*name = outputName(files[0])
 	}
+	if *arch != "amd64" && *arch != "arm64" {
+		return fmt.Errorf("build: -arch %q: want amd64 or arm64", *arch)
+	}
 	if *dryRun {
 		return validateFiles(files)
 	}
@@ -48,7 +53,7 @@ func buildCommand(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output})
+	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output, arch: *arch})
 }
 
 // buildOptions are the flags of keel build that are not about outputs.
@@ -56,6 +61,8 @@ type buildOptions struct {
 	progress io.Writer
 	// pull fetches every image from its registry even when cached.
 	pull bool
+	// arch is the architecture built for; "" is amd64.
+	arch string
 	// output holds the formats and compression; nil means the defaults
 	// and no segment cache.
 	output *outputOptions
@@ -131,7 +138,11 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	if err != nil {
 		return err
 	}
-	r := &images{resolver: &oci.Resolver{Cache: cache, Progress: progress}, progress: progress, pull: opts.pull}
+	resolver := &oci.Resolver{Cache: cache, Progress: progress}
+	if opts.arch != "" {
+		resolver.Platform = v1.Platform{OS: "linux", Architecture: opts.arch}
+	}
+	r := &images{resolver: resolver, progress: progress, pull: opts.pull}
 	if err := r.resolveAll(ctx, cfg); err != nil {
 		return err
 	}

@@ -49,6 +49,11 @@ func (r *Resolver) logf(format string, args ...any) {
 // The image returned always reads its blobs from the cache.
 func (r *Resolver) Image(ctx context.Context, ref string) (v1.Image, error) {
 	img, err := r.Cache.Image(ref)
+	if err == nil && checkPlatform(img, r.platform()) != nil {
+		// Cached for another architecture: fetch this one (it replaces
+		// the other under the name).
+		err = fmt.Errorf("%s: %w", ref, ErrNotCached)
+	}
 	if err == nil {
 		return r.cachedImage(img, ref, func() error { return r.Pull(ctx, ref) })
 	}
@@ -68,10 +73,7 @@ func (r *Resolver) Pull(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	platform := r.Platform
-	if platform.OS == "" {
-		platform = DefaultPlatform
-	}
+	platform := r.platform()
 	kc := r.Keychain
 	if kc == nil {
 		kc = authn.DefaultKeychain
@@ -132,4 +134,11 @@ func checkPlatform(img v1.Image, want v1.Platform) error {
 		return fmt.Errorf("image is for %s/%s, want %s/%s", cf.OS, cf.Architecture, want.OS, want.Architecture)
 	}
 	return nil
+}
+
+func (r *Resolver) platform() v1.Platform {
+	if r.Platform.OS == "" {
+		return DefaultPlatform
+	}
+	return r.Platform
 }
