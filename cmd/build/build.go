@@ -29,6 +29,7 @@ func buildCommand(args []string) error {
 	dryRun := fs.Bool("dry-run", false, "check the YAML files and stop: pull and write nothing")
 	pull := fs.Bool("pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
 	arch := fs.String("arch", "amd64", "architecture to build for: amd64 or arm64 (picked from multi-platform images)")
+	lockFile := fs.String("lock", "", "build with exactly the image digests recorded in this lock file (NAME.lock.json of an earlier build)")
 	output := addOutputFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -53,7 +54,7 @@ func buildCommand(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output, arch: *arch})
+	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output, arch: *arch, lock: *lockFile})
 }
 
 // buildOptions are the flags of keel build that are not about outputs.
@@ -63,6 +64,8 @@ type buildOptions struct {
 	pull bool
 	// arch is the architecture built for; "" is amd64.
 	arch string
+	// lock, when set, is a lock file whose digests the images resolve to.
+	lock string
 	// output holds the formats and compression; nil means the defaults
 	// and no segment cache.
 	output *outputOptions
@@ -143,6 +146,13 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 		resolver.Platform = v1.Platform{OS: "linux", Architecture: opts.arch}
 	}
 	r := &images{resolver: resolver, progress: progress, pull: opts.pull}
+	if opts.lock != "" {
+		l, err := oci.ReadLock(opts.lock)
+		if err != nil {
+			return err
+		}
+		r.locked = l.Images
+	}
 	if err := r.resolveAll(ctx, cfg); err != nil {
 		return err
 	}
@@ -188,6 +198,20 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	if err := initrd.Write(out, b); err != nil {
 		return fmt.Errorf("build %s: %w", file, err)
 	}
+	lock := oci.Lock{Keel: keelVersion(), Arch: opts.arch, Kernel: cfg.Kernel.Image, Images: map[string]string{}}
+	if lock.Arch == "" {
+		lock.Arch = "amd64"
+	}
+	for ref, img := range r.seen {
+		d, err := img.Image.Digest()
+		if err != nil {
+			return fmt.Errorf("digest of %s: %w", ref, err)
+		}
+		lock.Images[ref] = d.String()
+	}
+	if err := oci.WriteLock(filepath.Join(out.Dir, out.Name+".lock.json"), lock); err != nil {
+		return err
+	}
 	reportOutputs(progress, out, stats)
 	return nil
 }
@@ -200,8 +224,10 @@ type images struct {
 	resolver *oci.Resolver
 	progress io.Writer
 	pull     bool
-	mu       sync.Mutex
-	seen     map[string]initrd.Image
+	// locked maps a reference to the digest a lock file pins it to.
+	locked map[string]string
+	mu     sync.Mutex
+	seen   map[string]initrd.Image
 }
 
 // resolveAll resolves every image of the configuration, several at a time,
@@ -261,12 +287,23 @@ func (r *images) get(ctx context.Context, ref string, pos config.Pos) (initrd.Im
 }
 
 func (r *images) resolve(ctx context.Context, ref string, pos config.Pos) (initrd.Image, error) {
-	if r.pull {
-		if err := r.resolver.Pull(ctx, ref); err != nil {
+	name := ref
+	if r.locked != nil {
+		d, ok := r.locked[ref]
+		if !ok {
+			return initrd.Image{}, fmt.Errorf("%s: image %s is not in the lock file", pos, ref)
+		}
+		var err error
+		if name, err = oci.Pinned(ref, d); err != nil {
 			return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
 		}
 	}
-	img, err := r.resolver.Image(ctx, ref)
+	if r.pull {
+		if err := r.resolver.Pull(ctx, name); err != nil {
+			return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
+		}
+	}
+	img, err := r.resolver.Image(ctx, name)
 	if err != nil {
 		return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
 	}
