@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // DefaultPlatform is the platform keel builds for.
@@ -84,6 +86,10 @@ func (r *Resolver) Pull(ctx context.Context, ref string) error {
 		remote.WithAuthFromKeychain(kc),
 		remote.WithPlatform(platform))
 	if err != nil {
+		var terr *transport.Error
+		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("pull %s: image not found in registry %s: %w", ref, nref.Context().RegistryStr(), err)
+		}
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if err := checkPlatform(img, platform); err != nil {
