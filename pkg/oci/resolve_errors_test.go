@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -22,4 +23,27 @@ func TestResolverBadInput(t *testing.T) {
 		t.Errorf("unreachable registry: %v", err)
 	}
 	t.Log(err)
+}
+
+// A manifest that is not JSON is refused with an error naming the image;
+// nothing is cached.
+func TestResolverMalformedManifest(t *testing.T) {
+	srv, host := testRegistry(t)
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/v2/bad/manifests/1", strings.NewReader("{not json"))
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c, _ := OpenCache(t.TempDir())
+	r := &Resolver{Cache: c}
+	_, err = r.Image(context.Background(), host+"/bad:1")
+	if err == nil || !strings.Contains(err.Error(), "pull "+host+"/bad:1") {
+		t.Fatalf("malformed manifest: %v", err)
+	}
+	t.Log(err)
+	if l, _ := c.List(); len(l) != 0 {
+		t.Errorf("cached after a bad manifest: %v", l)
+	}
 }
