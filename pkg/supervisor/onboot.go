@@ -130,28 +130,16 @@ func (o *Onboot) run(ctx context.Context, b bundle.Bundle) (exit Exit, halt bool
 	// Directories first, while the rootfs is still writable; mounts after
 	// the rootfs bind mount, so that those inside it land on top of it
 	// and are seen by the container.
-	for _, dir := range rt.Mkdir {
-		if err := os.MkdirAll(inBundle(b, dir), 0o755); err != nil {
-			return Exit{}, halt, fmt.Errorf("runtime.json mkdir: %w", err)
-		}
+	if err := makeRuntimeDirs(b, rt); err != nil {
+		return Exit{}, halt, err
 	}
 	if err := o.Mounts.BindSelf(rootfs, spec.Root.Readonly); err != nil {
 		return Exit{}, halt, fmt.Errorf("prepare rootfs: %w", err)
 	}
-	for _, m := range rt.Mounts {
-		if mount.IsBind(m) {
-			m.Source = inBundle(b, m.Source)
-		}
-		m.Destination = inBundle(b, m.Destination)
-		if err := o.Mounts.MountSpec(m); err != nil {
-			return Exit{}, halt, fmt.Errorf("runtime.json mount: %w", err)
-		}
+	if err := mountRuntime(b, rt, o.Mounts); err != nil {
+		return Exit{}, halt, err
 	}
-	cgroupRoot := o.CgroupRoot
-	if cgroupRoot == "" {
-		cgroupRoot = "/sys/fs/cgroup"
-	}
-	if err := CreateCgroups(cgroupRoot, rt.Cgroups); err != nil {
+	if err := createRuntimeCgroups(o.CgroupRoot, rt); err != nil {
 		return Exit{}, halt, err
 	}
 	var prepare func(pid int) error

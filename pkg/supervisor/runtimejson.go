@@ -20,6 +20,45 @@ import (
 // program finds its interfaces in place. Services under containerd can use
 // the same two with their task's pid.
 
+// makeRuntimeDirs makes the directories runtime.json's mkdir lists;
+// relative paths are inside the bundle.
+func makeRuntimeDirs(b bundle.Bundle, rt *bundle.Runtime) error {
+	for _, dir := range rt.Mkdir {
+		if err := os.MkdirAll(inBundle(b, dir), 0o755); err != nil {
+			return fmt.Errorf("runtime.json mkdir: %w", err)
+		}
+	}
+	return nil
+}
+
+// mountRuntime makes runtime.json's mounts, recorded in table so that
+// shutdown unmounts them; relative sources of binds and relative
+// destinations are inside the bundle.
+func mountRuntime(b bundle.Bundle, rt *bundle.Runtime, table *mount.Table) error {
+	if len(rt.Mounts) > 0 && table == nil {
+		return errors.New("runtime.json mounts: no mount table")
+	}
+	for _, m := range rt.Mounts {
+		if mount.IsBind(m) {
+			m.Source = inBundle(b, m.Source)
+		}
+		m.Destination = inBundle(b, m.Destination)
+		if err := table.MountSpec(m); err != nil {
+			return fmt.Errorf("runtime.json mount: %w", err)
+		}
+	}
+	return nil
+}
+
+// createRuntimeCgroups is CreateCgroups under cgroupRoot, or under
+// /sys/fs/cgroup when that is empty.
+func createRuntimeCgroups(cgroupRoot string, rt *bundle.Runtime) error {
+	if cgroupRoot == "" {
+		cgroupRoot = "/sys/fs/cgroup"
+	}
+	return CreateCgroups(cgroupRoot, rt.Cgroups)
+}
+
 // CreateCgroups makes the cgroups runtime.json lists under the cgroup v2
 // root (normally /sys/fs/cgroup), e.g. "podruntime/containerd". An
 // existing one is fine.

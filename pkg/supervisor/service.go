@@ -360,28 +360,13 @@ func (s *Services) prepare(svc *service) (*specs.Spec, error) {
 	if _, ok := spec.Annotations[ShimGroupAnnotation]; !ok {
 		spec.Annotations[ShimGroupAnnotation] = "keel-" + svc.namespace
 	}
-	for _, dir := range rt.Mkdir {
-		if err := os.MkdirAll(inBundle(b, dir), 0o755); err != nil {
-			return nil, fmt.Errorf("runtime.json mkdir: %w", err)
-		}
+	if err := makeRuntimeDirs(b, rt); err != nil {
+		return nil, err
 	}
-	for _, m := range rt.Mounts {
-		if s.Mounts == nil {
-			return nil, errors.New("runtime.json mounts: no mount table")
-		}
-		if mount.IsBind(m) {
-			m.Source = inBundle(b, m.Source)
-		}
-		m.Destination = inBundle(b, m.Destination)
-		if err := s.Mounts.MountSpec(m); err != nil {
-			return nil, fmt.Errorf("runtime.json mount: %w", err)
-		}
+	if err := mountRuntime(b, rt, s.Mounts); err != nil {
+		return nil, err
 	}
-	cgroupRoot := s.CgroupRoot
-	if cgroupRoot == "" {
-		cgroupRoot = "/sys/fs/cgroup"
-	}
-	if err := CreateCgroups(cgroupRoot, rt.Cgroups); err != nil {
+	if err := createRuntimeCgroups(s.CgroupRoot, rt); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(svc.logPath), 0o755); err != nil {
