@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,8 +71,30 @@ func startTestContainerd(t *testing.T, reaper *Reaper, log *slog.Logger) *Contai
 		if err := cd.Stop(ctx); err != nil {
 			t.Error(err)
 		}
+		killLeftovers(t, dir)
 	})
 	return cd
+}
+
+// killLeftovers kills whatever still runs with dir on its command line: a
+// shim that outlived this test's containerd. The test binary is a child
+// subreaper (see startReaper), so a leaked shim would become its child and
+// break later tests that wait until the binary has no children left.
+func killLeftovers(t *testing.T, dir string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		t.Logf("killing pid %d left behind by the test containerd: %s", pid, strings.ReplaceAll(string(b), "\x00", " "))
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 func writeService(t *testing.T, root, name string, rt *bundle.Runtime, script string) bundle.Bundle {
