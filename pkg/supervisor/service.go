@@ -22,6 +22,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// errStoppedWhileStarting ends a start that a stop overtook.
+var errStoppedWhileStarting = errors.New("stopped before it ran")
+
 // DefaultNamespace is the containerd namespace of services, LinuxKit's.
 const DefaultNamespace = "services.linuxkit"
 
@@ -392,41 +395,48 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 		}
 		_ = old.Delete(ctx)
 	}
-	// A start takes seconds under emulation: a stop meanwhile cancels it
-	// rather than wait for it and then for the grace period.
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-svc.stop:
-			cancel()
-		case <-cctx.Done():
-		}
-	}()
+	// The create and start calls are never cancelled, even by a stop: a
+	// cancelled call returns at once while containerd goes on creating the
+	// task, which then outlives our clean-up and keeps its container (and
+	// shim) alive. A stop is instead checked between the steps; a create
+	// takes a second or so under emulation, well within a grace period.
 	cleanup := func(task containerd.Task, container containerd.Container) {
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer dcancel()
+		if task == nil {
+			task, _ = container.Task(dctx, nil)
+		}
 		if task != nil {
 			_, _ = task.Delete(dctx, containerd.WithProcessKill)
 		}
-		_ = container.Delete(dctx)
+		if err := container.Delete(dctx); err != nil && !errdefs.IsNotFound(err) {
+			s.log().Warn("service "+id+": delete container", "err", err)
+		}
 	}
-	container, err := client.NewContainer(cctx, id, containerd.WithSpec(spec))
+	container, err := client.NewContainer(ctx, id, containerd.WithSpec(spec))
 	if err != nil {
 		return 0, 0, fmt.Errorf("create container: %w", err)
 	}
+	if svc.isStopping() {
+		cleanup(nil, container)
+		return 0, 0, errStoppedWhileStarting
+	}
 	// The shim appends the task's stdout and stderr to the file itself: the
 	// service never waits for keel to read its output.
-	task, err := container.NewTask(cctx, cio.LogFile(svc.logPath))
-	for attempt := 1; err != nil && attempt < 4 && shimClosed(err) && cctx.Err() == nil; attempt++ {
+	task, err := container.NewTask(ctx, cio.LogFile(svc.logPath))
+	for attempt := 1; err != nil && attempt < 4 && shimClosed(err) && !svc.isStopping(); attempt++ {
 		// The group's shim was exiting, its last task just gone, as
 		// this one was handed to it; the next try starts a new shim.
 		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
-		task, err = container.NewTask(cctx, cio.LogFile(svc.logPath))
+		task, err = container.NewTask(ctx, cio.LogFile(svc.logPath))
 	}
 	if err != nil {
 		cleanup(nil, container)
 		return 0, 0, fmt.Errorf("create task: %w", err)
+	}
+	if svc.isStopping() {
+		cleanup(task, container)
+		return 0, 0, errStoppedWhileStarting
 	}
 	// The task's process exists, with its namespaces, and waits to run the
 	// program: runtime.json's interfaces and namespace binds go in now.
@@ -436,11 +446,10 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 			return 0, 0, fmt.Errorf("runtime.json: %w", err)
 		}
 	}
-	// Wait before Start, so that no exit is missed; on ctx, which a stop
-	// does not cancel.
+	// Wait before Start, so that no exit is missed.
 	exitc, err := task.Wait(ctx)
 	if err == nil {
-		err = task.Start(cctx)
+		err = task.Start(ctx)
 	}
 	if err != nil {
 		cleanup(task, container)
