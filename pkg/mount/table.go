@@ -62,21 +62,8 @@ func (t *Table) UnmountAll(u Unmounter) error {
 	t.targets = nil
 	t.mu.Unlock()
 
-	var errs []error
-	for _, target := range slices.Backward(targets) {
-		err := u.Unmount(target)
-		switch {
-		case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
-			// Unmounted, or already gone (e.g. under a parent that went).
-		case isBusy(err):
-			if rerr := u.RemountReadOnly(target); rerr != nil {
-				errs = append(errs, fmt.Errorf("unmount %s: %w; remount read-only: %w", target, err, rerr))
-			}
-		default:
-			errs = append(errs, fmt.Errorf("unmount %s: %w", target, err))
-		}
-	}
-	return errors.Join(errs...)
+	slices.Reverse(targets)
+	return unmountEach(u, targets)
 }
 
 // Syscalls is the Unmounter of the running system.

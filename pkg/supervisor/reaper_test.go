@@ -153,12 +153,8 @@ func TestWaitChildless(t *testing.T) {
 		t.Fatal("WaitChildless returned nil with a child alive")
 	}
 	f.exit(9, 0)
-	start := time.Now()
 	if err := r.WaitChildless(context.Background(), time.Millisecond); err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Errorf("WaitChildless took %v with no children", d)
 	}
 }
 

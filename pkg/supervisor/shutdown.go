@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keel-os/keel/pkg/mount"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,7 +75,8 @@ const DefaultGrace = 5 * time.Second
 //  5. every process left gets SIGTERM, then SIGKILL after Grace (or at
 //     once when all are gone, so an idle machine goes down in
 //     milliseconds);
-//  6. sync, then the filesystems are unmounted in reverse order; a busy
+//  6. sync, then the filesystems are unmounted: those others mounted
+//     deepest first, then PID 1's own in reverse order; a busy
 //     one is remounted read-only and the processes holding it are named;
 //  7. sync, reboot(2).
 //
@@ -104,6 +106,7 @@ type Shutdown struct {
 	killAll   func(unix.Signal) error
 	sync      func()
 	unmounter mount.Unmounter
+	mounts    func() ([]*mountinfo.Info, error) // the namespace's mounts
 	reboot    func(cmd int) error
 	procRoot  string // where busy mounts' holders are looked for; /proc
 }
@@ -129,6 +132,10 @@ func (s *Shutdown) Run(a Action) error {
 	}
 	if reboot == nil {
 		reboot = unix.Reboot
+	}
+	mounts := s.mounts
+	if mounts == nil {
+		mounts = func() ([]*mountinfo.Info, error) { return mountinfo.GetMounts(nil) }
 	}
 	grace := s.Grace
 	if grace == 0 {
@@ -160,6 +167,14 @@ func (s *Shutdown) Run(a Action) error {
 		procRoot = "/proc"
 	}
 	naming := mount.NamingUnmounter{Unmounter: unmounter, ProcRoot: procRoot, Busy: s.logBusy}
+	// First what others mounted into PID 1's namespace (a data disk
+	// mounted by an onboot container with shared propagation sits on
+	// PID 1's /var), then PID 1's own mounts, /proc last.
+	if ms, err := mounts(); err != nil {
+		s.Log.Warn("shutdown: list mounts", "err", err)
+	} else if err := s.Mounts.UnmountOthers(naming, ms, "/"); err != nil {
+		s.Log.Warn("shutdown: unmount", "err", err)
+	}
 	if err := s.Mounts.UnmountAll(naming); err != nil {
 		s.Log.Warn("shutdown: unmount", "err", err)
 	}
