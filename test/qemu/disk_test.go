@@ -17,7 +17,8 @@ import (
 // on the host's /var with shared propagation, and a service binds a
 // directory of it. The writer service writes a payload, syncs it and
 // records its checksum; then a file is written from the console without
-// any sync, just before the power button is pressed.
+// any sync, just before the power button is pressed. At shutdown an
+// onshutdown bundle writes to the disk, before the services are stopped.
 const diskYAML = `
 kernel:
   image: {{.Kernel}}
@@ -50,11 +51,19 @@ services:
         touch /data/done
         sync
         echo payload written
-        exec sleep 100000
+        trap 'echo writer got TERM; exit 0' TERM
+        while true; do sleep 1; done
+onshutdown:
+  - name: farewell
+    image: {{.Busybox}}
+    binds: [/var/lib/data:/data]
+    command: ["/bin/sh", "-c", "echo onshutdown was here > /data/farewell; echo farewell written"]
 `
 
-// Data a service wrote and synced on a virtio disk, and data written with
-// no sync at all, are intact after a power-off by the ACPI button: the
+// QMP system_powerdown powers off cleanly: the onshutdown bundle runs
+// first, then the service gets SIGTERM (it exits 0 on it). Data a service
+// wrote and synced on a virtio disk, data written with no sync at all, and
+// the onshutdown bundle's, are intact after the power-off: the
 // host's e2fsck finds the filesystem clean (so keel unmounted it, which a
 // mere sync does not do), and the files read back from the host hold
 // what the guest wrote.
@@ -90,7 +99,11 @@ func TestDiskDataSurvivesPowerOff(t *testing.T) {
 	if _, err := qemu.QMP(vm.QMPPath, "system_powerdown", nil); err != nil {
 		t.Fatal(err)
 	}
+	i = vm.Expect(i, `keel: power button pressed`, wait)
 	i = vm.Expect(i, `keel: shutdown power-off$`, wait)
+	i = vm.Expect(i, `\] 000-farewell: farewell written$`, wait)
+	i = vm.Expect(i, `keel: onshutdown 000-farewell exit=0 `, wait)
+	i = vm.Expect(i, `keel: service writer stopped exit=0$`, wait)
 	i = vm.Expect(i, `keel: shutdown: power-off now`, wait)
 	vm.Expect(i, `reboot: Power down`, wait)
 	if err := vm.Wait(wait); err != nil {
@@ -127,6 +140,9 @@ func TestDiskDataSurvivesPowerOff(t *testing.T) {
 	}
 	if got := string(dumpFile(t, disk, "/late")); got != "written-late\n" {
 		t.Errorf("the file written without sync reads %q on the disk", got)
+	}
+	if got := string(dumpFile(t, disk, "/farewell")); got != "onshutdown was here\n" {
+		t.Errorf("the onshutdown bundle's file reads %q on the disk", got)
 	}
 }
 
