@@ -43,7 +43,12 @@ type Pos struct {
 	Column int
 }
 
-func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column) }
+func (p Pos) String() string {
+	if p.Column == 0 {
+		return fmt.Sprintf("%s:%d", p.File, p.Line) // a YAML syntax error knows its line only
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+}
 
 // Kernel is the `kernel` section: the image holding the kernel (and
 // optionally a tarball of modules and a microcode cpio) and the command line.

@@ -120,7 +120,7 @@ func TestParseErrors(t *testing.T) {
 			"t.yml:2:10: kernel.image: expected a string, got null"},
 		{"two documents", "kernel:\n  image: k\n---\ninit: [i]\n", "t.yml:3:1: a second YAML document: give one configuration per file"},
 		{"not a mapping", "- a\n", "t.yml:1:1: expected a mapping, got a list"},
-		{"syntax", "kernel: [\n", "t.yml: parse YAML: yaml: line 1: did not find expected node content"},
+		{"syntax", "kernel: [\n", "t.yml:1: invalid YAML: did not find expected node content"},
 		{"errors in file order", "onboot:\n  - name: x\n    imag: y\n",
 			"t.yml:2:5: onboot[0]: image is required\nt.yml:3:5: onboot[0]: unknown key \"imag\" (did you mean \"image\"?)"},
 	} {

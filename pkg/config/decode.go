@@ -27,13 +27,13 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 		return &Config{File: file}, nil // an empty file
 	} else if err != nil {
-		return nil, fmt.Errorf("%s: parse YAML: %w", file, err)
+		return nil, syntaxError(file, err)
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); err == nil {
 		return nil, &Error{Pos: Pos{File: file, Line: next.Line, Column: next.Column}, Msg: "a second YAML document: give one configuration per file"}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: parse YAML: %w", file, err)
+		return nil, syntaxError(file, err)
 	}
 	d := &decoder{file: file}
 	cfg := &Config{File: file}
@@ -540,4 +540,16 @@ func unixMode(m uint32) fs.FileMode {
 		mode |= fs.ModeSticky
 	}
 	return mode
+}
+
+// yamlLine is how yaml.v3 words the line of a syntax error.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError puts a YAML syntax error in keel's file:line form.
+func syntaxError(file string, err error) error {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{Pos: Pos{File: file, Line: line}, Msg: "invalid YAML: " + m[2]}
+	}
+	return fmt.Errorf("%s: invalid YAML: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
 }

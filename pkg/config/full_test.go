@@ -171,8 +171,8 @@ func TestParseFull(t *testing.T) {
 // badInputs is every bad input the decoder and validator are tested with,
 // and the exact error each gets.
 var badInputs = []struct{ name, yaml, want string }{
-	{"broken YAML", "kernel: [\n", "t.yml: parse YAML: yaml: line 1: did not find expected node content"},
-	{"tab indentation", "kernel:\n\timage: k\n", "t.yml: parse YAML: yaml: line 2: found character that cannot start any token"},
+	{"broken YAML", "kernel: [\n", "t.yml:1: invalid YAML: did not find expected node content"},
+	{"tab indentation", "kernel:\n\timage: k\n", "t.yml:2: invalid YAML: found character that cannot start any token"},
 	{"wrong type", "init: keel/init\n", "t.yml:1:7: init: expected a list, got a string"},
 	{"unknown key", "services:\n  - name: a\n    image: b\n    capabilites: [all]\n", `t.yml:4:5: services[0]: unknown key "capabilites" (did you mean "capabilities"?)`},
 	{"add form misspelt", "services:\n  - name: a\n    image: b\n    bind.add: [/a:/a]\n", `t.yml:4:5: services[0]: unknown key "bind.add" (did you mean "binds.add"?)`},

@@ -3,7 +3,6 @@ package config
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"slices"
 
@@ -23,7 +22,7 @@ func ParseLabel(ref, label string) (ImageConfig, error) {
 	if err := yaml.NewDecoder(bytes.NewReader([]byte(label))).Decode(&doc); errors.Is(err, io.EOF) {
 		return ic, nil
 	} else if err != nil {
-		return ic, fmt.Errorf("%s: parse YAML: %w", file, err)
+		return ic, syntaxError(file, err)
 	}
 	if len(doc.Content) == 0 || doc.Content[0].ShortTag() == "!!null" {
 		return ic, nil
