@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/keel-os/keel/pkg/oci/bundle"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -199,24 +200,11 @@ type Runtime struct {
 	Namespace  string        `json:"namespace,omitempty"`
 }
 
-// Interface is a network interface to create or move into the container.
-type Interface struct {
-	Name         string `json:"name,omitempty"`
-	Add          string `json:"add,omitempty"`
-	Peer         string `json:"peer,omitempty"`
-	CreateInRoot bool   `json:"createInRoot,omitempty"`
-}
-
-// Namespaces lists paths where the container's namespaces are bound.
-type Namespaces struct {
-	Cgroup string `json:"cgroup,omitempty"`
-	Ipc    string `json:"ipc,omitempty"`
-	Mnt    string `json:"mnt,omitempty"`
-	Net    string `json:"net,omitempty"`
-	Pid    string `json:"pid,omitempty"`
-	User   string `json:"user,omitempty"`
-	Uts    string `json:"uts,omitempty"`
-}
+// Interface and Namespaces are runtime.json's, as the bundle holds them.
+type (
+	Interface  = bundle.Interface
+	Namespaces = bundle.Namespaces
+)
 
 // FileKind says what a `files` entry creates.
 type FileKind int

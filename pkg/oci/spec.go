@@ -210,10 +210,8 @@ func bundleRuntime(kind bundle.Kind, e config.Image) *bundle.Runtime {
 		rt.Mounts = r.Mounts
 		rt.Mkdir = r.Mkdir
 		rt.Namespace = r.Namespace
-		rt.BindNS = bundle.Namespaces(r.BindNS)
-		for _, i := range r.Interfaces {
-			rt.Interfaces = append(rt.Interfaces, bundle.Interface(i))
-		}
+		rt.BindNS = r.BindNS
+		rt.Interfaces = r.Interfaces
 	}
 	return rt
 }
