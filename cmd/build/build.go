@@ -18,6 +18,7 @@ import (
 	"github.com/keel-os/keel/pkg/initrd"
 	"github.com/keel-os/keel/pkg/oci"
 	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/progress"
 )
 
 func buildCommand(args []string) error {
@@ -25,7 +26,7 @@ func buildCommand(args []string) error {
 		"Merges the YAML files (\"-\" is standard input), resolves every image (the local cache first, then its registry) and writes\nNAME-kernel, NAME-initrd.img and NAME-cmdline into the output directory.")
 	name := fs.String("name", "", "name of the outputs (default: FILE without .yml)")
 	dir := fs.String("dir", ".", "output directory")
-	quiet := fs.Bool("q", false, "print nothing but errors")
+	shown := addProgressFlags(fs)
 	dryRun := fs.Bool("dry-run", false, "check the YAML files and stop: pull and write nothing")
 	pull := fs.Bool("pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
 	arch := fs.String("arch", "amd64", "architecture to build for: amd64 or arm64 (picked from multi-platform images)")
@@ -48,18 +49,20 @@ func buildCommand(args []string) error {
 	if *dryRun {
 		return validateFiles(files)
 	}
-	var progress io.Writer = os.Stdout
-	if *quiet {
-		progress = io.Discard
-	}
+	display := shown.display(os.Stdout, os.Stderr)
+	// Closed before main prints an error: no live line is left under it.
+	defer display.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output, arch: *arch, lock: *lockFile})
+	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: display, tasks: display, pull: *pull, output: output, arch: *arch, lock: *lockFile})
 }
 
 // buildOptions are the flags of keel build that are not about outputs.
 type buildOptions struct {
+	// progress gets the lines that stay: images, outputs.
 	progress io.Writer
+	// tasks, when not nil, shows pulls and writes as they go.
+	tasks *progress.Display
 	// pull fetches every image from its registry even when cached.
 	pull bool
 	// arch is the architecture built for; "" is amd64.
@@ -141,7 +144,7 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	if err != nil {
 		return err
 	}
-	resolver := &oci.Resolver{Cache: cache, Progress: progress}
+	resolver := &oci.Resolver{Cache: cache, Progress: progress, Tasks: opts.tasks}
 	if opts.arch != "" {
 		resolver.Platform = v1.Platform{OS: "linux", Architecture: opts.arch}
 	}
@@ -192,7 +195,7 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	}
 
 	var stats initrd.SegmentStats
-	b := initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime, Stats: &stats,
+	b := initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime, Stats: &stats, Progress: opts.tasks,
 		KernelFiles: initrd.KernelFiles{Binary: cfg.Kernel.Binary, Tar: cfg.Kernel.TarName(), UCode: cfg.Kernel.UCodeName()}}
 	opts.output.apply(&out, &b)
 	if err := initrd.Write(out, b); err != nil {

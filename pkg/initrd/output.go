@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/keel-os/keel/pkg/progress"
 )
 
 // gzipBlockSize is the unit of parallel compression; changing it changes
@@ -154,6 +156,8 @@ type Build struct {
 	SegmentCache string
 	// Stats, when not nil, receives what was done with the segments.
 	Stats *SegmentStats
+	// Progress, when not nil, shows each output file as it is written.
+	Progress *progress.Display
 }
 
 // Write writes the outputs of every format, each atomically: a reader
@@ -207,8 +211,10 @@ func Write(o Outputs, b Build) error {
 	}
 
 	initrd := filepath.Join(tmp, "initrd.img")
-	err = writeInitrd(initrd, c, b, comp, has.ucode, ucode, tmp)
+	task := b.Progress.Start("initrd " + filepath.Base(o.Initrd()))
+	err = writeInitrd(initrd, c, b, comp, has.ucode, ucode, tmp, task)
 	if err != nil {
+		task.Abandon()
 		return err
 	}
 	cmdline := filepath.Join(tmp, "cmdline")
@@ -225,13 +231,15 @@ func Write(o Outputs, b Build) error {
 			moves = append(moves, move{kernel, o.Kernel()}, move{initrd, o.Initrd()}, move{cmdline, o.Cmdline()})
 		case FormatTarKernelInitrd:
 			p := filepath.Join(tmp, "kernel-initrd.tar")
-			if err := writeKernelInitrdTar(p, b.Mtime, kernel, initrd, cmdline); err != nil {
+			task := b.Progress.Start("tar " + filepath.Base(o.KernelInitrdTar()))
+			if err := writeKernelInitrdTar(p, task, b.Mtime, kernel, initrd, cmdline); err != nil {
 				return fmt.Errorf("write %s: %w", o.KernelInitrdTar(), err)
 			}
 			moves = append(moves, move{p, o.KernelInitrdTar()})
 		case FormatTar:
 			p := filepath.Join(tmp, "image.tar")
-			if err := writeImageTar(p, c, b.Mtime, kernel, cmdline, has.ucode, ucode); err != nil {
+			task := b.Progress.Start("tar " + filepath.Base(o.Tar()))
+			if err := writeImageTar(p, task, c, b.Mtime, kernel, cmdline, has.ucode, ucode); err != nil {
 				return fmt.Errorf("write %s: %w", o.Tar(), err)
 			}
 			moves = append(moves, move{p, o.Tar()})
@@ -249,15 +257,17 @@ func Write(o Outputs, b Build) error {
 }
 
 // writeInitrd writes the initrd at p: the microcode cpio as is, if any,
-// then each compressed segment.
-func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool, ucode, tmp string) error {
+// then each compressed segment. task, when not nil, follows the segments
+// being made; it is ended when the initrd is complete.
+func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool, ucode, tmp string, task *progress.Task) error {
 	segs, err := c.segments()
 	if err != nil {
 		return err
 	}
-	st := &segmentStore{dir: b.SegmentCache, tmp: tmp, compression: comp, mtime: b.Mtime}
+	st := &segmentStore{dir: b.SegmentCache, tmp: tmp, compression: comp, mtime: b.Mtime, task: task}
 	files := make([]string, len(segs))
 	for i, s := range segs {
+		task.Note(fmt.Sprintf("segment %d/%d", i+1, len(segs)))
 		if files[i], err = st.file(s); err != nil {
 			return fmt.Errorf("write initrd: %w", err)
 		}
@@ -292,6 +302,7 @@ func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool,
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("write initrd: %w", err)
 	}
+	task.End(fmt.Sprintf("%s, %d segments, %d reused", comp, len(segs), st.stats.Reused))
 	return nil
 }
 
@@ -375,8 +386,8 @@ func copyToFile(p string, r io.Reader) error {
 }
 
 // writeKernelInitrdTar writes a tar of kernel, initrd.img and cmdline.
-func writeKernelInitrdTar(p string, mtime int64, kernel, initrd, cmdline string) error {
-	return writeTarFile(p, func(tw *tar.Writer) error {
+func writeKernelInitrdTar(p string, task *progress.Task, mtime int64, kernel, initrd, cmdline string) error {
+	return writeTarFile(p, task, func(tw *tar.Writer) error {
 		for _, e := range []struct{ name, file string }{{"kernel", kernel}, {"initrd.img", initrd}, {"cmdline", cmdline}} {
 			if err := tarAddFile(tw, e.name, e.file, mtime); err != nil {
 				return err
@@ -388,8 +399,8 @@ func writeKernelInitrdTar(p string, mtime int64, kernel, initrd, cmdline string)
 
 // writeImageTar writes the whole image as one tar: boot/kernel,
 // boot/cmdline (and boot/ucode.cpio), then the initrd's filesystem.
-func writeImageTar(p string, c Contents, mtime int64, kernel, cmdline string, hasUcode bool, ucode string) error {
-	return writeTarFile(p, func(tw *tar.Writer) error {
+func writeImageTar(p string, task *progress.Task, c Contents, mtime int64, kernel, cmdline string, hasUcode bool, ucode string) error {
+	return writeTarFile(p, task, func(tw *tar.Writer) error {
 		if err := tw.WriteHeader(&tar.Header{Name: "boot/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: unixTime(mtime), Format: tar.FormatPAX}); err != nil {
 			return err
 		}
@@ -412,20 +423,28 @@ func writeImageTar(p string, c Contents, mtime int64, kernel, cmdline string, ha
 	})
 }
 
-func writeTarFile(p string, fill func(*tar.Writer) error) error {
+// writeTarFile writes the tar that fill makes at p; task, when not nil,
+// counts its bytes and is ended when the file is complete (abandoned if
+// not).
+func writeTarFile(p string, task *progress.Task, fill func(*tar.Writer) error) error {
+	defer task.Abandon()
 	f, err := os.Create(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tw := tar.NewWriter(f)
+	tw := tar.NewWriter(countingWriter{f, task.Add})
 	if err := fill(tw); err != nil {
 		return err
 	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	task.End("")
+	return nil
 }
 
 func tarAddFile(tw *tar.Writer, name, file string, mtime int64) error {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keel-os/keel/pkg/progress"
 )
 
 // Segments unused for segmentMaxAge are removed from the cache after a
@@ -211,6 +213,9 @@ type segmentStore struct {
 	compression Compression
 	mtime       int64
 	stats       SegmentStats
+	// task, when not nil, counts the cpio bytes written (Add) and the
+	// compressed bytes made or reused (AddOut).
+	task *progress.Task
 }
 
 // file returns the path of the compressed segment, making it if needed.
@@ -222,8 +227,9 @@ func (st *segmentStore) file(s segment) (string, error) {
 		dir = st.dir
 		name = keyOf(s.key, builderID(), string(st.compression), strconv.FormatInt(st.mtime, 10)) + st.compression.Ext()
 		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
+		if info, err := os.Stat(p); err == nil {
 			st.stats.Reused++
+			st.task.AddOut(info.Size())
 			// The mtime says when a segment was last used, for pruning.
 			now := time.Now()
 			os.Chtimes(p, now, now)
@@ -244,8 +250,8 @@ func (st *segmentStore) file(s segment) (string, error) {
 		return "", fmt.Errorf("write segment %s: %w", s.name, err)
 	}
 	var dropped []string
-	err = compressWith(st.compression, f, func(w io.Writer) (err error) {
-		dropped, err = s.write(w, st.mtime)
+	err = compressWith(st.compression, countingWriter{f, st.task.AddOut}, func(w io.Writer) (err error) {
+		dropped, err = s.write(countingWriter{w, st.task.Add}, st.mtime)
 		return err
 	})
 	if cerr := f.Close(); err == nil && cerr != nil {

@@ -15,6 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/keel-os/keel/pkg/progress"
 )
 
 // DefaultPlatform is the platform keel builds for.
@@ -34,6 +36,9 @@ type Resolver struct {
 	// Progress, when not nil, gets one line per image pulled. Lines are
 	// written whole, even when images are resolved concurrently.
 	Progress io.Writer
+	// Tasks, when not nil, shows each pull as it goes (bytes of layers
+	// fetched, with a rate) instead of Progress's "pull" line.
+	Tasks *progress.Display
 
 	progressMu sync.Mutex
 }
@@ -80,7 +85,8 @@ func (r *Resolver) Pull(ctx context.Context, ref string) error {
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
-	r.logf("pull %s\n", ref)
+	task := r.startPull(ref)
+	defer task.Abandon() // a failed pull leaves no summary: its error says why
 	img, err := remote.Image(nref,
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(kc),
@@ -95,9 +101,11 @@ func (r *Resolver) Pull(ctx context.Context, ref string) error {
 	if err := checkPlatform(img, platform); err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
+	img, counted := watchPull(img, task)
 	if err := r.Cache.Put(ref, img); err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
+	task.End(counted.note())
 	return nil
 }
 
