@@ -256,27 +256,37 @@ func TestBuildEndToEnd(t *testing.T) {
 		}
 		set[n] = true
 	}
+	// The four bundles are of one image, writable: the image is stored
+	// once, and each rootfs is an empty mount point for an overlay of it.
+	rt, err := bundle.ReadRuntime(filepath.Join(root, "containers/onboot/000-hello/runtime.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := strings.TrimPrefix(rt.RootfsLower, "/")
+	if !strings.HasPrefix(rt.RootfsLower, bundle.ImagesDir+"/") {
+		t.Errorf("hello's rootfsLower is %q, want the shared image under %s", rt.RootfsLower, bundle.ImagesDir)
+	}
 	for _, want := range []string{
 		"dev", "dev/console", "init", "sbin/init", "etc/hostname", "etc/keel/empty", "usr/bin/sh",
 		"lib/modules/6.1.0-test/modules.dep", "lib/modules/6.1.0-test/kernel/virtio.ko",
 		"containers/onboot/000-hello/config.json", "containers/onboot/000-hello/runtime.json",
-		"containers/onboot/000-hello/rootfs/bin/busybox", "containers/onboot/000-hello/rootfs/bin/sh",
-		"containers/onboot/001-netns/rootfs/bin/ls",
-		"containers/onshutdown/000-bye/config.json", "containers/onshutdown/000-bye/rootfs/bin/busybox",
-		"containers/services/getty/config.json", "containers/services/getty/rootfs/bin/busybox",
+		"containers/onboot/000-hello/rootfs", "containers/onboot/001-netns/rootfs",
+		"containers/onshutdown/000-bye/config.json", "containers/onshutdown/000-bye/rootfs",
+		"containers/services/getty/config.json", "containers/services/getty/rootfs",
+		image + "/bin/busybox", image + "/bin/sh", image + "/bin/ls",
 	} {
 		if !set[want] {
 			t.Errorf("%s missing from the initrd:\n%s", want, strings.Join(names, "\n"))
 		}
 	}
-	if set["containers/onboot/000-hello/rootfs/tmp/junk"] {
+	if set[image+"/tmp/junk"] {
 		t.Error("whited-out tmp/junk is in the initrd")
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/hostname")); string(b) != "keel" {
 		t.Errorf("etc/hostname = %q: files must override the init image", b)
 	}
-	sh, err1 := os.Stat(filepath.Join(root, "containers/onboot/000-hello/rootfs/bin/sh"))
-	bb, err2 := os.Stat(filepath.Join(root, "containers/onboot/000-hello/rootfs/bin/busybox"))
+	sh, err1 := os.Stat(filepath.Join(root, image, "bin/sh"))
+	bb, err2 := os.Stat(filepath.Join(root, image, "bin/busybox"))
 	if err1 != nil || err2 != nil || !os.SameFile(sh, bb) {
 		t.Errorf("bin/sh is not a hard link of bin/busybox: %v %v", err1, err2)
 	}

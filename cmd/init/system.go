@@ -16,6 +16,7 @@ import (
 	"github.com/keel-os/keel/pkg/bootreport"
 	"github.com/keel-os/keel/pkg/input"
 	"github.com/keel-os/keel/pkg/modules"
+	"github.com/keel-os/keel/pkg/oci/bundle"
 	"github.com/keel-os/keel/pkg/supervisor"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -86,6 +87,11 @@ func loadModules(log *slog.Logger) {
 		log.Warn("modules: coldplug", "err", err)
 	}
 	names := alwaysModules
+	if _, err := os.Stat(bundle.ImagesDir); err == nil {
+		// Bundles overlay a shared image (runtime.json rootfsLower):
+		// loaded only then, as each module costs boot time under TCG.
+		names = append(names, "overlay")
+	}
 	if v, _ := kernelParamValue("keel.modules"); v != "" {
 		names = append(names, strings.Split(v, ",")...)
 	}

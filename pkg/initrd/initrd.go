@@ -19,9 +19,15 @@
 //	  containers/onboot/NNN-name/  config.json, runtime.json, rootfs/
 //	  containers/onshutdown/NNN-name/
 //	  containers/services/name/
+//	one segment per image used by several bundles:
+//	  containers/images/<hex>/     the image, once, when a bundle of it is
+//	                               writable (see sharedimage.go)
+//	  containers/<kind>/<bundle>/  each bundle of it
 //
-// Read-only bundles of the same image share one segment, in which the
-// image's files are stored once and hard-linked into each rootfs.
+// Bundles of the same image share one segment, in which the image's files
+// are stored once: hard-linked into each rootfs when every bundle is
+// read-only, else in containers/images/<hex>/, which PID 1 overlays on the
+// empty rootfs of each writable bundle.
 // Segments are cached by what they are made of, so a rebuild after one
 // service changed writes one segment. Each rootfs/ lists its directories
 // first, sorted, then the rest in layer order. Everything is streamed:
@@ -156,21 +162,26 @@ func bundleDirs(bs []Bundle) []string {
 			}
 		}
 	}
+	if sharesImages(bs) {
+		out = append(out, bundle.ImagesDir[1:])
+	}
 	return out
 }
 
-// bundleFiles are a bundle's config.json and runtime.json.
-func bundleFiles(b Bundle) (cfg, runtime []byte, err error) {
+// bundleFiles are a bundle's config.json and runtime.json; lower, when
+// set, is the shared image its rootfs overlays (Runtime.RootfsLower).
+func bundleFiles(b Bundle, lower string) (cfg, runtime []byte, err error) {
 	dir := b.Path()
 	cfg, err = bundle.MarshalConfig(b.Config)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode %s/%s: %w", dir, bundle.ConfigFile, err)
 	}
-	rt := b.Runtime
-	if rt == nil {
-		rt = &bundle.Runtime{}
+	var rt bundle.Runtime
+	if b.Runtime != nil {
+		rt = *b.Runtime
 	}
-	runtime, err = bundle.MarshalRuntime(rt)
+	rt.RootfsLower = lower
+	runtime, err = bundle.MarshalRuntime(&rt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode %s/%s: %w", dir, bundle.RuntimeFile, err)
 	}
@@ -185,12 +196,19 @@ type bundleData struct {
 
 // writeBundles writes each bundle's config.json, runtime.json and the
 // image's filesystem as rootfs/. The directories above the bundles' own
-// are in the root segment. Several bundles are of one image, all
-// read-only: the image's regular files are stored once, hard-linked into
-// every rootfs. A read-only rootfs gets a directory for each mount of its
-// spec that its image lacks, as runc cannot make one there.
-func writeBundles(a *Archive, bs []bundleData) error {
-	var rootfs, mountpoints []string
+// are in the root segment. Several bundles are of one image (see
+// sharedimage.go): its regular files are stored once, in lower when that
+// is set, else in the first rootfs, and hard-linked into every other
+// read-only rootfs; a writable bundle's rootfs is then an empty mount
+// point for PID 1's overlay of lower. A read-only rootfs gets a directory
+// for each mount of its spec that its image lacks, as runc cannot make one
+// there.
+func writeBundles(a *Archive, bs []bundleData, lower string) error {
+	var prefixes, mountpoints []string
+	if lower != "" {
+		a.dirWritten(parent(lower))
+		prefixes = append(prefixes, lower)
+	}
 	for _, b := range bs {
 		if readonly(b.Bundle) {
 			for _, m := range b.Config.Mounts {
@@ -208,13 +226,20 @@ func writeBundles(a *Archive, bs []bundleData) error {
 		if err := a.WriteFile(path.Join(dir, bundle.RuntimeFile), 0o644, b.runtime); err != nil {
 			return err
 		}
-		rootfs = append(rootfs, path.Join(dir, bundle.RootfsDir))
+		rootfs := path.Join(dir, bundle.RootfsDir)
+		if lower != "" && !readonly(b.Bundle) {
+			if err := a.MkdirAll(rootfs); err != nil {
+				return err
+			}
+			continue
+		}
+		prefixes = append(prefixes, rootfs)
 	}
 	layers, err := ImageLayers(bs[0].Image.Ref, bs[0].Image.Image)
 	if err != nil {
 		return err
 	}
-	if err := UnpackShared(a, rootfs, layers, mountpoints); err != nil {
+	if err := UnpackShared(a, prefixes, layers, mountpoints); err != nil {
 		return fmt.Errorf("write bundle %s: %w", bs[0].Path(), err)
 	}
 	return nil

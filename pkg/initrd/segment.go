@@ -46,7 +46,7 @@ func pruneSegments(dir string, now time.Time) {
 // the running keel executable (builderID): a segment made by another
 // build of keel is never reused, since the bytes written for the same
 // inputs may have changed.
-const segmentVersion = "keel-segment-2"
+const segmentVersion = "keel-segment-3"
 
 var builderID = sync.OnceValue(func() string {
 	exe, err := os.Executable()
@@ -147,46 +147,24 @@ func (c Contents) segments() ([]segment, error) {
 		parts = append(parts, "dir", d)
 	}
 	segs := []segment{{name: "root", key: keyOf(parts...), fill: func(a *Archive) error { return writeRoot(a, c) }}}
-	for _, group := range sharedGroups(c.Bundles) {
+	for _, g := range sharedGroups(c.Bundles) {
 		var members []bundleData
 		parts := []string{segmentVersion, "bundles"}
-		for _, b := range group {
-			cfg, runtime, err := bundleFiles(b)
+		if g.lower != "" {
+			parts = append(parts, "lower", g.lower)
+		}
+		for _, b := range g.bundles {
+			cfg, runtime, err := bundleFiles(b, g.lowerOf(b))
 			if err != nil {
 				return nil, err
 			}
 			members = append(members, bundleData{b, cfg, runtime})
 			parts = append(parts, b.Path(), imageID(b.Image), digestOf(cfg), digestOf(runtime))
 		}
-		segs = append(segs, segment{name: group[0].Path(), key: keyOf(parts...), fill: func(a *Archive) error { return writeBundles(a, members) }})
+		lower := g.lower
+		segs = append(segs, segment{name: g.bundles[0].Path(), key: keyOf(parts...), fill: func(a *Archive) error { return writeBundles(a, members, lower) }})
 	}
 	return segs, nil
-}
-
-// sharedGroups puts the bundles in segments, in order: one each, except
-// that read-only bundles of the same image share one segment, where the
-// image's files are stored once (see writeBundles).
-func sharedGroups(bs []Bundle) [][]Bundle {
-	var out [][]Bundle
-	first := map[string]int{} // image digest -> index in out
-	for _, b := range bs {
-		id := imageID(b.Image)
-		if id == "" || !readonly(b) {
-			out = append(out, []Bundle{b})
-			continue
-		}
-		if i, ok := first[id]; ok {
-			out[i] = append(out[i], b)
-			continue
-		}
-		first[id] = len(out)
-		out = append(out, []Bundle{b})
-	}
-	return out
-}
-
-func readonly(b Bundle) bool {
-	return b.Config != nil && b.Config.Root != nil && b.Config.Root.Readonly
 }
 
 // SegmentStats counts what a build did with its segments.

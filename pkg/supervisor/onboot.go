@@ -31,6 +31,9 @@ type Onboot struct {
 	// CgroupRoot is where runtime.json cgroups are made; /sys/fs/cgroup
 	// if empty.
 	CgroupRoot string
+	// OverlayDir holds the writable layers of rootfs overlays
+	// (runtime.json rootfsLower); DefaultOverlayDir if empty.
+	OverlayDir string
 }
 
 // Result is how one onboot bundle went.
@@ -127,6 +130,9 @@ func (o *Onboot) run(ctx context.Context, b bundle.Bundle) (exit Exit, halt bool
 	}
 	halt = rt.OnFailure == bundle.OnFailureHalt
 	rootfs := inBundle(b, spec.Root.Path)
+	if err := mountSharedRoot(o.Mounts, o.OverlayDir, b, rt, rootfs); err != nil {
+		return Exit{}, halt, err
+	}
 	// Directories first, while the rootfs is still writable; mounts after
 	// the rootfs bind mount, so that those inside it land on top of it
 	// and are seen by the container.

@@ -68,6 +68,9 @@ type Services struct {
 	// CgroupRoot is where runtime.json's cgroups are made;
 	// /sys/fs/cgroup if empty.
 	CgroupRoot string
+	// OverlayDir holds the writable layers of rootfs overlays
+	// (runtime.json rootfsLower); DefaultOverlayDir if empty.
+	OverlayDir string
 
 	mu      sync.Mutex
 	svcs    []*service
@@ -362,6 +365,9 @@ func (s *Services) prepare(svc *service) (*specs.Spec, error) {
 	}
 	if _, ok := spec.Annotations[ShimGroupAnnotation]; !ok {
 		spec.Annotations[ShimGroupAnnotation] = "keel-" + svc.namespace
+	}
+	if err := mountSharedRoot(s.Mounts, s.OverlayDir, b, rt, root.Path); err != nil {
+		return nil, err
 	}
 	if err := makeRuntimeDirs(b, rt); err != nil {
 		return nil, err

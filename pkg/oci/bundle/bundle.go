@@ -25,6 +25,12 @@ const (
 	OnbootDir     = Root + "/onboot"
 	OnshutdownDir = Root + "/onshutdown"
 	ServicesDir   = Root + "/services"
+	// ImagesDir holds, as keel's extension, the images that several
+	// writable bundles share: ImagesDir/<digest hex>/ is one image's
+	// filesystem, stored once, and each of those bundles' rootfs is an
+	// overlay of it (see Runtime.RootfsLower). It is not a Kind: nothing
+	// runs from it.
+	ImagesDir = Root + "/images"
 	// EtcDir holds whatever PID 1 needs to know at boot (module index,
 	// boot config).
 	EtcDir = "/etc/keel"
@@ -136,7 +142,21 @@ type Runtime struct {
 	// OnFailure says what a failing onboot or onshutdown does:
 	// OnFailureContinue (the default) or OnFailureHalt.
 	OnFailure string `json:"onFailure,omitempty"`
+	// RootfsLower, when set, is the absolute path (in the booted system)
+	// of an image's filesystem shared with other bundles, normally under
+	// ImagesDir. The bundle's rootfs is then an empty directory, the mount
+	// point of an overlay that PID 1 makes before the container is
+	// created: RootfsLower below, a writable layer of the bundle's own on
+	// top, so the bundle's writes reach neither the shared files nor the
+	// other bundles. An image used by several writable bundles is so
+	// stored once. Without it (and in every LinuxKit bundle) rootfs holds
+	// the image itself.
+	RootfsLower string `json:"rootfsLower,omitempty"`
 }
+
+// ImagePath is where `keel build` puts the shared filesystem of the image
+// whose manifest digest has hex part hex.
+func ImagePath(hex string) string { return ImagesDir + "/" + hex }
 
 // Values of Runtime.Restart and Runtime.OnFailure.
 const (
