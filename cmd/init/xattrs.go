@@ -74,7 +74,13 @@ func applyXattrsUnder(log *slog.Logger, root string) xattrResult {
 			}
 			r.byReason[reason]++
 			if r.failed <= maxXattrFailuresShown {
-				log.Warn("xattr not set", "path", "/"+e.Path, "name", e.Name, "err", err)
+				// The path and name are fields of their own: the line
+				// says each once.
+				why := err
+				if ae := (*xattrs.ApplyError)(nil); errors.As(err, &ae) {
+					why = ae.Err
+				}
+				log.Warn("xattr not set", "path", "/"+e.Path, "name", e.Name, "err", why)
 			}
 		}
 	}

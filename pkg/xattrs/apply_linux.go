@@ -1,6 +1,7 @@
 package xattrs
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -32,26 +33,37 @@ func NewApplier(root string) (*Applier, error) {
 	return &Applier{root: root, dev: st.Dev, dirs: map[string]error{}}, nil
 }
 
-// Apply sets one attribute, replacing any value it had. The error names
-// the path and the attribute and wraps the syscall's errno.
+// ApplyError is why an entry was not applied.
+type ApplyError struct {
+	Path, Name string
+	// Err is the syscall's errno, or why the path was refused.
+	Err error
+}
+
+func (e *ApplyError) Error() string { return e.Path + ": " + e.Name + ": " + e.Err.Error() }
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// Apply sets one attribute, replacing any value it had. Its errors are
+// *ApplyError.
 func (ap *Applier) Apply(e Entry) error {
+	fail := func(err error) error { return &ApplyError{Path: e.Path, Name: e.Name, Err: err} }
 	if err := e.Check(); err != nil {
-		return err
+		return fail(err)
 	}
 	if err := ap.checkDir(path.Dir(e.Path)); err != nil {
-		return fmt.Errorf("%s: %s: %w", e.Path, e.Name, err)
+		return fail(err)
 	}
 	full := filepath.Join(ap.root, e.Path)
 	var st unix.Stat_t
 	if err := unix.Lstat(full, &st); err != nil {
-		return fmt.Errorf("%s: %s: %w", e.Path, e.Name, err)
+		return fail(err)
 	}
 	if st.Dev != ap.dev {
-		return fmt.Errorf("%s: %s: on another filesystem mounted over the image's", e.Path, e.Name)
+		return fail(errors.New("on another filesystem mounted over the image's"))
 	}
 	// Lsetxattr: a symlink's own attributes, never its target's.
 	if err := unix.Lsetxattr(full, e.Name, e.Value, 0); err != nil {
-		return fmt.Errorf("%s: %s: %w", e.Path, e.Name, err)
+		return fail(err)
 	}
 	return nil
 }
