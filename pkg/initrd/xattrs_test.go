@@ -93,6 +93,8 @@ func TestUnpackKeepsXattrsInAManifest(t *testing.T) {
 		xattrHeader("usr/lib/x", tar.TypeReg, map[string]string{"security.selinux": "x_t"}),
 		xattrHeader("dev/", tar.TypeDir, nil),
 		xattrHeader("dev/null", tar.TypeChar, map[string]string{"security.selinux": "null_t"}),
+		xattrHeader("opt/", tar.TypeDir, nil),
+		xattrHeader("opt/hidden", tar.TypeReg, map[string]string{"security.capability": pingCap}),
 	)
 	link := xattrHeader("usr/bin/ping4", tar.TypeLink, map[string]string{"security.capability": pingCap})
 	link.Linkname = "usr/bin/ping"
@@ -105,6 +107,7 @@ func TestUnpackKeepsXattrsInAManifest(t *testing.T) {
 		xattrHeader("usr/bin/arping", tar.TypeReg, nil),
 		xattrHeader("usr/bin/.wh.gone", tar.TypeReg, nil),
 		xattrHeader("usr/.wh.lib", tar.TypeReg, nil),
+		xattrHeader("opt/.wh..wh..opq", tar.TypeReg, nil),
 		link, sym, libarchive,
 	)
 	_, m, warnings := unpackXattrs(t, []string{root}, lower, upper)
