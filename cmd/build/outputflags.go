@@ -86,11 +86,15 @@ func (o *outputOptions) apply(out *initrd.Outputs, b *initrd.Build) {
 // report prints what was written.
 func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats) {
 	fmt.Fprintf(w, "initrd: %d segments written, %d reused from the cache\n", st.Written, st.Reused)
-	// A newc initrd cannot carry extended attributes (file capabilities,
-	// SELinux labels): say which the images had, rather than drop them
-	// silently.
+	// Extended attributes reach the booted system through a manifest PID 1
+	// applies (pkg/xattrs); say which may not get there rather than lose
+	// them silently. An image in several segments warns once.
+	seen := map[string]bool{}
 	for _, d := range st.DroppedXattrs {
-		fmt.Fprintf(os.Stderr, "keel: warning: extended attributes dropped (an initrd cannot hold them): %s\n", d)
+		if !seen[d] {
+			seen[d] = true
+			fmt.Fprintf(os.Stderr, "keel: warning: %s\n", d)
+		}
 	}
 	for _, p := range out.Files() {
 		fmt.Fprintf(w, "wrote %s\n", p)

@@ -94,6 +94,7 @@ func main() {
 		os.Setenv("PATH", defaultPath)
 	}
 
+	applyXattrs(log) // xattrs.go: file capabilities, before anything is mounted over /
 	mounts := mountSystem(log)
 	setUpSystem(log) // system.go: modules, hostname, loopback, rlimits
 	if os.Getpid() == 1 {

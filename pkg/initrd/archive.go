@@ -1,11 +1,9 @@
 package initrd
 
 import (
-	"archive/tar"
 	"fmt"
 	"io"
 	"path"
-	"sort"
 	"strings"
 )
 
@@ -17,31 +15,17 @@ type Archive struct {
 	cw    *CPIOWriter
 	mtime int64
 	dirs  map[string]bool
-	// dropped lists the extended attributes of the layers that the
-	// archive could not keep.
+	// dropped warns of the extended attributes of the layers that may not
+	// be set at boot (xattrWarnings).
 	dropped []string
 }
 
-// noteXattrs records the extended attributes of a layer entry: newc cpio
-// has no field for them, and Linux (6.1 at least) sets none when it
-// unpacks an initramfs, so they are dropped, and said so.
-func (a *Archive) noteXattrs(layer string, h *tar.Header) {
-	var names []string
-	for k := range h.PAXRecords {
-		for _, p := range []string{"SCHILY.xattr.", "LIBARCHIVE.xattr."} {
-			if x, ok := strings.CutPrefix(k, p); ok {
-				names = append(names, x)
-			}
-		}
-	}
-	if len(names) > 0 {
-		sort.Strings(names)
-		a.dropped = append(a.dropped, fmt.Sprintf("%s: %s: %s", layer, h.Name, strings.Join(names, ",")))
-	}
-}
+// warn records warnings about extended attributes.
+func (a *Archive) warn(lines ...string) { a.dropped = append(a.dropped, lines...) }
 
-// Dropped lists the extended attributes the archive could not keep: one
-// "layer: path: names" line per entry.
+// Dropped lists the warnings about extended attributes that the build
+// leaves out or that a tmpfs root may not hold at boot: one line per image
+// and kind, naming a few of the files.
 func (a *Archive) Dropped() []string { return a.dropped }
 
 // NewArchive starts an archive written to w with every mtime set to mtime

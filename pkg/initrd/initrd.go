@@ -51,6 +51,7 @@ import (
 	"github.com/keel-os/keel/pkg/config"
 	"github.com/keel-os/keel/pkg/kmod"
 	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/xattrs"
 )
 
 // Image is an image with the reference it was named by.
@@ -246,11 +247,14 @@ func writeBundles(a *Archive, bs []bundleData, lower string) error {
 }
 
 // baseLayer is what the kernel needs before PID 1 runs: /dev/console, so
-// that init starts with its stdin, stdout and stderr on the console.
+// that init starts with its stdin, stdout and stderr on the console; and
+// the directory of the xattrs manifests, always, since the bundles'
+// segments (cached apart from the root's) put theirs there.
 func baseLayer() (Layer, error) {
 	return memoryLayer("keel base", []*tar.Header{
 		{Name: "dev", Typeflag: tar.TypeDir, Mode: 0o755},
 		{Name: "dev/console", Typeflag: tar.TypeChar, Mode: 0o600, Devmajor: 5, Devminor: 1},
+		{Name: xattrs.Dir, Typeflag: tar.TypeDir, Mode: 0o755},
 	}, nil)
 }
 

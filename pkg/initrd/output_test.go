@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -384,18 +385,18 @@ func TestReadonlyBundlesOfOneImageStoreFilesOnce(t *testing.T) {
 	}
 }
 
-// Extended attributes cannot go into the initrd: each build says which
-// were dropped, warm builds included.
-func TestWriteReportsDroppedXattrs(t *testing.T) {
+// Extended attributes go into the initrd as a manifest per segment, in
+// the directory the root segment makes; each build warns of those a tmpfs
+// root may not hold, warm builds included.
+func TestWriteKeepsXattrs(t *testing.T) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
 	tw.WriteHeader(&tar.Header{Name: "bin/ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 4, Format: tar.FormatPAX,
-		PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02"}})
+		PAXRecords: map[string]string{"SCHILY.xattr.security.capability": pingCap, "SCHILY.xattr.user.x": "u"}})
 	tw.Write([]byte("ping"))
 	tw.Close()
 	b := testBuild(t)
-	b.Contents.Bundles[2].Image.Image = testImage(t)
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
 	if err != nil {
 		t.Fatal(err)
@@ -404,15 +405,32 @@ func TestWriteReportsDroppedXattrs(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.SegmentCache = t.TempDir()
-	want := []string{"other layer 1: bin/ping: security.capability"}
+	b.Compression = Zstd
+	manifest := "etc/keel/xattrs.d/%2Fcontainers%2Fservices%2Fgetty%2Frootfs"
+	wantManifest := "keel-xattrs 1\n" +
+		`"containers/services/getty/rootfs/bin/ping" "security.capability" "\x01\x00\x00\x02\x00 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"` + "\n" +
+		`"containers/services/getty/rootfs/bin/ping" "user.x" "u"` + "\n"
+	want := []string{`other: extended attributes a tmpfs root holds only from Linux 6.6 on (user.*), set at boot where the kernel can (PID 1 logs each it cannot): "bin/ping" (user.x)`}
 	for _, run := range []string{"cold", "warm"} {
 		var st SegmentStats
 		b.Stats = &st
-		if err := Write(Outputs{Dir: t.TempDir(), Name: "x"}, b); err != nil {
+		o := Outputs{Dir: t.TempDir(), Name: "x"}
+		if err := Write(o, b); err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(st.DroppedXattrs, want) {
-			t.Errorf("%s build: dropped %q, want %q", run, st.DroppedXattrs, want)
+			t.Errorf("%s build: warnings %q, want %q", run, st.DroppedXattrs, want)
+		}
+		img, err := os.ReadFile(o.Initrd())
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, data := readInitrd(t, b.Compression, img)
+		if !slices.Contains(names, "etc/keel/xattrs.d") {
+			t.Errorf("%s build: no etc/keel/xattrs.d directory", run)
+		}
+		if data[manifest] != wantManifest {
+			t.Errorf("%s build: %s:\n%s\nwant\n%s", run, manifest, data[manifest], wantManifest)
 		}
 	}
 }

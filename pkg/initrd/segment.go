@@ -172,8 +172,8 @@ type SegmentStats struct {
 	// Written segments were made and compressed by this build; Reused ones
 	// came from the cache.
 	Written, Reused int
-	// DroppedXattrs lists the extended attributes of the images that the
-	// initrd cannot carry, one "layer: path: names" line per file (kept
+	// DroppedXattrs warns of the images' extended attributes that may not
+	// be set at boot, one line per image and kind (Archive.Dropped; kept
 	// beside cached segments, so warm builds say it too).
 	DroppedXattrs []string
 }

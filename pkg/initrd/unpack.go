@@ -29,6 +29,16 @@ type Layer struct {
 	// digest and a path); a segment made from a layer without one is never
 	// cached.
 	ID string
+	// Image names the image the layer is part of, for warnings given once
+	// per image; "" means Name.
+	Image string
+}
+
+func (l Layer) image() string {
+	if l.Image != "" {
+		return l.Image
+	}
+	return l.Name
 }
 
 // ImageLayers returns the layers of img, bottom first, named after ref.
@@ -39,7 +49,7 @@ func ImageLayers(ref string, img v1.Image) ([]Layer, error) {
 	}
 	out := make([]Layer, len(ls))
 	for i, l := range ls {
-		out[i] = Layer{Name: fmt.Sprintf("%s layer %d", ref, i+1), Open: l.Uncompressed}
+		out[i] = Layer{Name: fmt.Sprintf("%s layer %d", ref, i+1), Open: l.Uncompressed, Image: ref}
 	}
 	return out, nil
 }
@@ -59,6 +69,10 @@ func ImageLayers(ref string, img v1.Image) ([]Layer, error) {
 // names are taken as relative, a symlinked parent is resolved within the
 // image (so the archive never writes through a symlink), a hard link must
 // name a file of the same filesystem, and nothing goes below a file.
+//
+// The extended attributes of what is written (from the layers' PAX
+// records, as the last layer to write each file left them) go into a
+// manifest at xattrs.Dir, named after prefix; see xattrs.go.
 func Unpack(a *Archive, prefix string, layers []Layer) error {
 	return UnpackShared(a, []string{prefix}, layers, nil)
 }
@@ -71,6 +85,10 @@ func Unpack(a *Archive, prefix string, layers []Layer) error {
 //
 // mountpoints are made as directories (with their parents) where the
 // layers have nothing: a read-only rootfs cannot get them at run time.
+//
+// The manifest of extended attributes is named after the first prefix and
+// lists each directory, symlink and device node under every prefix, and
+// each inode of a regular file once.
 func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []string) error {
 	fsys := newTree()
 	for i, l := range layers {
@@ -81,6 +99,7 @@ func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []s
 	for _, m := range mountpoints {
 		fsys.ensureDir(m)
 	}
+	var manifest xattrManifest
 	for _, prefix := range prefixes {
 		if err := a.MkdirAll(prefix); err != nil {
 			return err
@@ -89,6 +108,7 @@ func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []s
 			perm, uid, gid := uint32(0o755), uint32(0), uint32(0)
 			if n := fsys.nodes[d]; n != nil {
 				perm, uid, gid = uint32(n.mode)&ModePerm, uint32(n.uid), uint32(n.gid)
+				manifest.add(join(prefix, d), n.xattrs)
 			}
 			if err := a.Dir(join(prefix, d), perm, uid, gid); err != nil {
 				return err
@@ -97,14 +117,15 @@ func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []s
 	}
 	plan := fsys.plan()
 	for i, l := range layers {
-		if err := copyLayer(a, prefixes, i, l, plan); err != nil {
+		if err := copyLayer(a, prefixes, i, l, plan, &manifest); err != nil {
 			return err
 		}
 	}
 	if len(plan) > 0 {
 		return fmt.Errorf("unpack %s: %d entries vanished between two reads of the layers", layers[0].Name, len(plan))
 	}
-	return nil
+	a.warn(xattrWarnings(fsys, layers)...)
+	return manifest.write(a, prefixes[0])
 }
 
 // at is the position of an entry: which layer, which header in its tar.
@@ -124,6 +145,9 @@ type node struct {
 	// group is set for a file that has (or had) more than one name.
 	group *linkGroup
 	dead  bool
+	// xattrs are the entry's extended attributes, sorted by name. A
+	// hard-linked file has its source's: the entry that brought the data.
+	xattrs []xattr
 }
 
 func (n *node) isDir() bool { return n.typ == tar.TypeDir }
@@ -172,10 +196,14 @@ func (t *tree) scan(li int, l Layer) error {
 		case name == "":
 			return nil // the root itself: its prefix is made by the archive
 		}
+		xs, err := headerXattrs(h)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 		n := &node{
 			name: name, at: at{li, seq}, typ: h.Typeflag, mode: h.Mode,
 			uid: h.Uid, gid: h.Gid, size: h.Size, linkname: h.Linkname,
-			major: h.Devmajor, minor: h.Devminor,
+			major: h.Devmajor, minor: h.Devminor, xattrs: xs,
 		}
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA:
@@ -419,15 +447,15 @@ func (t *tree) plan() map[at]*write {
 }
 
 // copyLayer is the second pass over layer li: it writes the planned
-// entries, removing them from plan.
-func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*write) error {
+// entries, removing them from plan, and adds their extended attributes to
+// the manifest.
+func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*write, manifest *xattrManifest) error {
 	return eachEntry(l, func(seq int, h *tar.Header, data io.Reader) error {
 		w := plan[at{li, seq}]
 		if w == nil {
 			return nil
 		}
 		delete(plan, at{li, seq})
-		a.noteXattrs(l.Name, h)
 		m := w.meta
 		ch := CPIOHeader{
 			Name: join(prefixes[0], w.name),
@@ -459,6 +487,11 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 				return fmt.Errorf("%s: copy data: %w", h.Name, err)
 			}
 		}
+		// An inode's attributes are listed once: under the name that
+		// carries its data.
+		if w.group == nil || w.data {
+			manifest.add(ch.Name, m.xattrs)
+		}
 		// The same entry under the other prefixes: a regular file is
 		// another name of the inode just written, with no data; anything
 		// else is written again.
@@ -469,6 +502,9 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 			}
 			if _, err := a.Entry(ch); err != nil {
 				return err
+			}
+			if !shared {
+				manifest.add(ch.Name, m.xattrs)
 			}
 		}
 		return nil

@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"path"
 	"strings"
 	"testing"
+
+	"github.com/keel-os/keel/pkg/xattrs"
 )
 
 // FuzzUnpack feeds arbitrary bytes to Unpack as two layers (the input, and
@@ -29,6 +32,13 @@ func FuzzUnpack(f *testing.F) {
 	tw.WriteHeader(&tar.Header{Name: "dev/null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3})
 	tw.WriteHeader(&tar.Header{Name: "x", Typeflag: tar.TypeReg, Size: 1 << 20, PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "v"}})
 	f.Add(dev.Bytes())
+	var attrs bytes.Buffer
+	tw = tar.NewWriter(&attrs)
+	tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755, PAXRecords: map[string]string{"SCHILY.xattr.trusted.d": "d"}})
+	tw.WriteHeader(&tar.Header{Name: "bin/ping", Typeflag: tar.TypeReg, Mode: 0o755, PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "\x01\x00\x00\x02", "SCHILY.xattr.user.a": "\n"}})
+	tw.WriteHeader(&tar.Header{Name: "sbin/ping", Typeflag: tar.TypeLink, Linkname: "bin/ping", PAXRecords: map[string]string{"LIBARCHIVE.xattr.user.b": "Yg=="}})
+	tw.Close()
+	f.Add(attrs.Bytes())
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
@@ -42,6 +52,7 @@ func FuzzUnpack(f *testing.F) {
 			t.Fatal(err)
 		}
 		cr := NewCPIOReader(&buf)
+		manifest := path.Join(xattrs.Dir, xattrs.FileName("p"))
 		symlinks := map[string]bool{}
 		for {
 			h, err := cr.Next()
@@ -52,6 +63,21 @@ func FuzzUnpack(f *testing.F) {
 				t.Fatalf("reading back the archive: %v", err)
 			}
 			n := h.Name
+			if n == manifest {
+				// The xattrs manifest is the one entry outside the
+				// prefix; what it names must be inside it.
+				b, _ := io.ReadAll(cr)
+				es, err := xattrs.Parse(b)
+				if err != nil {
+					t.Fatalf("the manifest does not parse: %v", err)
+				}
+				for _, e := range es {
+					if !strings.HasPrefix(e.Path, "p/") {
+						t.Fatalf("the manifest names %q, outside the prefix", e.Path)
+					}
+				}
+				continue
+			}
 			if n != "p" && !strings.HasPrefix(n, "p/") {
 				t.Fatalf("%q is outside the prefix", n)
 			}
