@@ -58,8 +58,14 @@ func headerXattrs(h *tar.Header) ([]xattr, error) {
 // settable says whether Linux could set the attribute at all: a valid
 // name in one of its four namespaces and a value within its limit. Others
 // (macOS's com.apple.*, say) are left out of the manifest, with a warning.
+// So are overlayfs's own (trusted.overlay.*): set on a shared image, which
+// PID 1 uses as an overlay's lower layer, they would be read as opaque
+// directories or redirects, and a layer is not the place to say that.
 func settable(x xattr) bool {
 	if xattrs.CheckName(x.name) != nil || len(x.value) > xattrs.MaxValueLen {
+		return false
+	}
+	if strings.HasPrefix(x.name, "trusted.overlay.") {
 		return false
 	}
 	ns, _, _ := strings.Cut(x.name, ".")
@@ -172,7 +178,7 @@ func xattrWarnings(t *tree, layers []Layer) []string {
 			files += fmt.Sprintf(" and %d more", more)
 		}
 		if f.leftOut {
-			lines = append(lines, fmt.Sprintf("%s: extended attributes Linux cannot set, left out: %s", f.image, files))
+			lines = append(lines, fmt.Sprintf("%s: extended attributes left out (not settable on Linux, or overlayfs's own): %s", f.image, files))
 		} else {
 			lines = append(lines, fmt.Sprintf("%s: extended attributes a tmpfs root holds only from Linux 6.6 on (user.*), set at boot where the kernel can (PID 1 logs each it cannot): %s", f.image, files))
 		}

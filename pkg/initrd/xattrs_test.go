@@ -180,12 +180,12 @@ func TestUnpackXattrsAreReproducible(t *testing.T) {
 }
 
 func TestUnpackXattrsOddNames(t *testing.T) {
-	bad := xattrHeader("f", tar.TypeReg, map[string]string{"com.apple.quarantine": "q", "security.ok": "k"})
+	bad := xattrHeader("f", tar.TypeReg, map[string]string{"com.apple.quarantine": "q", "security.ok": "k", "trusted.overlay.opaque": "y"})
 	_, m, w := unpackXattrs(t, []string{"r"}, xattrLayer(t, "mac", bad))
 	if got := entries(m); !reflect.DeepEqual(got, []string{"r/f security.ok=k"}) {
 		t.Errorf("manifest %q", got)
 	}
-	if want := []string{`mac: extended attributes Linux cannot set, left out: "f" (com.apple.quarantine)`}; !reflect.DeepEqual(w, want) {
+	if want := []string{`mac: extended attributes left out (not settable on Linux, or overlayfs's own): "f" (com.apple.quarantine,trusted.overlay.opaque)`}; !reflect.DeepEqual(w, want) {
 		t.Errorf("warnings %q", w)
 	}
 
