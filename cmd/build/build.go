@@ -145,7 +145,7 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	if opts.arch != "" {
 		resolver.Platform = v1.Platform{OS: "linux", Architecture: opts.arch}
 	}
-	r := &images{resolver: resolver, progress: progress, pull: opts.pull}
+	r := &images{resolver: resolver, progress: progress, pull: opts.pull, kernel: cfg.Kernel.Image}
 	if opts.lock != "" {
 		l, err := oci.ReadLock(opts.lock)
 		if err != nil {
@@ -226,6 +226,11 @@ type images struct {
 	pull     bool
 	// locked maps a reference to the digest a lock file pins it to.
 	locked map[string]string
+	// kernel is the kernel image's reference. Its layers are checked
+	// against their digests when it is resolved: the initrd writer reads
+	// it with mutate.Extract, which drops a digest mismatch found at the
+	// end of the read.
+	kernel string
 	mu     sync.Mutex
 	seen   map[string]initrd.Image
 }
@@ -303,7 +308,11 @@ func (r *images) resolve(ctx context.Context, ref string, pos config.Pos) (initr
 			return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
 		}
 	}
-	img, err := r.resolver.Image(ctx, name)
+	resolve := r.resolver.Image
+	if ref == r.kernel {
+		resolve = r.resolver.WholeImage
+	}
+	img, err := resolve(ctx, name)
 	if err != nil {
 		return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
 	}

@@ -51,21 +51,29 @@ func (r *Resolver) logf(format string, args ...any) {
 // The image returned always reads its blobs from the cache.
 func (r *Resolver) Image(ctx context.Context, ref string) (v1.Image, error) {
 	img, err := r.Cache.Image(ref)
-	if err == nil && checkPlatform(img, r.platform()) != nil {
+	if errors.Is(err, ErrNotCached) {
+		if err := r.Pull(ctx, ref); err != nil {
+			return nil, err
+		}
+		return r.Cache.Image(ref)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The blobs first: a corrupt config cannot say its platform.
+	img, err = r.cachedImage(img, ref, func() error { return r.Pull(ctx, ref) })
+	if err != nil {
+		return nil, err
+	}
+	if checkPlatform(img, r.platform()) != nil {
 		// Cached for another architecture: fetch this one (it replaces
 		// the other under the name).
-		err = fmt.Errorf("%s: %w", ref, ErrNotCached)
+		if err := r.Pull(ctx, ref); err != nil {
+			return nil, err
+		}
+		return r.Cache.Image(ref)
 	}
-	if err == nil {
-		return r.cachedImage(img, ref, func() error { return r.Pull(ctx, ref) })
-	}
-	if !errors.Is(err, ErrNotCached) {
-		return nil, err
-	}
-	if err := r.Pull(ctx, ref); err != nil {
-		return nil, err
-	}
-	return r.Cache.Image(ref)
+	return img, nil
 }
 
 // Pull fetches ref from its registry into the cache, whether or not the
