@@ -20,11 +20,15 @@ import (
 // DefaultPlatform is the platform keel builds for.
 var DefaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 
-// Resolver finds images: in the local cache first, otherwise in their
-// registry, storing what it pulls so that the next build needs no network.
-// It is safe for concurrent use.
+// Resolver finds images: in its layouts first, then in the local cache,
+// otherwise in their registry, storing what it finds in the cache so that
+// the next build needs neither the layouts nor the network. It is safe for
+// concurrent use.
 type Resolver struct {
 	Cache *Cache
+	// Layouts are OCI image layout directories searched, in order, before
+	// the cache (keel build --layout).
+	Layouts []*Layout
 	// Keychain authenticates to registries; nil is authn.DefaultKeychain
 	// (docker's config.json and credential helpers).
 	Keychain authn.Keychain
@@ -50,6 +54,9 @@ func (r *Resolver) logf(format string, args ...any) {
 // Image returns the image named ref, from the cache or pulled into it.
 // The image returned always reads its blobs from the cache.
 func (r *Resolver) Image(ctx context.Context, ref string) (v1.Image, error) {
+	if img, ok, err := r.fromLayouts(ref); ok || err != nil {
+		return img, err
+	}
 	img, err := r.Cache.Image(ref)
 	if errors.Is(err, ErrNotCached) {
 		if err := r.Pull(ctx, ref); err != nil {
@@ -74,6 +81,15 @@ func (r *Resolver) Image(ctx context.Context, ref string) (v1.Image, error) {
 		return r.Cache.Image(ref)
 	}
 	return img, nil
+}
+
+// Refresh makes the cache hold the newest ref: from a layout that has it,
+// or pulled from its registry (keel build --pull).
+func (r *Resolver) Refresh(ctx context.Context, ref string) error {
+	if _, ok, err := r.fromLayouts(ref); ok || err != nil {
+		return err
+	}
+	return r.Pull(ctx, ref)
 }
 
 // Pull fetches ref from its registry into the cache, whether or not the

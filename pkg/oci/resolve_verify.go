@@ -88,7 +88,7 @@ func (r *Resolver) WholeImage(ctx context.Context, ref string) (v1.Image, error)
 	}
 	// The reader removed the damaged blob: pulling rewrites it.
 	r.logf("cache: %v; pulling it again\n", bad)
-	if err := r.Pull(ctx, ref); err != nil {
+	if err := r.Refresh(ctx, ref); err != nil {
 		return nil, fmt.Errorf("%w, and pulling it again failed: %w", bad, err)
 	}
 	if img, err = r.Cache.Image(ref); err != nil {

@@ -31,7 +31,10 @@ type BlobError struct {
 }
 
 func (e *BlobError) Error() string {
-	s := fmt.Sprintf("image %s: blob %s in %s %s", e.Image, e.Digest, e.Where, e.Problem)
+	s := fmt.Sprintf("blob %s in %s %s", e.Digest, e.Where, e.Problem)
+	if e.Image != "" {
+		s = "image " + e.Image + ": " + s
+	}
 	if e.Removed {
 		s += " (removed it from the cache: build again to fetch it again)"
 	}
