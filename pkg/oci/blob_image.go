@@ -29,6 +29,13 @@ type blobImage struct {
 
 	mu       sync.Mutex
 	manifest []byte
+
+	// proved holds the blobs this image has read whole and found right.
+	// The initrd writer reads each layer twice (a scan, then the copy),
+	// and the kernel's layers are read through at resolve before being
+	// extracted: the later reads need not hash again.
+	provedMu sync.Mutex
+	proved   map[v1.Hash]bool
 }
 
 // newBlobImage returns the image whose manifest desc names, in the
@@ -52,11 +59,31 @@ func (i *blobImage) open(d v1.Descriptor) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: read blob %s: %w", i.ref, d.Digest, err)
 	}
+	if i.isProved(d.Digest) {
+		return f, nil
+	}
 	var onError func(*BlobError) error
 	if i.removeBad {
 		onError = removeCorrupt(p)
 	}
-	return newVerifyingReader(f, d, i.ref, i.where, onError), nil
+	v := newVerifyingReader(f, d, i.ref, i.where, onError)
+	v.onOK = func() { i.prove(d.Digest) }
+	return v, nil
+}
+
+func (i *blobImage) isProved(h v1.Hash) bool {
+	i.provedMu.Lock()
+	defer i.provedMu.Unlock()
+	return i.proved[h]
+}
+
+func (i *blobImage) prove(h v1.Hash) {
+	i.provedMu.Lock()
+	defer i.provedMu.Unlock()
+	if i.proved == nil {
+		i.proved = map[v1.Hash]bool{}
+	}
+	i.proved[h] = true
 }
 
 // readBlob reads a small blob whole and checks it.

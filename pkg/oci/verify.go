@@ -58,8 +58,10 @@ type verifyingReader struct {
 	done    bool
 	err     error // the verdict, once done
 	onError func(*BlobError) error
-	image   string
-	where   string
+	// onOK, when not nil, is called once the blob is proved right.
+	onOK  func()
+	image string
+	where string
 }
 
 // newVerifyingReader wraps f, the content of the blob desc. onError, when
@@ -117,6 +119,9 @@ func (v *verifyingReader) finish() error {
 	default:
 		got := fmt.Sprintf("%x", v.h.Sum(nil))
 		if got == v.want.Digest.Hex {
+			if v.onOK != nil {
+				v.onOK()
+			}
 			return nil
 		}
 		problem = fmt.Sprintf("has digest %s:%s (corrupt)", v.want.Digest.Algorithm, got)
