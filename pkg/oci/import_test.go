@@ -180,8 +180,19 @@ func TestImportLayoutPicksPlatform(t *testing.T) {
 		}
 		wantCached(t, c, "test/multi:1", want)
 	}
+	// As a lock file pins it: the arm64 image's own digest, found inside
+	// the index by a build with --layout.
+	l, err := OpenLayout(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, _ := OpenCache(t.TempDir())
-	_, err := c.Import(dir, "", v1.Platform{OS: "linux", Architecture: "s390x"})
+	r := &Resolver{Cache: c, Layouts: []*Layout{l}, Platform: v1.Platform{OS: "linux", Architecture: "arm64"}}
+	got, err := r.Image(context.Background(), "test/multi@"+digestOf(t, arm).String())
+	if err != nil || digestOf(t, got) != digestOf(t, arm) {
+		t.Fatalf("pinned arm64 image from the layout: %v", err)
+	}
+	_, err = c.Import(dir, "", v1.Platform{OS: "linux", Architecture: "s390x"})
 	if err == nil || !strings.Contains(err.Error(), "no image for linux/s390x in its index (it has linux/amd64, linux/arm64/v8)") {
 		t.Errorf("s390x: %v", err)
 	}

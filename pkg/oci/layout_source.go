@@ -94,6 +94,22 @@ func (l *Layout) find(ref string, platform v1.Platform) (v1.Image, bool, error) 
 				d, ok = e, true
 			}
 		}
+		if !ok {
+			// A lock file pins the image picked for the platform, which a
+			// multi-platform entry holds one level down.
+			for _, e := range l.index.Manifests {
+				if !e.MediaType.IsIndex() {
+					continue
+				}
+				img, err := pickImage(l.Dir, e, cref, l.where, false, platform)
+				if err != nil {
+					continue
+				}
+				if got, err := img.Digest(); err == nil && got == h {
+					return img, true, nil
+				}
+			}
+		}
 	}
 	if !ok {
 		return nil, false, nil
