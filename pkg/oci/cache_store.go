@@ -48,7 +48,10 @@ func (c *Cache) writeBlob(desc v1.Descriptor, r io.Reader, image, where string) 
 		if errors.Is(err, ErrCorruptBlob) {
 			return err
 		}
-		return fmt.Errorf("store blob %s of %s in cache %s: %w", desc.Digest, image, c.Dir, err)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%s: blob %s: cut short: %w", where, desc.Digest, err)
+		}
+		return fmt.Errorf("%s: blob %s: %w", where, desc.Digest, err)
 	}
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return fmt.Errorf("store blob %s in cache %s: %w", desc.Digest, c.Dir, err)

@@ -33,6 +33,9 @@ func (c *Cache) importTar(file, tag string, platform v1.Platform) ([]string, err
 		return nil, fmt.Errorf("import %s: %w", file, err)
 	}
 	defer f.Close()
+	if err := notCompressed(f, where); err != nil {
+		return nil, fmt.Errorf("import %w", err)
+	}
 	scan, err := c.scanTar(f, where)
 	if err != nil {
 		return nil, fmt.Errorf("import %w", err)
@@ -122,6 +125,23 @@ func (c *Cache) scanTar(r io.Reader, where string) (*tarScan, error) {
 			}
 		}
 	}
+}
+
+// notCompressed refuses a compressed tar with a message that says so,
+// rather than "invalid tar header"; f is left at its start.
+func notCompressed(f *os.File, where string) error {
+	magic := make([]byte, 4)
+	n, _ := io.ReadFull(f, magic)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	switch {
+	case n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		return fmt.Errorf("%s is gzip-compressed: gunzip it and import the tar", where)
+	case n == 4 && string(magic) == "\x28\xb5\x2f\xfd":
+		return fmt.Errorf("%s is zstd-compressed: unzstd it and import the tar", where)
+	}
+	return nil
 }
 
 func readSmall(tr *tar.Reader, h *tar.Header, where string) ([]byte, error) {

@@ -220,16 +220,45 @@ func TestImportBadArchives(t *testing.T) {
 	blob := func(dir string) string { return filepath.Join(dir, "blobs", ld.Algorithm, ld.Hex) }
 	notTar := filepath.Join(t.TempDir(), "junk.tar")
 	os.WriteFile(notTar, []byte(strings.Repeat("not a tar\n", 100)), 0o644)
+	gz := filepath.Join(t.TempDir(), "x.tar.gz")
+	os.WriteFile(gz, []byte("\x1f\x8b\x08\x00rest"), 0o644)
+	empty := filepath.Join(t.TempDir(), "empty.tar")
+	os.WriteFile(empty, make([]byte, 1024), 0o644)
+
+	truncated := variant("truncated", func(string) {})
+	if st, err := os.Stat(truncated); err != nil {
+		t.Fatal(err)
+	} else if err := os.Truncate(truncated, st.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	dirVariant := func(name string, change func(dir string)) string {
+		dir := filepath.Join(t.TempDir(), name)
+		if err := os.CopyFS(dir, os.DirFS(good)); err != nil {
+			t.Fatal(err)
+		}
+		change(dir)
+		return dir
+	}
 
 	for _, tc := range []struct {
 		name, file, want string
 	}{
+		{"truncated tar", truncated, ": cut short: unexpected EOF"},
+		{"dir without oci-layout", dirVariant("d1", func(d string) { os.Remove(filepath.Join(d, "oci-layout")) }), "no oci-layout file: not an OCI image layout"},
+		{"dir missing blob", dirVariant("d2", func(d string) { os.Remove(blob(d)) }), "image test/bad:1: blob " + ld.String() + " in layout "},
+		{"dir bad digest", dirVariant("d3", func(d string) { flipByte(t, blob(d), 5) }), "image test/bad:1: blob " + ld.String() + " in layout "},
 		{"no index", variant("noindex", func(d string) { os.Remove(filepath.Join(d, "index.json")) }), "no index.json: not an OCI image layout"},
 		{"no oci-layout", variant("nolayout", func(d string) { os.Remove(filepath.Join(d, "oci-layout")) }), "no oci-layout file: not an OCI image layout"},
 		{"missing blob", variant("missing", func(d string) { os.Remove(blob(d)) }), "image test/bad:1: blob " + ld.String() + " in archive "},
 		{"bad digest", variant("flipped", func(d string) { flipByte(t, blob(d), 5) }), "blob " + ld.String() + " in archive "},
 		{"bad index", variant("badindex", func(d string) { os.WriteFile(filepath.Join(d, "index.json"), []byte("{"), 0o644) }), "index.json: "},
 		{"not a tar", notTar, "not a tar"},
+		{"gzip", gz, " is gzip-compressed: gunzip it and import the tar"},
+		{"empty tar", empty, ": empty or not a tar"},
+		{"neither format", variant("neither", func(d string) {
+			os.Remove(filepath.Join(d, "index.json"))
+			os.Remove(filepath.Join(d, "oci-layout"))
+		}), "not an image archive: no index.json (OCI layout) and no manifest.json (docker save)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := OpenCache(t.TempDir())
