@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -333,4 +334,56 @@ func TestResolverLayoutsFirst(t *testing.T) {
 	if n := cachedNames(t, c2); len(n) != 0 {
 		t.Errorf("cache names %q", n)
 	}
+}
+
+// A tar that is a docker-archive and an OCI layout whose index names no
+// image is read as the docker-archive.
+func TestImportFallsBackToDockerManifest(t *testing.T) {
+	img, _ := random.Image(300, 1)
+	c, _ := OpenCache(t.TempDir())
+	if err := c.Put("test/d:1", img); err != nil {
+		t.Fatal(err)
+	}
+	docker := filepath.Join(t.TempDir(), "d.tar")
+	if err := c.Export("test/d:1", docker); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it with an oci-layout and an index.json naming nothing.
+	src, err := os.ReadFile(docker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := filepath.Join(t.TempDir(), "both.tar")
+	f, _ := os.Create(both)
+	tw := tar.NewWriter(f)
+	tr := tar.NewReader(strings.NewReader(string(src)))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		tw.WriteHeader(h)
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, data := range map[string]string{
+		"oci-layout": `{"imageLayoutVersion":"1.0.0"}`,
+		"index.json": `{"schemaVersion":2,"manifests":[]}`,
+	} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		io.WriteString(tw, data)
+	}
+	tw.Close()
+	f.Close()
+
+	c2, _ := OpenCache(t.TempDir())
+	names, err := c2.Import(both, "", v1.Platform{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 {
+		t.Fatalf("imported %q", names)
+	}
+	wantCached(t, c2, "test/d:1", img)
 }
