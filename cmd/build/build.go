@@ -60,7 +60,7 @@ func buildCommand(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output, arch: *arch, lock: *lockFile, layouts: layouts})
+	return buildRepairing(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: progress, pull: *pull, output: output, arch: *arch, lock: *lockFile, layouts: layouts})
 }
 
 // buildOptions are the flags of keel build that are not about outputs.

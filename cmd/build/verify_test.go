@@ -78,6 +78,18 @@ func TestBuildCatchesCorruptLayer(t *testing.T) {
 		t.Fatalf("build after the corrupt blob was removed: %v", err)
 	}
 
+	// keel build itself builds again after removing the damaged blob.
+	flipLastByte(t, bbPath)
+	var progress strings.Builder
+	ropts := opts
+	ropts.progress = &progress
+	if err := buildRepairing(context.Background(), []string{yml}, out, ropts); err != nil {
+		t.Fatalf("repairing build: %v", err)
+	}
+	if want := "blob " + bbDigest + " was damaged and is removed; building again"; !strings.Contains(progress.String(), want) {
+		t.Errorf("progress lacks %q:\n%s", want, progress.String())
+	}
+
 	kPath, _ := layerBlob("keel/kernel:test", 0)
 	flipLastByte(t, kPath)
 	if err := build(context.Background(), []string{yml}, out, opts); err != nil {
