@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -72,7 +73,7 @@ func parseLayoutFiles(ociLayout, index []byte, where string) (*v1.IndexManifest,
 	if index == nil {
 		return nil, fmt.Errorf("%s: no index.json: not an OCI image layout", where)
 	}
-	im, err := v1.ParseIndexManifest(strings.NewReader(string(index)))
+	im, err := v1.ParseIndexManifest(bytes.NewReader(index))
 	if err != nil {
 		return nil, fmt.Errorf("%s: index.json: %w", where, err)
 	}

@@ -66,15 +66,6 @@ func OpenLayout(dir string) (*Layout, error) {
 	return l, nil
 }
 
-// Names lists the references the layout provides.
-func (l *Layout) Names() []string {
-	var out []string
-	for n := range l.names {
-		out = append(out, n)
-	}
-	return out
-}
-
 // find returns the image ref names in the layout, for platform, and
 // whether the layout has it. A digest reference matches an entry with
 // that digest (content is content, whatever its name).

@@ -43,9 +43,10 @@ func (e *BlobError) Error() string {
 
 func (e *BlobError) Unwrap() error { return ErrCorruptBlob }
 
-// verifyingReader hashes a blob (sha256 or sha512) as it is read and fails at its end when
-// the content does not have the digest and size its descriptor gives: a
-// corrupt blob is never taken as good, and nobody pays for a second pass.
+// verifyingReader hashes a blob (sha256 or sha512) as it is read, and
+// fails at its end when the content does not have the digest and size its
+// descriptor gives: a corrupt blob is never taken as good, and nobody pays
+// for a second pass over the bytes.
 //
 // Close drains what the reader left unread before checking: a tar reader
 // stops at the archive's end marker, short of the gzip trailer and the
