@@ -23,7 +23,7 @@ import (
 
 func buildCommand(args []string) error {
 	fs := newFlagSet("build", "FILE.yml...",
-		"Merges the YAML files (\"-\" is standard input), resolves every image (the local cache first, then its registry) and writes\nNAME-kernel, NAME-initrd.img and NAME-cmdline into the output directory.")
+		"Merges the YAML files (\"-\" is standard input), resolves every image (the --layout directories first, then the local cache,\nthen its registry) and writes NAME-kernel, NAME-initrd.img and NAME-cmdline into the output directory.")
 	name := fs.String("name", "", "name of the outputs (default: FILE without .yml)")
 	dir := fs.String("dir", ".", "output directory")
 	shown := addProgressFlags(fs)
@@ -31,6 +31,9 @@ func buildCommand(args []string) error {
 	pull := fs.Bool("pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
 	arch := fs.String("arch", "amd64", "architecture to build for: amd64 or arm64 (picked from multi-platform images)")
 	lockFile := fs.String("lock", "", "build with exactly the image digests recorded in this lock file (NAME.lock.json of an earlier build)")
+	var layouts []string
+	fs.Func("layout", "take the images this OCI image layout directory names from it, before the cache and any registry (repeatable)",
+		func(dir string) error { layouts = append(layouts, dir); return nil })
 	output := addOutputFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -47,6 +50,9 @@ func buildCommand(args []string) error {
 		return fmt.Errorf("build: -arch %q: want amd64 or arm64", *arch)
 	}
 	if *dryRun {
+		if _, err := openLayouts(layouts); err != nil {
+			return err
+		}
 		return validateFiles(files)
 	}
 	display := shown.display(os.Stdout, os.Stderr)
@@ -54,7 +60,7 @@ func buildCommand(args []string) error {
 	defer display.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return build(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: display, tasks: display, pull: *pull, output: output, arch: *arch, lock: *lockFile})
+	return buildRepairing(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: display, tasks: display, pull: *pull, output: output, arch: *arch, lock: *lockFile, layouts: layouts})
 }
 
 // buildOptions are the flags of keel build that are not about outputs.
@@ -69,6 +75,8 @@ type buildOptions struct {
 	arch string
 	// lock, when set, is a lock file whose digests the images resolve to.
 	lock string
+	// layouts are OCI layout directories searched before the cache.
+	layouts []string
 	// output holds the formats and compression; nil means the defaults
 	// and no segment cache.
 	output *outputOptions
@@ -144,11 +152,15 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	if err != nil {
 		return err
 	}
-	resolver := &oci.Resolver{Cache: cache, Progress: progress, Tasks: opts.tasks}
+	layouts, err := openLayouts(opts.layouts)
+	if err != nil {
+		return err
+	}
+	resolver := &oci.Resolver{Cache: cache, Progress: progress, Tasks: opts.tasks, Layouts: layouts}
 	if opts.arch != "" {
 		resolver.Platform = v1.Platform{OS: "linux", Architecture: opts.arch}
 	}
-	r := &images{resolver: resolver, progress: progress, pull: opts.pull}
+	r := &images{resolver: resolver, progress: progress, pull: opts.pull, kernel: cfg.Kernel.Image}
 	if opts.lock != "" {
 		l, err := oci.ReadLock(opts.lock)
 		if err != nil {
@@ -219,6 +231,19 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	return nil
 }
 
+// openLayouts opens the --layout directories.
+func openLayouts(dirs []string) ([]*oci.Layout, error) {
+	var out []*oci.Layout
+	for _, d := range dirs {
+		l, err := oci.OpenLayout(d)
+		if err != nil {
+			return nil, fmt.Errorf("--layout: %w", err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
 // pullConcurrency is how many images are fetched at once.
 const pullConcurrency = 4
 
@@ -229,6 +254,11 @@ type images struct {
 	pull     bool
 	// locked maps a reference to the digest a lock file pins it to.
 	locked map[string]string
+	// kernel is the kernel image's reference. Its layers are checked
+	// against their digests when it is resolved: the initrd writer reads
+	// it with mutate.Extract, which drops a digest mismatch found at the
+	// end of the read.
+	kernel string
 	mu     sync.Mutex
 	seen   map[string]initrd.Image
 }
@@ -302,11 +332,15 @@ func (r *images) resolve(ctx context.Context, ref string, pos config.Pos) (initr
 		}
 	}
 	if r.pull {
-		if err := r.resolver.Pull(ctx, name); err != nil {
+		if err := r.resolver.Refresh(ctx, name); err != nil {
 			return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
 		}
 	}
-	img, err := r.resolver.Image(ctx, name)
+	resolve := r.resolver.Image
+	if ref == r.kernel {
+		resolve = r.resolver.WholeImage
+	}
+	img, err := resolve(ctx, name)
 	if err != nil {
 		return initrd.Image{}, fmt.Errorf("%s: %w", pos, err)
 	}

@@ -6,20 +6,29 @@ import (
 	"text/tabwriter"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/keel-os/keel/pkg/oci"
 )
 
 const cacheUsage = `usage: keel cache ls [-l]
        keel cache rm REF...
        keel cache clean
-       keel cache import [--tag REF] FILE.tar
+       keel cache import [--tag REF] [--arch amd64|arm64] FILE.tar|DIR
        keel cache export REF FILE.tar
 
 Manages the local image cache ($KEEL_CACHE, default ~/.cache/keel):
   ls      list the cached images
   rm      drop images from the cache's index (clean frees their blobs)
   clean   delete the blobs no cached image uses; report the bytes freed
-  import  store the images of a docker-archive tar (docker save) under its names, or --tag REF
+  import  store the images of an image source in the cache, every blob checked against its digest:
+            an OCI image layout directory (oci-layout, index.json, blobs/), a tar of one
+            (skopeo oci-archive:, docker save of Docker 25+), or a docker-archive tar (docker save);
+            the format is read from the content. Each image is stored under its name: the
+            io.containerd.image.name annotation, else org.opencontainers.image.ref.name when it is
+            a full reference, else a bare tag T gets the layout's base name: DIR (or FILE without
+            .tar) + ":" + T. --tag REF names a source holding one image; --arch picks the
+            platform from a multi-platform index (default amd64)
   export  write a cached image as a docker-archive tar (keel cache import and docker load read it)`
 
 // cleanMinAge spares unreferenced blobs younger than this: they may
@@ -39,9 +48,10 @@ func cacheCommand(args []string) error {
 		return cacheLs(rest)
 	}
 	fs := newFlagSet("cache "+sub, "", cacheUsage)
-	tag := ""
+	tag, arch := "", ""
 	if sub == "import" {
-		fs.StringVar(&tag, "tag", "", "store the archive's one image under this reference")
+		fs.StringVar(&tag, "tag", "", "store the source's one image under this reference")
+		fs.StringVar(&arch, "arch", "amd64", "platform to take from a multi-platform index: amd64 or arm64")
 	}
 	if err := fs.Parse(rest); err != nil {
 		return err
@@ -73,9 +83,12 @@ func cacheCommand(args []string) error {
 		return nil
 	case "import":
 		if fs.NArg() != 1 {
-			return fmt.Errorf("cache import: want one FILE.tar")
+			return fmt.Errorf("cache import: want one FILE.tar or layout DIR")
 		}
-		names, err := cache.Import(fs.Arg(0), tag)
+		if arch != "amd64" && arch != "arm64" {
+			return fmt.Errorf("cache import: -arch %q: want amd64 or arm64", arch)
+		}
+		names, err := cache.Import(fs.Arg(0), tag, v1.Platform{OS: "linux", Architecture: arch})
 		if err != nil {
 			return err
 		}

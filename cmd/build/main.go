@@ -28,7 +28,7 @@ func commands() []command {
 		{"build", "build a kernel, initrd and cmdline from a YAML file", buildCommand},
 		{"validate", "check a YAML file without building it", validateCommand},
 		{"run", "boot a built image under QEMU", runCommand},
-		{"cache", "manage the local image cache: ls, rm, import, export, clean", cacheCommand},
+		{"cache", "manage the local image cache: ls, rm, import (OCI layout dir or tar, docker-archive), export, clean", cacheCommand},
 		{"version", "print keel's version", versionCommand},
 		{"help", "show this help", helpCommand},
 	}

@@ -528,12 +528,20 @@ func cpioType(typ byte) uint32 {
 }
 
 // eachEntry calls fn for every header of the layer's tar, numbered from 0.
-func eachEntry(l Layer, fn func(seq int, h *tar.Header, data io.Reader) error) error {
+//
+// The error of Close counts: an image's layer reader checks the blob's
+// digest there, once the tar reader has stopped at the archive's end
+// marker with the rest of the blob unread.
+func eachEntry(l Layer, fn func(seq int, h *tar.Header, data io.Reader) error) (err error) {
 	rc, err := l.Open()
 	if err != nil {
 		return fmt.Errorf("open %s: %w", l.Name, err)
 	}
-	defer rc.Close()
+	defer func() {
+		if cerr := rc.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("read %s: %w", l.Name, cerr)
+		}
+	}()
 	tr := tar.NewReader(rc)
 	for seq := 0; ; seq++ {
 		h, err := tr.Next()

@@ -125,7 +125,7 @@ func (c *Cache) Image(ref string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx, im, err := c.index()
+	_, im, err := c.index()
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,10 @@ func (c *Cache) Image(ref string) (v1.Image, error) {
 	for i := len(im.Manifests) - 1; i >= 0; i-- {
 		d := im.Manifests[i]
 		if want(d) && d.MediaType.IsImage() {
-			img, err := idx.Image(d.Digest)
+			// Every blob is checked against its digest as it is read, and
+			// removed when it does not match, so the next resolve fetches
+			// it again.
+			img, err := newBlobImage(string(c.path), d, cref, "the cache "+c.Dir, true)
 			if err != nil {
 				return nil, fmt.Errorf("read cached image %s: %w", cref, err)
 			}

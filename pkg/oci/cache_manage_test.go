@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 )
 
@@ -55,7 +56,7 @@ func TestCacheRemoveCleanExportImport(t *testing.T) {
 		t.Errorf("second clean removed %d files", n)
 	}
 
-	names, err := c.Import(out, "")
+	names, err := c.Import(out, "", v1.Platform{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestCacheRemoveCleanExportImport(t *testing.T) {
 	if err := validateImage(got); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Import(out, "other/name:2"); err != nil {
+	if _, err := c.Import(out, "other/name:2", v1.Platform{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Image("other/name:2"); err != nil {

@@ -22,11 +22,15 @@ import (
 // DefaultPlatform is the platform keel builds for.
 var DefaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 
-// Resolver finds images: in the local cache first, otherwise in their
-// registry, storing what it pulls so that the next build needs no network.
-// It is safe for concurrent use.
+// Resolver finds images: in its layouts first, then in the local cache,
+// otherwise in their registry, storing what it finds in the cache so that
+// the next build needs neither the layouts nor the network. It is safe for
+// concurrent use.
 type Resolver struct {
 	Cache *Cache
+	// Layouts are OCI image layout directories searched, in order, before
+	// the cache (keel build --layout).
+	Layouts []*Layout
 	// Keychain authenticates to registries; nil is authn.DefaultKeychain
 	// (docker's config.json and credential helpers).
 	Keychain authn.Keychain
@@ -55,22 +59,42 @@ func (r *Resolver) logf(format string, args ...any) {
 // Image returns the image named ref, from the cache or pulled into it.
 // The image returned always reads its blobs from the cache.
 func (r *Resolver) Image(ctx context.Context, ref string) (v1.Image, error) {
+	if img, ok, err := r.fromLayouts(ref); ok || err != nil {
+		return img, err
+	}
 	img, err := r.Cache.Image(ref)
-	if err == nil && checkPlatform(img, r.platform()) != nil {
+	if errors.Is(err, ErrNotCached) {
+		if err := r.Pull(ctx, ref); err != nil {
+			return nil, err
+		}
+		return r.Cache.Image(ref)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The blobs first: a corrupt config cannot say its platform.
+	img, err = r.cachedImage(img, ref, func() error { return r.Pull(ctx, ref) })
+	if err != nil {
+		return nil, err
+	}
+	if checkPlatform(img, r.platform()) != nil {
 		// Cached for another architecture: fetch this one (it replaces
 		// the other under the name).
-		err = fmt.Errorf("%s: %w", ref, ErrNotCached)
+		if err := r.Pull(ctx, ref); err != nil {
+			return nil, err
+		}
+		return r.Cache.Image(ref)
 	}
-	if err == nil {
-		return r.cachedImage(img, ref, func() error { return r.Pull(ctx, ref) })
+	return img, nil
+}
+
+// Refresh makes the cache hold the newest ref: from a layout that has it,
+// or pulled from its registry (keel build --pull).
+func (r *Resolver) Refresh(ctx context.Context, ref string) error {
+	if _, ok, err := r.fromLayouts(ref); ok || err != nil {
+		return err
 	}
-	if !errors.Is(err, ErrNotCached) {
-		return nil, err
-	}
-	if err := r.Pull(ctx, ref); err != nil {
-		return nil, err
-	}
-	return r.Cache.Image(ref)
+	return r.Pull(ctx, ref)
 }
 
 // Pull fetches ref from its registry into the cache, whether or not the
