@@ -184,6 +184,9 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 			return err
 		}
 		c.Init = append(c.Init, img)
+		if cf, err := img.Image.ConfigFile(); err == nil && bundle.HasFeature(cf.Config.Labels, bundle.FeatureRootfsLower) {
+			c.Overlays = true
+		}
 	}
 	for _, list := range []struct {
 		kind   bundle.Kind

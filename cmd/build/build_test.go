@@ -119,13 +119,26 @@ func testImages(t *testing.T) (*httptest.Server, string) {
 		{name: "kernel", data: "bzImage bytes"},
 		{name: "kernel.tar", data: string(modules)},
 	}))
-	push("keel/init:test", image(t, []string{"/init"}, []file{
+	initImg := image(t, []string{"/init"}, []file{
 		{name: "init", data: "#!pid1", mode: 0o755},
 		{name: "sbin/", dir: true},
 		{name: "sbin/init", symlink: "../init"},
 		{name: "etc/", dir: true},
 		{name: "etc/hostname", data: "from-image\n"},
-	}))
+	})
+	// keel:old is an init that declares no features, as LinuxKit's.
+	push("keel/init:old", initImg)
+	cf, err := initImg.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cf.Config
+	cfg.Labels = map[string]string{bundle.InitFeaturesLabel: bundle.FeatureRootfsLower}
+	initImg, err = mutate.Config(initImg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push("keel/init:test", initImg)
 	push("keel/busybox:test", image(t, []string{"/bin/sh"},
 		[]file{
 			{name: "bin/", dir: true},

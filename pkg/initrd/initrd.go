@@ -86,6 +86,11 @@ type Contents struct {
 	ModuleIndex []byte
 	// Files are written last into the root, over anything else.
 	Files []config.File
+	// Overlays says that the init images' PID 1 mounts a writable
+	// bundle's rootfs as an overlay of the image its runtime.json names as
+	// rootfsLower (see InitFeatureOverlays), so that an image several
+	// writable bundles use is stored once. Without it each gets a copy.
+	Overlays bool
 }
 
 // WriteCPIO writes the uncompressed initrd to w, with every mtime set to
@@ -142,7 +147,7 @@ func writeRoot(a *Archive, c Contents) error {
 	if err := Unpack(a, "", root); err != nil {
 		return fmt.Errorf("write initrd root: %w", err)
 	}
-	for _, d := range bundleDirs(c.Bundles) {
+	for _, d := range bundleDirs(c.Bundles, c.Overlays) {
 		if err := a.MkdirAll(d); err != nil {
 			return err
 		}
@@ -152,7 +157,7 @@ func writeRoot(a *Archive, c Contents) error {
 
 // bundleDirs are the directories that hold the bundles
 // (containers/onboot, ...), parents first.
-func bundleDirs(bs []Bundle) []string {
+func bundleDirs(bs []Bundle, overlays bool) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, b := range bs {
@@ -163,7 +168,7 @@ func bundleDirs(bs []Bundle) []string {
 			}
 		}
 	}
-	if sharesImages(bs) {
+	if sharesImages(bs, overlays) {
 		out = append(out, bundle.ImagesDir[1:])
 	}
 	return out

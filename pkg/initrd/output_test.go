@@ -75,6 +75,7 @@ func testBuild(t *testing.T) Build {
 				{Kind: bundle.Onboot, Dir: "001-bye", Image: Image{Ref: "busybox", Image: busybox}, Config: spec("echo", "bye")},
 				{Kind: bundle.Service, Dir: "getty", Image: Image{Ref: "other", Image: other}, Config: spec("getty")},
 			},
+			Overlays: true,
 		},
 	}
 }

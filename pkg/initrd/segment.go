@@ -143,11 +143,11 @@ func (c Contents) segments() ([]segment, error) {
 		return nil, fmt.Errorf("encode files for the segment cache: %w", err)
 	}
 	parts = append(parts, "files", digestOf(files))
-	for _, d := range bundleDirs(c.Bundles) {
+	for _, d := range bundleDirs(c.Bundles, c.Overlays) {
 		parts = append(parts, "dir", d)
 	}
 	segs := []segment{{name: "root", key: keyOf(parts...), fill: func(a *Archive) error { return writeRoot(a, c) }}}
-	for _, g := range sharedGroups(c.Bundles) {
+	for _, g := range sharedGroups(c.Bundles, c.Overlays) {
 		var members []bundleData
 		parts := []string{segmentVersion, "bundles"}
 		if g.lower != "" {

@@ -45,11 +45,18 @@ func (g bundleGroup) lowerOf(b Bundle) string {
 // sharedGroups puts the bundles in segments, in order of their first
 // bundle: one each, except that the bundles of one image share a segment
 // in which the image's files are stored once.
-func sharedGroups(bs []Bundle) []bundleGroup {
+//
+// Without overlays (the init images' PID 1 cannot mount rootfsLower), a
+// writable bundle gets a segment and a full copy of its own.
+func sharedGroups(bs []Bundle, overlays bool) []bundleGroup {
 	var out []bundleGroup
 	first := map[string]int{} // image digest -> index in out
 	for _, b := range bs {
 		id := imageID(b.Image)
+		if !overlays && !readonly(b) {
+			out = append(out, bundleGroup{bundles: []Bundle{b}})
+			continue
+		}
 		if i, ok := first[id]; ok && id != "" {
 			out[i].bundles = append(out[i].bundles, b)
 			continue
@@ -74,8 +81,8 @@ func sharedGroups(bs []Bundle) []bundleGroup {
 
 // sharesImages reports whether any bundle overlays a shared image, i.e.
 // whether the initrd has bundle.ImagesDir.
-func sharesImages(bs []Bundle) bool {
-	for _, g := range sharedGroups(bs) {
+func sharesImages(bs []Bundle, overlays bool) bool {
+	for _, g := range sharedGroups(bs, overlays) {
 		if g.lower != "" {
 			return true
 		}

@@ -219,7 +219,9 @@ func TestConcurrentTasks(t *testing.T) {
 }
 
 // both writes to two writers.
-type both struct{ a, b interface{ Write([]byte) (int, error) } }
+type both struct {
+	a, b interface{ Write([]byte) (int, error) }
+}
 
 func (w *both) Write(p []byte) (int, error) {
 	w.a.Write(p)

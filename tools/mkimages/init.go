@@ -7,6 +7,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // initTools are the programs keel/init carries besides PID 1, each built
@@ -101,7 +103,9 @@ func makeInit(ctx context.Context, b *builder) error {
 	}
 
 	ref := "keel/init:" + b.versions.Keel
-	digest, st, err := b.putImage(ref, t, v1.Config{})
+	// What keel build may rely on this PID 1 to do (bundle.InitFeaturesLabel).
+	features := map[string]string{bundle.InitFeaturesLabel: bundle.FeatureRootfsLower}
+	digest, st, err := b.putImage(ref, t, v1.Config{Labels: features})
 	if err != nil {
 		return fmt.Errorf("%s: %w", ref, err)
 	}

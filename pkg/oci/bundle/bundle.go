@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -157,6 +158,28 @@ type Runtime struct {
 // ImagePath is where `keel build` puts the shared filesystem of the image
 // whose manifest digest has hex part hex.
 func ImagePath(hex string) string { return ImagesDir + "/" + hex }
+
+// InitFeaturesLabel is the image label by which an init image says what
+// its PID 1 can do with a bundle beyond LinuxKit's layout: a
+// comma-separated list of features. keel build uses a feature only when
+// one of the init images declares it, so that a YAML with another init
+// (LinuxKit's, or an older keel's) still gets bundles that init can run.
+const InitFeaturesLabel = "org.keel.init.features"
+
+// FeatureRootfsLower is the feature of a PID 1 that mounts a writable
+// bundle's rootfs as an overlay of Runtime.RootfsLower.
+const FeatureRootfsLower = "rootfs-lower"
+
+// HasFeature reports whether the InitFeaturesLabel value labels lists
+// feature.
+func HasFeature(labels map[string]string, feature string) bool {
+	for _, f := range strings.Split(labels[InitFeaturesLabel], ",") {
+		if strings.TrimSpace(f) == feature {
+			return true
+		}
+	}
+	return false
+}
 
 // Values of Runtime.Restart and Runtime.OnFailure.
 const (
