@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/keel-os/keel/pkg/bootreport"
 	"github.com/keel-os/keel/pkg/mount"
 	"github.com/keel-os/keel/pkg/oci/bundle"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -470,6 +471,7 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 	svc.mu.Unlock()
 	svc.markStarted()
 	s.log().Info("service "+id+" running", "pid", pid)
+	bootreport.Mark("service " + id) // the first time only
 	// Stop came while it was starting (a start can take seconds under
 	// emulation): give it what the others got.
 	switch {

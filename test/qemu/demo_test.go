@@ -1,6 +1,7 @@
 package qemu_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +32,21 @@ func TestDemo(t *testing.T) {
 	i := vm.Expect(0, `\] 000-dhcp: eth0: 10\.0\.2\.15/24 via 10\.0\.2\.2`, wait)
 	i = vm.Expect(i, `keel: onboot 000-dhcp exit=0 `, wait)
 	i = vm.Expect(i, `keel: service web running `, wait)
+
+	// The boot report: when each onboot finished, when containerd was
+	// ready, when each service was running, in ms since /init started.
+	vm.Expect(0, `keel: console shell started`, wait)
+	i = vm.run(i, "tr -d '\\n' < /run/keel/boot.json; echo", `^\{.*"service web": \d+.*\}$`)
+	t.Logf("demo boot report: %s", vm.Lines()[i])
+	var phases map[string]int
+	if err := json.Unmarshal([]byte(vm.Lines()[i]), &phases); err != nil {
+		t.Errorf("boot.json: %v", err)
+	}
+	for _, p := range []string{"init", "onboot 000-dhcp", "onboot 001-hello", "onboot done", "containerd", "service web", "services"} {
+		if _, ok := phases[p]; !ok {
+			t.Errorf("boot.json lacks %q", p)
+		}
+	}
 
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
 	body := fetch(t, url, 90*time.Second)
