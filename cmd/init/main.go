@@ -10,17 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/mount"
 	"github.com/keel-os/keel/pkg/oci/bundle"
 	"github.com/keel-os/keel/pkg/supervisor"
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/exeseal"
 	// nsenter's constructor runs before the Go runtime in "init" children
 	// and sets up the container's namespaces.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
@@ -36,8 +33,6 @@ const (
 	logDir         = "/var/log"
 	defaultPath    = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
-
-var initName = []byte("init\x00")
 
 // libcontainer starts each container by re-executing this binary as
 // "init ..." with its sync pipe in the environment; that child must become
@@ -84,9 +79,6 @@ func main() {
 	}()
 
 	if os.Getpid() == 1 {
-		// Started from a memfd, the kernel names PID 1 after the fd
-		// ("3"); give it its name back for ps and /proc/1/comm.
-		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&initName[0])), 0, 0, 0)
 		switchRoot(log)
 	}
 	log.Info("init started", "pid", os.Getpid())
@@ -162,9 +154,6 @@ func mountSystem(log *slog.Logger) *mount.Table {
 	} else {
 		log.Info("mounted filesystems", "count", len(mounts.Targets()))
 	}
-	// libcontainer copies the binary for every container unless it is a
-	// sealed memfd (see reexecSealed).
-	log.Debug("init binary", "sealed", exeseal.IsSelfExeCloned())
 	if enabled, err := mount.EnableControllers("/sys/fs/cgroup"); err != nil {
 		log.Warn("cgroup controllers", "enabled", strings.Join(enabled, ","), "err", err)
 	} else {
@@ -173,9 +162,9 @@ func mountSystem(log *slog.Logger) *mount.Table {
 	return &mounts
 }
 
-// switchRoot puts a new mount on / when / is the initramfs and re-executes
-// init from there; when it works it does not return. On failure boot goes on from the
-// initramfs, where containers cannot pivot_root but everything else works.
+// switchRoot puts a new mount on / when / is the initramfs, so that
+// containers can pivot_root. On failure boot goes on from the initramfs,
+// where containers cannot pivot_root but everything else works.
 func switchRoot(log *slog.Logger) {
 	initramfs, err := mount.IsInitramfs()
 	if err != nil {
@@ -184,10 +173,6 @@ func switchRoot(log *slog.Logger) {
 	}
 	if !initramfs {
 		return
-	}
-	exe := "/init"
-	if filepath.IsAbs(os.Args[0]) {
-		exe = os.Args[0]
 	}
 	// KEEL_ROOT=tmpfs on the kernel command line copies the image into a
 	// tmpfs instead of binding it: slower, but an ordinary, limitable tmpfs.
@@ -198,8 +183,6 @@ func switchRoot(log *slog.Logger) {
 		return
 	}
 	log.Info("switched root off initramfs", "copy", copyRoot, "duration", time.Since(start).Round(time.Millisecond))
-	err = reexecSealed(exe, os.Args, os.Environ())
-	log.Error("re-exec init failed, going on without it", "err", err)
 }
 
 // idle waits for signals for ever. A shutdown signal runs shutdown, which

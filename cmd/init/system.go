@@ -16,48 +16,33 @@ import (
 	"github.com/keel-os/keel/pkg/bootreport"
 	"github.com/keel-os/keel/pkg/input"
 	"github.com/keel-os/keel/pkg/modules"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 	"github.com/keel-os/keel/pkg/supervisor"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// startEnv carries the monotonic time /init first started across the
-// re-execution off the initramfs, so the boot report counts from there.
-const startEnv = "KEEL_INIT_START_NS"
-
 // initStart returns the monotonic time /init started and sets up the boot
 // report with it (written once /run is mounted).
 func initStart() time.Duration {
 	start := bootlog.Monotonic()
-	if v := os.Getenv(startEnv); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
-			start = time.Duration(n)
-		}
-	} else {
-		os.Setenv(startEnv, strconv.FormatInt(int64(start), 10))
-	}
 	bootreport.Init(start, bootlog.Monotonic, "")
 	return start
 }
 
 // alwaysModules are loaded whatever the devices: the ACPI power button and
-// the evdev devices it is read through. keel.modules=a,b on the kernel
-// command line adds more.
-var alwaysModules = []string{"button", "evdev"}
+// the evdev devices it is read through, and overlay. libcontainer protects
+// init's binary from the containers it starts (CVE-2019-5736) with a
+// read-only overlayfs view of it per container, and without overlay it
+// copies the whole binary into a sealed memfd each time; bundles that
+// overlay a shared image (runtime.json rootfsLower) need it too.
+// keel.modules=a,b on the kernel command line adds more.
+var alwaysModules = []string{"button", "evdev", "overlay"}
 
 // setUpSystem does what comes after the mounts and before onboot: kernel
 // modules (drivers first: eth0 exists only once virtio_net is loaded),
 // hostname, loopback and resource limits. Every failure is logged, none
 // stops the boot.
 func setUpSystem(log *slog.Logger) {
-	os.Unsetenv(startEnv) // not for children
-	if os.Getpid() == 1 {
-		// prctl(PR_SET_NAME) in main named only the thread it ran on;
-		// ps and /proc/1/comm show the thread group leader's name, which
-		// after the memfd exec is the memfd's.
-		_ = os.WriteFile("/proc/1/comm", []byte("init"), 0)
-	}
 	if err := bootreport.WriteTo(bootreport.Path); err != nil {
 		log.Warn("boot report", "err", err)
 	}
@@ -87,11 +72,6 @@ func loadModules(log *slog.Logger) {
 		log.Warn("modules: coldplug", "err", err)
 	}
 	names := alwaysModules
-	if _, err := os.Stat(bundle.ImagesDir); err == nil {
-		// Bundles overlay a shared image (runtime.json rootfsLower):
-		// loaded only then, as each module costs boot time under TCG.
-		names = append(names, "overlay")
-	}
 	if v, _ := kernelParamValue("keel.modules"); v != "" {
 		names = append(names, strings.Split(v, ",")...)
 	}
