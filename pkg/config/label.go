@@ -46,12 +46,7 @@ func (img Image) WithLabel(label ImageConfig) Image {
 	out := img
 	y, l := &img.ImageConfig, &label
 	c := &out.ImageConfig
-	pick := func(dst *[]string, ys, ls []string) {
-		if ys == nil {
-			*dst = ls
-		}
-	}
-	pick(&c.Capabilities, y.Capabilities, l.Capabilities)
+	pickSlice(&c.Capabilities, y.Capabilities, l.Capabilities)
 	if y.Capabilities == nil {
 		c.Capabilities = addUnique(l.Capabilities, y.CapabilitiesAdd)
 	}
@@ -60,34 +55,20 @@ func (img Image) WithLabel(label ImageConfig) Image {
 		c.Binds = addUnique(l.Binds, y.BindsAdd)
 	}
 	c.BindsAdd = nil
-	pick(&c.Ambient, y.Ambient, l.Ambient)
-	pick(&c.Tmpfs, y.Tmpfs, l.Tmpfs)
-	pick(&c.Command, y.Command, l.Command)
-	pick(&c.Env, y.Env, l.Env)
-	pick(&c.MaskedPaths, y.MaskedPaths, l.MaskedPaths)
-	pick(&c.ReadonlyPaths, y.ReadonlyPaths, l.ReadonlyPaths)
-	pick(&c.Rlimits, y.Rlimits, l.Rlimits)
-	if y.Mounts == nil {
-		c.Mounts = l.Mounts
-	}
-	if y.Devices == nil {
-		c.Devices = l.Devices
-	}
-	if y.AdditionalGids == nil {
-		c.AdditionalGids = l.AdditionalGids
-	}
-	if y.UIDMappings == nil {
-		c.UIDMappings = l.UIDMappings
-	}
-	if y.GIDMappings == nil {
-		c.GIDMappings = l.GIDMappings
-	}
-	if y.Sysctl == nil {
-		c.Sysctl = l.Sysctl
-	}
-	if y.Annotations == nil {
-		c.Annotations = l.Annotations
-	}
+	pickSlice(&c.Ambient, y.Ambient, l.Ambient)
+	pickSlice(&c.Tmpfs, y.Tmpfs, l.Tmpfs)
+	pickSlice(&c.Command, y.Command, l.Command)
+	pickSlice(&c.Env, y.Env, l.Env)
+	pickSlice(&c.MaskedPaths, y.MaskedPaths, l.MaskedPaths)
+	pickSlice(&c.ReadonlyPaths, y.ReadonlyPaths, l.ReadonlyPaths)
+	pickSlice(&c.Rlimits, y.Rlimits, l.Rlimits)
+	pickSlice(&c.Mounts, y.Mounts, l.Mounts)
+	pickSlice(&c.Devices, y.Devices, l.Devices)
+	pickSlice(&c.AdditionalGids, y.AdditionalGids, l.AdditionalGids)
+	pickSlice(&c.UIDMappings, y.UIDMappings, l.UIDMappings)
+	pickSlice(&c.GIDMappings, y.GIDMappings, l.GIDMappings)
+	pickMap(&c.Sysctl, y.Sysctl, l.Sysctl)
+	pickMap(&c.Annotations, y.Annotations, l.Annotations)
 	for _, s := range []struct {
 		dst  *string
 		y, l string
@@ -101,24 +82,12 @@ func (img Image) WithLabel(label ImageConfig) Image {
 			*s.dst = s.l
 		}
 	}
-	if y.Readonly == nil {
-		c.Readonly = l.Readonly
-	}
-	if y.NoNewPrivileges == nil {
-		c.NoNewPrivileges = l.NoNewPrivileges
-	}
-	if y.OOMScoreAdj == nil {
-		c.OOMScoreAdj = l.OOMScoreAdj
-	}
-	if y.UID == nil {
-		c.UID = l.UID
-	}
-	if y.GID == nil {
-		c.GID = l.GID
-	}
-	if y.Resources == nil {
-		c.Resources = l.Resources
-	}
+	pickPtr(&c.Readonly, y.Readonly, l.Readonly)
+	pickPtr(&c.NoNewPrivileges, y.NoNewPrivileges, l.NoNewPrivileges)
+	pickPtr(&c.OOMScoreAdj, y.OOMScoreAdj, l.OOMScoreAdj)
+	pickPtr(&c.UID, y.UID, l.UID)
+	pickPtr(&c.GID, y.GID, l.GID)
+	pickPtr(&c.Resources, y.Resources, l.Resources)
 	c.Runtime = mergeRuntime(l.Runtime, y.Runtime)
 	return out
 }
@@ -160,6 +129,26 @@ func mergeRuntime(l, y *Runtime) *Runtime {
 		}
 	}
 	return &out
+}
+
+// pickSlice, pickMap and pickPtr give a field the label's value when the
+// entry leaves it unset (nil).
+func pickSlice[T any](dst *[]T, y, l []T) {
+	if y == nil {
+		*dst = l
+	}
+}
+
+func pickMap[K comparable, V any](dst *map[K]V, y, l map[K]V) {
+	if y == nil {
+		*dst = l
+	}
+}
+
+func pickPtr[T any](dst **T, y, l *T) {
+	if y == nil {
+		*dst = l
+	}
 }
 
 // addUnique appends to base what add holds that base does not; nil when
