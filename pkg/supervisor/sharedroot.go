@@ -83,7 +83,7 @@ func mountSharedRoot(table *mount.Table, overlayDir string, b bundle.Bundle, rt 
 	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
 	err := table.Mount("overlay", rootfs, "overlay", 0, opts)
 	if errors.Is(err, unix.ENODEV) {
-		return fmt.Errorf("rootfsLower: the kernel has no overlay filesystem (init loads the overlay module when %s exists; keel.modules=overlay loads it anyway): %w", bundle.ImagesDir, err)
+		return fmt.Errorf("rootfsLower: the kernel has no overlay filesystem (init loads the overlay module at boot: is overlay.ko in the kernel image's kernel.tar?): %w", err)
 	}
 	if err != nil {
 		return fmt.Errorf("rootfsLower: %w", err)
