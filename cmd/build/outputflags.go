@@ -90,7 +90,7 @@ func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats) {
 	// applies (pkg/xattrs); say which may not get there rather than lose
 	// them silently. An image in several segments warns once.
 	seen := map[string]bool{}
-	for _, d := range st.DroppedXattrs {
+	for _, d := range st.XattrWarnings {
 		if !seen[d] {
 			seen[d] = true
 			fmt.Fprintf(os.Stderr, "keel: warning: %s\n", d)

@@ -15,18 +15,18 @@ type Archive struct {
 	cw    *CPIOWriter
 	mtime int64
 	dirs  map[string]bool
-	// dropped warns of the extended attributes of the layers that may not
+	// xattrWarnings warns of the extended attributes of the layers that may not
 	// be set at boot (xattrWarnings).
-	dropped []string
+	xattrWarnings []string
 }
 
 // warn records warnings about extended attributes.
-func (a *Archive) warn(lines ...string) { a.dropped = append(a.dropped, lines...) }
+func (a *Archive) warn(lines ...string) { a.xattrWarnings = append(a.xattrWarnings, lines...) }
 
-// Dropped lists the warnings about extended attributes that the build
+// XattrWarnings lists the warnings about extended attributes that the build
 // leaves out or that a tmpfs root may not hold at boot: one line per image
 // and kind, naming a few of the files.
-func (a *Archive) Dropped() []string { return a.dropped }
+func (a *Archive) XattrWarnings() []string { return a.xattrWarnings }
 
 // NewArchive starts an archive written to w with every mtime set to mtime
 // (seconds since the epoch).

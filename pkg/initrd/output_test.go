@@ -419,8 +419,8 @@ func TestWriteKeepsXattrs(t *testing.T) {
 		if err := Write(o, b); err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(st.DroppedXattrs, want) {
-			t.Errorf("%s build: warnings %q, want %q", run, st.DroppedXattrs, want)
+		if !reflect.DeepEqual(st.XattrWarnings, want) {
+			t.Errorf("%s build: warnings %q, want %q", run, st.XattrWarnings, want)
 		}
 		img, err := os.ReadFile(o.Initrd())
 		if err != nil {

@@ -83,14 +83,14 @@ type segment struct {
 	fill func(a *Archive) error
 }
 
-// write writes the segment as a whole cpio archive and returns what it
-// could not keep (Archive.Dropped).
-func (s segment) write(w io.Writer, mtime int64) (dropped []string, err error) {
+// write writes the segment as a whole cpio archive and returns its
+// warnings about extended attributes (Archive.XattrWarnings).
+func (s segment) write(w io.Writer, mtime int64) (xattrWarnings []string, err error) {
 	a := NewArchive(w, mtime)
 	if err := s.fill(a); err != nil {
 		return nil, err
 	}
-	return a.Dropped(), a.Close()
+	return a.XattrWarnings(), a.Close()
 }
 
 // keyOf digests the parts of a key; any "" part means the segment cannot
@@ -172,15 +172,16 @@ type SegmentStats struct {
 	// Written segments were made and compressed by this build; Reused ones
 	// came from the cache.
 	Written, Reused int
-	// DroppedXattrs warns of the images' extended attributes that may not
+	// XattrWarnings warns of the images' extended attributes that may not
 	// be set at boot, one line per image and kind (Archive.Dropped; kept
 	// beside cached segments, so warm builds say it too).
-	DroppedXattrs []string
+	XattrWarnings []string
 }
 
-// droppedExt is the suffix of the file kept beside a cached segment that
-// lists what it dropped.
-const droppedExt = ".dropped"
+// xattrWarningsExt is the suffix of the file kept beside a cached segment
+// that holds its xattr warnings. The suffix predates the name: caches
+// made before still show their warnings.
+const xattrWarningsExt = ".dropped"
 
 // segmentStore makes each segment's compressed file, or finds it in the
 // cache.
@@ -211,9 +212,9 @@ func (st *segmentStore) file(s segment) (string, error) {
 			// The mtime says when a segment was last used, for pruning.
 			now := time.Now()
 			os.Chtimes(p, now, now)
-			os.Chtimes(p+droppedExt, now, now)
-			if b, err := os.ReadFile(p + droppedExt); err == nil {
-				st.stats.DroppedXattrs = append(st.stats.DroppedXattrs, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+			os.Chtimes(p+xattrWarningsExt, now, now)
+			if b, err := os.ReadFile(p + xattrWarningsExt); err == nil {
+				st.stats.XattrWarnings = append(st.stats.XattrWarnings, strings.Split(strings.TrimSpace(string(b)), "\n")...)
 			}
 			return p, nil
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -227,9 +228,9 @@ func (st *segmentStore) file(s segment) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("write segment %s: %w", s.name, err)
 	}
-	var dropped []string
+	var warnings []string
 	err = compressWith(st.compression, countingWriter{f, st.task.AddOut}, func(w io.Writer) (err error) {
-		dropped, err = s.write(countingWriter{w, st.task.Add}, st.mtime)
+		warnings, err = s.write(countingWriter{w, st.task.Add}, st.mtime)
 		return err
 	})
 	if cerr := f.Close(); err == nil && cerr != nil {
@@ -240,13 +241,13 @@ func (st *segmentStore) file(s segment) (string, error) {
 		return "", fmt.Errorf("write segment %s: %w", s.name, err)
 	}
 	st.stats.Written++
-	st.stats.DroppedXattrs = append(st.stats.DroppedXattrs, dropped...)
+	st.stats.XattrWarnings = append(st.stats.XattrWarnings, warnings...)
 	if name == "" {
 		return f.Name(), nil
 	}
-	if len(dropped) > 0 {
+	if len(warnings) > 0 {
 		// Written before the segment: whoever sees the segment sees this.
-		if err := os.WriteFile(filepath.Join(dir, name+droppedExt), []byte(strings.Join(dropped, "\n")+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name+xattrWarningsExt), []byte(strings.Join(warnings, "\n")+"\n"), 0o644); err != nil {
 			os.Remove(f.Name())
 			return "", fmt.Errorf("write segment %s: %w", s.name, err)
 		}

@@ -69,7 +69,7 @@ func unpackXattrs(t *testing.T, prefixes []string, layers ...Layer) (archive []b
 			t.Errorf("unexpected manifest %s", n)
 		}
 	}
-	return buf.Bytes(), manifest, a.Dropped()
+	return buf.Bytes(), manifest, a.XattrWarnings()
 }
 
 // entries renders a manifest as "path name=value" lines for comparison.
