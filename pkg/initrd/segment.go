@@ -173,7 +173,7 @@ type SegmentStats struct {
 	// came from the cache.
 	Written, Reused int
 	// XattrWarnings warns of the images' extended attributes that may not
-	// be set at boot, one line per image and kind (Archive.Dropped; kept
+	// be set at boot, one line per image and kind (Archive.XattrWarnings; kept
 	// beside cached segments, so warm builds say it too).
 	XattrWarnings []string
 }
