@@ -397,26 +397,17 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 	id := svc.b.Name
 	// Left from an earlier run of this service (or of containerd).
 	if old, err := client.LoadContainer(ctx, id); err == nil {
-		if t, err := old.Task(ctx, nil); err == nil {
-			_, _ = t.Delete(ctx, containerd.WithProcessKill)
-		}
-		_ = old.Delete(ctx)
+		_ = deleteContainer(ctx, old)
 	}
 	// The create and start calls are never cancelled, even by a stop: a
 	// cancelled call returns at once while containerd goes on creating the
 	// task, which then outlives our clean-up and keeps its container (and
 	// shim) alive. A stop is instead checked between the steps; a create
 	// takes a second or so under emulation, well within a grace period.
-	cleanup := func(task containerd.Task, container containerd.Container) {
+	cleanup := func(container containerd.Container) {
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer dcancel()
-		if task == nil {
-			task, _ = container.Task(dctx, nil)
-		}
-		if task != nil {
-			_, _ = task.Delete(dctx, containerd.WithProcessKill)
-		}
-		if err := container.Delete(dctx); err != nil && !errdefs.IsNotFound(err) {
+		if err := deleteContainer(dctx, container); err != nil && !errdefs.IsNotFound(err) {
 			s.log().Warn("service "+id+": delete container", "err", err)
 		}
 	}
@@ -425,7 +416,7 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 		return 0, 0, fmt.Errorf("create container: %w", err)
 	}
 	if svc.isStopping() {
-		cleanup(nil, container)
+		cleanup(container)
 		return 0, 0, errStoppedWhileStarting
 	}
 	// The shim appends the task's stdout and stderr to the file itself: the
@@ -438,18 +429,18 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 		task, err = container.NewTask(ctx, cio.LogFile(svc.logPath))
 	}
 	if err != nil {
-		cleanup(nil, container)
+		cleanup(container)
 		return 0, 0, fmt.Errorf("create task: %w", err)
 	}
 	if svc.isStopping() {
-		cleanup(task, container)
+		cleanup(container)
 		return 0, 0, errStoppedWhileStarting
 	}
 	// The task's process exists, with its namespaces, and waits to run the
 	// program: runtime.json's interfaces and namespace binds go in now.
 	if rt := svc.rt; rt != nil && (len(rt.Interfaces) > 0 || rt.BindNS != (bundle.Namespaces{})) {
 		if err := PrepareNamespaces(rt, int(task.Pid()), s.Mounts); err != nil {
-			cleanup(task, container)
+			cleanup(container)
 			return 0, 0, fmt.Errorf("runtime.json: %w", err)
 		}
 	}
@@ -459,7 +450,7 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 		err = task.Start(ctx)
 	}
 	if err != nil {
-		cleanup(task, container)
+		cleanup(container)
 		return 0, 0, fmt.Errorf("start task: %w", err)
 	}
 	pid := task.Pid()
@@ -489,13 +480,19 @@ func (s *Services) runOnce(svc *service, spec *specs.Spec) (int, time.Duration, 
 	// Delete with whichever client is current now.
 	if c, _ := s.Containerd.Client(); c != nil {
 		if ct, err := c.LoadContainer(ctx, id); err == nil {
-			if t, err := ct.Task(ctx, nil); err == nil {
-				_, _ = t.Delete(ctx, containerd.WithProcessKill)
-			}
-			_ = ct.Delete(ctx)
+			_ = deleteContainer(ctx, ct)
 		}
 	}
 	return code, up, nil
+}
+
+// deleteContainer kills and deletes the container's task, if it has one,
+// then the container.
+func deleteContainer(ctx context.Context, c containerd.Container) error {
+	if t, err := c.Task(ctx, nil); err == nil {
+		_, _ = t.Delete(ctx, containerd.WithProcessKill)
+	}
+	return c.Delete(ctx)
 }
 
 // waitTask waits for the task to exit. If containerd dies meanwhile, it
