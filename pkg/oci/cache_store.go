@@ -22,8 +22,8 @@ func (c *Cache) writeBlob(desc v1.Descriptor, r io.Reader, image, where string) 
 	if c.hasBlob(desc) {
 		return nil
 	}
-	dir := filepath.Join(c.Dir, "oci", "blobs", desc.Digest.Algorithm)
-	p := filepath.Join(dir, desc.Digest.Hex)
+	p := c.blobPath(desc.Digest)
+	dir := filepath.Dir(p)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("store blob %s in cache %s: %w", desc.Digest, c.Dir, err)
 	}
@@ -59,10 +59,15 @@ func (c *Cache) writeBlob(desc v1.Descriptor, r io.Reader, image, where string) 
 	return nil
 }
 
+// blobPath is where the cache's OCI layout keeps the blob h.
+func (c *Cache) blobPath(h v1.Hash) string {
+	return filepath.Join(string(c.path), "blobs", h.Algorithm, h.Hex)
+}
+
 // hasBlob says whether the cache holds the blob d with the right size.
 // Its content is checked when it is read.
 func (c *Cache) hasBlob(d v1.Descriptor) bool {
-	st, err := os.Stat(filepath.Join(c.Dir, "oci", "blobs", d.Digest.Algorithm, d.Digest.Hex))
+	st, err := os.Stat(c.blobPath(d.Digest))
 	return err == nil && st.Mode().IsRegular() && st.Size() == d.Size
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -30,7 +29,7 @@ func (c *Cache) checkBlobs(ref string, img v1.Image) error {
 		return fmt.Errorf("image %s: %w", ref, err)
 	}
 	for _, d := range m.Layers {
-		p := filepath.Join(c.Dir, "oci", "blobs", d.Digest.Algorithm, d.Digest.Hex)
+		p := c.blobPath(d.Digest)
 		st, err := os.Stat(p)
 		if err != nil {
 			return &BlobError{Image: ref, Digest: d.Digest, Where: "the cache " + c.Dir, Problem: "is missing"}
