@@ -14,10 +14,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/config"
 	"github.com/keel-os/keel/pkg/initrd"
 	"github.com/keel-os/keel/pkg/oci"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 	"github.com/keel-os/keel/pkg/progress"
 )
 

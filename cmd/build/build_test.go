@@ -22,8 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/initrd"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // file is a tar entry for a test layer: a regular file unless link (hard

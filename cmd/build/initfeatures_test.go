@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/initrd"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // An init image that does not declare bundle.FeatureRootfsLower (LinuxKit's

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/mount"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 	"github.com/keel-os/keel/pkg/supervisor"
 	"github.com/opencontainers/runc/libcontainer"
 	// nsenter's constructor runs before the Go runtime in "init" children

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/keel-os/keel/pkg/bootreport"
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/mount"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 	"github.com/keel-os/keel/pkg/supervisor"
 )
 

@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 
-	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/bundle"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/bundle"
 )
 
 // Parse decodes the YAML in data, read from file (used in messages only).

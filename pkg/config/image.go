@@ -13,7 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/bundle"
 )
 
 func (d *decoder) images(n *yaml.Node, field string) []Image {

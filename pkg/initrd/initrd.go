@@ -48,9 +48,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/config"
 	"github.com/keel-os/keel/pkg/kmod"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 	"github.com/keel-os/keel/pkg/xattrs"
 )
 

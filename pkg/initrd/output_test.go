@@ -20,8 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/kmod"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // testImage makes a one-layer image of the entries (see tarEntry).

@@ -3,7 +3,7 @@ package initrd
 import (
 	"strings"
 
-	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/bundle"
 )
 
 // An image used by several bundles is stored once in the initrd, which

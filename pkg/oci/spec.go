@@ -10,8 +10,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/config"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // DefaultPath is PATH for an image whose config sets none: without it a

@@ -9,8 +9,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/config"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

@@ -16,8 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/config"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // imageConfig is an image with no layers and the given config.

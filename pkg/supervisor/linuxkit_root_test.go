@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/mount"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // A bundle written the way `linuxkit build` writes one — its config.json and

@@ -11,8 +11,8 @@ import (
 
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/bootreport"
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/mount"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // Onboot runs the onboot bundles one after another, each to completion,

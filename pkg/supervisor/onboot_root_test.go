@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/mount"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/bundle"
 )
 
 // DefaultOnshutdownTimeout is how long one onshutdown bundle may run

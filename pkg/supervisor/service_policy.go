@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/bundle"
 )
 
 // Policy is a service's restart policy, runtime.json's "restart".

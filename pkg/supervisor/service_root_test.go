@@ -12,8 +12,8 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/mount"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 	"golang.org/x/sys/unix"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/mount"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // DefaultOverlayDir holds the writable layers of the bundles whose rootfs

@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/mount"
-	"github.com/keel-os/keel/pkg/oci/bundle"
 )
 
 // writeOverlayBundle writes an onboot bundle as `keel build` does for a

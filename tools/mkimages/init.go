@@ -8,7 +8,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/keel-os/keel/pkg/oci/bundle"
+	"github.com/keel-os/keel/pkg/bundle"
 )
 
 // initTools are the programs keel/init carries besides PID 1, each built
