@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/keel-os/keel/pkg/goroutine"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -98,7 +99,7 @@ func main() {
 
 	ctx, stopOnboot := context.WithCancel(context.Background())
 	reaper := supervisor.NewReaper(log)
-	supervisor.Go(log, "reaper", true, func() { reaper.Run(context.Background(), sigchld) })
+	goroutine.Go(log, "reaper", true, func() { reaper.Run(context.Background(), sigchld) })
 
 	onboot := &supervisor.Onboot{
 		Runner:  &supervisor.ContainerRunner{Reaper: reaper, StateDir: containerState, Log: log},
@@ -113,7 +114,7 @@ func main() {
 	shell := newConsole(log, reaper)
 	oneshot := kernelParam("keel.oneshot")
 	services := newServiceSystem(log, reaper, mounts) // containerd and services: services.go
-	supervisor.Go(log, "onboot", false, func() {
+	goroutine.Go(log, "onboot", false, func() {
 		bundles, err := bundle.List("/", bundle.Onboot)
 		if err != nil {
 			log.Error("onboot", "err", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/keel-os/keel/pkg/goroutine"
 	"io"
 	"log/slog"
 	"os"
@@ -63,7 +64,7 @@ func (s *serviceSystem) Start(ctx context.Context) {
 		return
 	}
 	bootreport.Mark("containerd")
-	supervisor.Go(s.log, "logs", true, func() {
+	goroutine.Go(s.log, "logs", true, func() {
 		supervisor.KeepLogsBounded(ctx, s.log, supervisor.DefaultLogCheck, supervisor.DefaultLogMax, func() []string {
 			return append(s.services.LogPaths(), supervisor.DefaultContainerdLog)
 		})

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"github.com/keel-os/keel/pkg/goroutine"
 	"log/slog"
 	"net"
 	"os"
@@ -177,7 +178,7 @@ func watchPowerButton(log *slog.Logger, requests chan<- supervisor.Action) {
 		default: // a shutdown is already asked for
 		}
 	}}
-	supervisor.Go(log, "power button", true, func() { p.Run(context.Background()) })
+	goroutine.Go(log, "power button", true, func() { p.Run(context.Background()) })
 }
 
 // consoleShell is the shell PID 1 keeps on the serial console, unless
@@ -226,7 +227,7 @@ func (c *consoleShell) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.done = cancel, make(chan struct{})
 	done := c.done
-	supervisor.Go(c.log, "console", false, func() {
+	goroutine.Go(c.log, "console", false, func() {
 		defer close(done)
 		if err := shell.Run(ctx); err != nil {
 			c.log.Warn("no console shell", "err", err)

@@ -143,6 +143,11 @@ type Runtime struct {
 	// OnFailure says what a failing onboot or onshutdown does:
 	// OnFailureContinue (the default) or OnFailureHalt.
 	OnFailure string `json:"onFailure,omitempty"`
+	// Timeout bounds an onboot or onshutdown container's run, as a Go
+	// duration ("30s"): past it the container is killed and counts as
+	// failed (its OnFailure applies). Empty means no limit for onboot and
+	// the default for onshutdown.
+	Timeout string `json:"timeout,omitempty"`
 	// RootfsLower, when set, is the absolute path (in the booted system)
 	// of an image's filesystem shared with other bundles, normally under
 	// ImagesDir. The bundle's rootfs is then an empty directory, the mount

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keel-os/keel/pkg/goroutine"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -137,7 +138,7 @@ func (c *Containerd) Start(ctx context.Context) error {
 		close(c.done)
 		return err
 	}
-	Go(c.Log, "containerd", false, c.supervise)
+	goroutine.Go(c.Log, "containerd", false, c.supervise)
 	return nil
 }
 

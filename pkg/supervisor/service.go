@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keel-os/keel/pkg/goroutine"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -139,7 +140,7 @@ func (s *Services) Start(ctx context.Context, bundles []bundle.Bundle) {
 		svc := s.add(b)
 		started = append(started, svc)
 		s.wg.Add(1)
-		Go(s.log(), "service "+b.Name, false, func() {
+		goroutine.Go(s.log(), "service "+b.Name, false, func() {
 			defer s.wg.Done()
 			defer close(svc.done)
 			s.run(svc)

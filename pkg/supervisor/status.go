@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keel-os/keel/pkg/goroutine"
 	"io"
 	"log/slog"
 	"net"
@@ -54,7 +55,7 @@ func ServeStatus(ctx context.Context, log *slog.Logger, path string, status func
 		<-ctx.Done()
 		l.Close()
 	}()
-	Go(log, "status", false, func() {
+	goroutine.Go(log, "status", false, func() {
 		for {
 			conn, err := l.Accept()
 			if err != nil {
