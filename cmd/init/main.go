@@ -1,24 +1,23 @@
 // Command init is keel's PID 1. It moves off the initramfs root, mounts
-// the system filesystems, runs the onboot containers in order, then waits
-// for a signal to reboot, halt or power off. It must never exit: PID 1
-// exiting panics the kernel.
+// the system filesystems and loads the drivers, then hands over to the
+// supervisor's System: the onboot containers in order, the console shell,
+// containerd and the services; and on a signal or the power button, the
+// shutdown. It must never exit: PID 1 exiting panics the kernel.
 package main
 
 import (
 	"context"
 	"fmt"
-	"github.com/keel-os/keel/pkg/goroutine"
 	"log/slog"
 	"os"
-	"os/signal"
-	"strings"
 	"time"
 
 	"github.com/keel-os/keel/pkg/bootlog"
-	"github.com/keel-os/keel/pkg/bundle"
+	"github.com/keel-os/keel/pkg/goroutine"
 	"github.com/keel-os/keel/pkg/mount"
 	"github.com/keel-os/keel/pkg/supervisor"
 	"github.com/opencontainers/runc/libcontainer"
+
 	// nsenter's constructor runs before the Go runtime in "init" children
 	// and sets up the container's namespaces.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
@@ -48,14 +47,8 @@ func init() {
 }
 
 func main() {
-	// First: with no handler, a fatal signal would end PID 1. SIGURG is
-	// left alone, the Go runtime uses it for preemption.
-	sigchld := make(chan os.Signal, 1)
-	signal.Notify(sigchld, unix.SIGCHLD)
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
-		unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR)
-
+	// First: a signal with no handler of ours would end PID 1.
+	sigs := catchSignals()
 	initStart() // the boot report counts from here
 
 	if os.Getpid() != 1 && os.Getenv("KEEL_INIT_ANY_PID") == "" {
@@ -64,21 +57,46 @@ func main() {
 		fmt.Fprintln(os.Stderr, "keel init: not pid 1; refusing to run (set KEEL_INIT_ANY_PID=1 to insist)")
 		os.Exit(1)
 	}
-
 	console := bootlog.New(os.Stdout)
 	level := slog.LevelInfo
 	if os.Getenv("KEEL_LOG") == "debug" {
 		level = slog.LevelDebug
 	}
 	log := slog.New(console.Handler(level))
-	defer func() {
-		// The last resort: log and stay alive rather than panic the kernel.
-		if r := recover(); r != nil {
-			log.Error("init panicked, idling", "err", r)
-			idle(log, sigs, nil, nil)
-		}
-	}()
 
+	p := &pid1{log: log, console: console, requests: make(chan supervisor.Action, 1)}
+	p.shutdownFn = p.shutdown
+	p.run(p.boot, sigs.shutdown)
+}
+
+// run runs the boot, then waits for shutdown requests for ever. A panic
+// in the boot leaves a PID 1 that still reaps and still shuts down on
+// request with whatever was set up; a panic while idle (in a shutdown)
+// is logged and the waiting goes on.
+func (p *pid1) run(boot func(), signals <-chan os.Signal) {
+	goroutine.Run(p.log, "boot", boot)
+	for {
+		goroutine.Run(p.log, "idle", func() { p.idle(signals) })
+		time.Sleep(100 * time.Millisecond) // never spin
+	}
+}
+
+// pid1 is what PID 1 has set up so far.
+type pid1 struct {
+	log      *slog.Logger
+	console  *bootlog.Console
+	requests chan supervisor.Action // shutdowns PID 1 asks for itself
+	// shutdownFn is shutdown; tests replace it.
+	shutdownFn func(supervisor.Action) error
+	reaper   *supervisor.Reaper
+	mounts   *mount.Table
+	system   *supervisor.System
+}
+
+// boot is the boot sequence, up to the System's phases, which run in the
+// background.
+func (p *pid1) boot() {
+	log := p.log
 	if os.Getpid() == 1 {
 		switchRoot(log)
 	}
@@ -86,63 +104,77 @@ func main() {
 	if os.Getenv("PATH") == "" {
 		os.Setenv("PATH", defaultPath)
 	}
+	p.reaper = supervisor.NewReaper(log)
+	goroutine.Go(log, "reaper", true, func() { p.reaper.Run(context.Background(), sigChild) })
 
 	applyXattrs(log) // xattrs.go: file capabilities, before anything is mounted over /
-	mounts := mountSystem(log)
-	setUpSystem(log) // system.go: modules, hostname, loopback, rlimits
+	p.mounts = mountSystem(log)
+	args := readCmdline()
+	setUpSystem(log, args) // system.go: modules, hostname, loopback, rlimits
 	if os.Getpid() == 1 {
 		// ctrl-alt-del then arrives as SIGINT instead of an instant reboot.
 		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
 			log.Warn("disable ctrl-alt-del", "err", err)
 		}
 	}
+	watchPowerButton(log, p.request)
+	p.system = supervisor.NewSystem(&supervisor.System{
+		Log:      log,
+		Console:  p.console,
+		Reaper:   p.reaper,
+		Mounts:   p.mounts,
+		LogDir:   logDir,
+		StateDir: containerState,
+		Shell:    newConsole(log, p.reaper, args),
+		Oneshot:  args.Flag(paramOneshot),
+		Request:  p.request,
+	})
+	goroutine.Go(log, "system", false, p.system.Boot)
+}
 
-	ctx, stopOnboot := context.WithCancel(context.Background())
-	reaper := supervisor.NewReaper(log)
-	goroutine.Go(log, "reaper", true, func() { reaper.Run(context.Background(), sigchld) })
-
-	onboot := &supervisor.Onboot{
-		Runner:  &supervisor.ContainerRunner{Reaper: reaper, StateDir: containerState, Log: log},
-		Mounts:  mounts,
-		Console: console,
-		Log:     log,
-		LogDir:  logDir,
+// request asks for a shutdown; one already asked for wins.
+func (p *pid1) request(a supervisor.Action) {
+	select {
+	case p.requests <- a:
+	default:
 	}
-	// Asked for by PID 1 itself rather than by a signal.
-	requests := make(chan supervisor.Action, 1)
-	watchPowerButton(log, requests)
-	shell := newConsole(log, reaper)
-	oneshot := kernelParam("keel.oneshot")
-	services := newServiceSystem(log, reaper, mounts) // containerd and services: services.go
-	goroutine.Go(log, "onboot", false, func() {
-		bundles, err := bundle.List("/", bundle.Onboot)
-		if err != nil {
-			log.Error("onboot", "err", err)
-		}
-		results := onboot.RunAll(ctx, bundles)
-		if _, fatal := supervisor.Fatal(results); fatal {
-			requests <- supervisor.Halt
-			return
-		}
-		services.Start(ctx)
-		if oneshot {
-			log.Info("oneshot: onboot done, powering off")
-			requests <- supervisor.PowerOff
-		} else {
-			shell.Start() // after onboot, so as not to mix with its output
-		}
-	})
+}
 
-	onshutdown := &supervisor.Onshutdown{Runner: onboot, Root: "/", Log: log}
-	shutdown := &supervisor.Shutdown{Reaper: reaper, Mounts: mounts, Log: log,
-		StopConsole: shell.Stop, Onshutdown: onshutdown.Run,
-		Services: services.services, Containerd: services.containerd}
-	idle(log, sigs, requests, func(a supervisor.Action) {
-		stopOnboot()
-		if err := shutdown.Run(a); err != nil {
-			log.Error("shutdown failed, idling", "err", err)
+// idle waits for shutdown requests for ever. A shutdown normally ends the
+// machine; if it returns, PID 1 keeps waiting.
+func (p *pid1) idle(signals <-chan os.Signal) {
+	for {
+		var a supervisor.Action
+		select {
+		case a = <-p.requests:
+		case sig := <-signals:
+			var ok bool
+			if a, ok = supervisor.ActionFor(sig); !ok {
+				p.log.Info("signal ignored", "signal", signalName(sig))
+				continue
+			}
 		}
-	})
+		if err := p.shutdownFn(a); err != nil {
+			p.log.Error("shutdown failed, idling", "err", err)
+		}
+	}
+}
+
+// shutdown shuts down with what the boot set up, however far it got.
+func (p *pid1) shutdown(a supervisor.Action) error {
+	if p.system != nil {
+		return p.system.Shutdown(a)
+	}
+	reaper := p.reaper
+	if reaper == nil {
+		reaper = supervisor.NewReaper(p.log)
+	}
+	mounts := p.mounts
+	if mounts == nil {
+		mounts = &mount.Table{}
+	}
+	sd := &supervisor.Shutdown{Reaper: reaper, Mounts: mounts, Log: p.log}
+	return sd.Run(a)
 }
 
 // mountSystem mounts the system filesystems and delegates the cgroup
@@ -152,13 +184,12 @@ func mountSystem(log *slog.Logger) *mount.Table {
 	var mounts mount.Table
 	if err := mounts.System(); err != nil {
 		log.Error("mount filesystems", "err", err)
-	} else {
-		log.Info("mounted filesystems", "count", len(mounts.Targets()))
 	}
+	log.Info("mounted filesystems", "count", len(mounts.Targets()))
 	if enabled, err := mount.EnableControllers("/sys/fs/cgroup"); err != nil {
-		log.Warn("cgroup controllers", "enabled", strings.Join(enabled, ","), "err", err)
+		log.Warn("cgroup controllers", "enabled", fmt.Sprint(enabled), "err", err)
 	} else {
-		log.Debug("cgroup controllers", "enabled", strings.Join(enabled, ","))
+		log.Debug("cgroup controllers", "enabled", fmt.Sprint(enabled))
 	}
 	return &mounts
 }
@@ -184,40 +215,4 @@ func switchRoot(log *slog.Logger) {
 		return
 	}
 	log.Info("switched root off initramfs", "copy", copyRoot, "duration", time.Since(start).Round(time.Millisecond))
-}
-
-// idle waits for signals for ever. A shutdown signal runs shutdown, which
-// normally ends the machine; if it returns, PID 1 keeps waiting.
-func idle(log *slog.Logger, sigs <-chan os.Signal, requests <-chan supervisor.Action, shutdown func(supervisor.Action)) {
-	for {
-		select {
-		case a := <-requests:
-			if shutdown != nil {
-				shutdown(a)
-			}
-		case sig := <-sigs:
-			a, ok := supervisor.ActionFor(sig)
-			if !ok || shutdown == nil {
-				log.Info("signal ignored", "signal", unix.SignalName(sig.(unix.Signal)))
-				continue
-			}
-			shutdown(a)
-		}
-	}
-}
-
-// kernelParam reports whether the bare word name is on the kernel command
-// line. Words with a dot are module parameters to the kernel, which keeps
-// them from init's argv and environment, so /proc/cmdline is read.
-func kernelParam(name string) bool {
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return false
-	}
-	for _, w := range strings.Fields(string(b)) {
-		if w == name || w == name+"=1" {
-			return true
-		}
-	}
-	return false
 }

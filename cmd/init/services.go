@@ -1,20 +1,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/keel-os/keel/pkg/goroutine"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/keel-os/keel/pkg/bootreport"
 	"github.com/keel-os/keel/pkg/bundle"
-	"github.com/keel-os/keel/pkg/mount"
+	"github.com/keel-os/keel/pkg/logfile"
 	"github.com/keel-os/keel/pkg/supervisor"
 )
 
@@ -23,70 +18,6 @@ import (
 func init() {
 	if filepath.Base(os.Args[0]) == "keel" {
 		os.Exit(keelCommand(os.Stdout, os.Stderr, os.Args[1:]))
-	}
-}
-
-// serviceSystem is containerd and the services, as PID 1 runs them.
-type serviceSystem struct {
-	log        *slog.Logger
-	containerd *supervisor.Containerd
-	services   *supervisor.Services
-	reaper     *supervisor.Reaper
-}
-
-func newServiceSystem(log *slog.Logger, reaper *supervisor.Reaper, mounts *mount.Table) *serviceSystem {
-	cd := &supervisor.Containerd{Reaper: reaper, Log: log}
-	return &serviceSystem{
-		log:        log,
-		containerd: cd,
-		services:   &supervisor.Services{Containerd: cd, Mounts: mounts, Log: log, LogDir: logDir},
-		reaper:     reaper,
-	}
-}
-
-// Start starts containerd when the image has services, then every service,
-// the log bounding and the status socket. It returns once each service has
-// been started once.
-func (s *serviceSystem) Start(ctx context.Context) {
-	if err := supervisor.ServeStatus(ctx, s.log, supervisor.DefaultStatusSocket, s.status); err != nil {
-		s.log.Warn("status", "err", err)
-	}
-	bundles, err := bundle.List("/", bundle.Service)
-	if err != nil {
-		s.log.Error("services", "err", err)
-	}
-	if len(bundles) == 0 {
-		s.log.Info("no services, containerd not started")
-		return
-	}
-	if err := s.containerd.Start(ctx); err != nil {
-		s.log.Error("containerd failed, services not started", "err", err)
-		return
-	}
-	bootreport.Mark("containerd")
-	goroutine.Go(s.log, "logs", true, func() {
-		supervisor.KeepLogsBounded(ctx, s.log, supervisor.DefaultLogCheck, supervisor.DefaultLogMax, func() []string {
-			return append(s.services.LogPaths(), supervisor.DefaultContainerdLog)
-		})
-	})
-	start := time.Now()
-	s.services.Start(ctx, bundles)
-	running := 0
-	for _, st := range s.services.Status() {
-		if st.State == supervisor.StateRunning {
-			running++
-		}
-	}
-	bootreport.Mark("services")
-	s.log.Info("services started", "count", len(bundles), "running", running, "duration", time.Since(start).Round(time.Millisecond))
-}
-
-func (s *serviceSystem) status() supervisor.Status {
-	return supervisor.Status{
-		Now:        time.Now(),
-		Containerd: supervisor.ContainerdStatus{Pid: s.containerd.Pid(), Restarts: s.containerd.Restarts()},
-		Services:   s.services.Status(),
-		Orphans:    s.reaper.Orphans(),
 	}
 }
 
@@ -131,7 +62,7 @@ func keelCommand(stdout, stderr io.Writer, args []string) int {
 			fmt.Fprint(stderr, keelUsage)
 			return 2
 		}
-		b, err := supervisor.TailLog(filepath.Join(logDir, name+".log"), *n)
+		b, err := logfile.Tail(filepath.Join(logDir, name+".log"), *n)
 		if errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintf(stderr, "keel: no log for %q in %s\n", name, logDir)
 			return 1

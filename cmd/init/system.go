@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"github.com/keel-os/keel/pkg/goroutine"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keel-os/keel/pkg/goroutine"
 
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/bootreport"
@@ -43,12 +44,12 @@ var alwaysModules = []string{"button", "evdev", "overlay"}
 // modules (drivers first: eth0 exists only once virtio_net is loaded),
 // hostname, loopback and resource limits. Every failure is logged, none
 // stops the boot.
-func setUpSystem(log *slog.Logger) {
+func setUpSystem(log *slog.Logger, args cmdline) {
 	if err := bootreport.WriteTo(bootreport.Path); err != nil {
 		log.Warn("boot report", "err", err)
 	}
 	bootreport.Mark("mounts")
-	loadModules(log)
+	loadModules(log, args)
 	bootreport.Mark("modules")
 	setHostname(log)
 	if err := loopbackUp(); err != nil {
@@ -60,7 +61,7 @@ func setUpSystem(log *slog.Logger) {
 	bootreport.Mark("system")
 }
 
-func loadModules(log *slog.Logger) {
+func loadModules(log *slog.Logger, args cmdline) {
 	start := time.Now()
 	l, source, err := modules.Open("/", log)
 	if err != nil {
@@ -73,7 +74,7 @@ func loadModules(log *slog.Logger) {
 		log.Warn("modules: coldplug", "err", err)
 	}
 	names := alwaysModules
-	if v, _ := kernelParamValue("keel.modules"); v != "" {
+	if v, _ := args.Value(paramModules); v != "" {
 		names = append(names, strings.Split(v, ",")...)
 	}
 	always := l.Load(names...)
@@ -165,7 +166,7 @@ func raiseRlimits(nrOpenPath string) error {
 
 // watchPowerButton turns a press of the power key (ACPI button, QMP
 // system_powerdown) into a power-off request.
-func watchPowerButton(log *slog.Logger, requests chan<- supervisor.Action) {
+func watchPowerButton(log *slog.Logger, request func(supervisor.Action)) {
 	if log.Enabled(context.Background(), slog.LevelDebug) {
 		for _, n := range input.Names("/sys/class/input") {
 			log.Debug("input device", "device", n)
@@ -173,10 +174,7 @@ func watchPowerButton(log *slog.Logger, requests chan<- supervisor.Action) {
 	}
 	p := &input.PowerButton{Dir: "/dev/input", Log: log, Pressed: func(dev string) {
 		log.Info("power button pressed", "device", dev)
-		select {
-		case requests <- supervisor.PowerOff:
-		default: // a shutdown is already asked for
-		}
+		request(supervisor.PowerOff)
 	}}
 	goroutine.Go(log, "power button", true, func() { p.Run(context.Background()) })
 }
@@ -187,6 +185,7 @@ func watchPowerButton(log *slog.Logger, requests chan<- supervisor.Action) {
 type consoleShell struct {
 	log    *slog.Logger
 	reaper *supervisor.Reaper
+	args   cmdline
 
 	mu      sync.Mutex
 	stopped bool
@@ -194,8 +193,8 @@ type consoleShell struct {
 	done    chan struct{}
 }
 
-func newConsole(log *slog.Logger, reaper *supervisor.Reaper) *consoleShell {
-	return &consoleShell{log: log, reaper: reaper}
+func newConsole(log *slog.Logger, reaper *supervisor.Reaper, args cmdline) *consoleShell {
+	return &consoleShell{log: log, reaper: reaper, args: args}
 }
 
 // Start starts the shell (once).
@@ -205,7 +204,7 @@ func (c *consoleShell) Start() {
 	if c.stopped || c.cancel != nil {
 		return
 	}
-	if v, _ := kernelParamValue("keel.console"); v == "off" {
+	if v, _ := c.args.Value(paramConsole); v == "off" {
 		c.log.Info("console shell off (keel.console=off)")
 		return
 	}
@@ -249,27 +248,4 @@ func (c *consoleShell) Stop() {
 	case <-done:
 	case <-time.After(2 * time.Second):
 	}
-}
-
-// kernelParamValue returns the value of name=value on the kernel command
-// line (read from /proc/cmdline: dotted words never reach init's
-// environment), and whether the word is there at all.
-func kernelParamValue(name string) (string, bool) {
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return "", false
-	}
-	return paramValue(string(b), name)
-}
-
-func paramValue(cmdline, name string) (string, bool) {
-	val, found := "", false
-	for _, w := range strings.Fields(cmdline) {
-		if w == name {
-			val, found = "", true
-		} else if v, ok := strings.CutPrefix(w, name+"="); ok {
-			val, found = v, true
-		}
-	}
-	return val, found
 }

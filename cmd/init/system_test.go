@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -26,18 +27,21 @@ func TestHostname(t *testing.T) {
 }
 
 func TestParamValue(t *testing.T) {
-	cmdline := "console=ttyS0 quiet keel.console=off keel.oneshot init=/init\n"
-	if v, ok := paramValue(cmdline, "keel.console"); !ok || v != "off" {
+	c := cmdline(strings.Fields("console=ttyS0 quiet keel.console=off keel.oneshot keel.x=1 keel.y=2 init=/init\n"))
+	if v, ok := c.Value("keel.console"); !ok || v != "off" {
 		t.Errorf("keel.console = %q %v", v, ok)
 	}
-	if v, ok := paramValue(cmdline, "keel.oneshot"); !ok || v != "" {
+	if v, ok := c.Value("keel.oneshot"); !ok || v != "" {
 		t.Errorf("keel.oneshot = %q %v", v, ok)
 	}
-	if _, ok := paramValue(cmdline, "keel"); ok {
+	if _, ok := c.Value("keel"); ok {
 		t.Error("keel found")
 	}
+	if !c.Flag("keel.oneshot") || !c.Flag("keel.x") || c.Flag("keel.y") || c.Flag("keel.console") || c.Flag("quiet=1") {
+		t.Error("Flag: a bare word or =1 is set, anything else is not")
+	}
 	// The last word wins, as for the kernel.
-	if v, _ := paramValue("keel.console=off keel.console=on", "keel.console"); v != "on" {
+	if v, _ := (cmdline{"keel.console=off", "keel.console=on"}).Value("keel.console"); v != "on" {
 		t.Errorf("last word: %q", v)
 	}
 }

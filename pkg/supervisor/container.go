@@ -6,9 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/keel-os/keel/pkg/goroutine"
 
 	// Registers the device-rules manager (eBPF on cgroup v2); without it
 	// libcontainer refuses to apply the spec's device cgroup.
@@ -25,100 +26,84 @@ import (
 // one it passed its stdout to) may hold the pipe open forever.
 const outputDrain = time.Second
 
-// ContainerRunner runs OCI bundles to completion with libcontainer, the
-// library under runc, in-process: no runc binary is needed in the image.
-type ContainerRunner struct {
+// Libcontainer runs bundles to completion with libcontainer, the library
+// under runc, in-process: no runc binary is needed in the image. Every
+// start goes through the Reaper.
+type Libcontainer struct {
 	Reaper *Reaper
 	// StateDir holds libcontainer's per-container state, e.g. /run/keel/containers.
 	StateDir string
 	Log      *slog.Logger // may be nil
 }
 
-func (r *ContainerRunner) log() *slog.Logger {
+func (r *Libcontainer) log() *slog.Logger {
 	if r.Log == nil {
 		return slog.New(slog.DiscardHandler)
 	}
 	return r.Log
 }
 
-// Run creates the container id from spec with its root at rootfs (an
-// absolute path), runs its process to completion with stdout and stderr
-// copied to the given writers, and destroys it. The two copies run
-// concurrently: a writer shared by both must be safe for that. The error
-// is about keel failing to run the container; how its process ended is in
-// the Exit. If ctx is done first, the process is killed.
-func (r *ContainerRunner) Run(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdout, stderr io.Writer) (Exit, error) {
-	return r.RunPrepared(ctx, id, spec, rootfs, stdout, stderr, nil)
+// Runner is the Runner of the prepared bundle p as container id, its
+// stdout and stderr copied to the given writers. The two copies run
+// concurrently: a writer shared by both must be safe for that, and a
+// writer that blocks holds up the container.
+func (r *Libcontainer) Runner(id string, p *Prepared, stdout, stderr io.Writer) Runner {
+	return &containerRunner{lc: r, id: id, p: p, stdout: stdout, stderr: stderr}
 }
 
-// RunPrepared is Run with a step between the two halves of the start:
-// libcontainer's Start makes the container's first process, with its
-// namespaces, and leaves it waiting; prepare gets its pid (to move
-// interfaces into its network namespace, bind its namespaces); then Exec
-// lets it run the container's program. If prepare fails, the process is
-// killed and the error returned. A nil prepare is a plain Run.
-func (r *ContainerRunner) RunPrepared(ctx context.Context, id string, spec *specs.Spec, rootfs string, stdout, stderr io.Writer, prepare func(pid int) error) (Exit, error) {
-	if spec.Process == nil || spec.Root == nil {
-		return Exit{}, fmt.Errorf("container %s: spec needs a process and a root", id)
-	}
-	if !filepath.IsAbs(rootfs) {
-		return Exit{}, fmt.Errorf("container %s: rootfs %q is not absolute", id, rootfs)
-	}
-	// specconv resolves a relative root against the working directory;
-	// PID 1's is "/", so give it the absolute path and leave the caller's
-	// spec untouched.
-	s := *spec
-	root := *spec.Root
-	root.Path = rootfs
-	s.Root = &root
+type containerRunner struct {
+	lc             *Libcontainer
+	id             string
+	p              *Prepared
+	stdout, stderr io.Writer
+}
 
+// Start creates the container and starts its process. With runtime.json
+// interfaces or bindNS it does so in two halves: libcontainer's Start
+// makes the first process, with its namespaces, and leaves it waiting;
+// Prepared.BeforeRun gets its pid; then Exec lets it run the program.
+func (c *containerRunner) Start(ctx context.Context) (Process, error) {
+	r, id, spec := c.lc, c.id, c.p.Spec
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName: id,
-		Spec:       &s,
+		Spec:       spec, // its root is absolute (Prepare)
 	})
 	if err != nil {
-		return Exit{}, fmt.Errorf("container %s: convert spec: %w", id, err)
+		return nil, fmt.Errorf("container %s: convert spec: %w", id, err)
 	}
 	process, err := newProcess(spec.Process)
 	if err != nil {
-		return Exit{}, fmt.Errorf("container %s: %w", id, err)
+		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
-
 	container, err := libcontainer.Create(r.StateDir, id, config)
 	if err != nil {
-		return Exit{}, fmt.Errorf("container %s: create: %w", id, err)
+		return nil, fmt.Errorf("container %s: create: %w", id, err)
 	}
-	defer func() {
-		// Destroy may signal and wait for what is left of the container,
-		// so the reaper must hold off meanwhile.
-		if err := r.Reaper.Hold(container.Destroy); err != nil {
-			r.log().Warn("destroy container failed", "container", id, "err", err)
-		}
-	}()
-
+	p := &containerProcess{lc: r, id: id, container: container, process: process}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return Exit{}, fmt.Errorf("container %s: stdout pipe: %w", id, err)
+		p.destroy()
+		return nil, fmt.Errorf("container %s: stdout pipe: %w", id, err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
-		return Exit{}, fmt.Errorf("container %s: stderr pipe: %w", id, err)
+		p.destroy()
+		return nil, fmt.Errorf("container %s: stderr pipe: %w", id, err)
 	}
 	// Passing *os.File makes libcontainer hand the pipes straight to the
 	// container instead of copying through goroutines of its own.
 	process.Stdout, process.Stderr = outW, errW
+	p.pipes = []*os.File{outR, errR}
+	p.copies.Add(2)
+	goroutine.Go(r.log(), "output "+id, false, func() { copyOutput(&p.copies, c.stdout, outR) })
+	goroutine.Go(r.log(), "output "+id, false, func() { copyOutput(&p.copies, c.stderr, errR) })
 
-	var copies sync.WaitGroup
-	copies.Add(2)
-	go copyOutput(&copies, stdout, outR)
-	go copyOutput(&copies, stderr, errR)
-
-	r.log().Debug("container created", "container", id)
-	exited, err := r.Reaper.Spawn(func() (int, error) {
+	before := c.p.NeedsBeforeRun()
+	p.exited, err = r.Reaper.Spawn(func() (int, error) {
 		start := container.Run
-		if prepare != nil {
+		if before {
 			start = container.Start
 		}
 		if err := start(process); err != nil {
@@ -126,53 +111,96 @@ func (r *ContainerRunner) RunPrepared(ctx context.Context, id string, spec *spec
 		}
 		return process.Pid()
 	})
-	if err == nil && prepare != nil {
-		err = r.prepare(container, process, exited, prepare)
-	}
-	if err == nil {
-		r.log().Debug("container started", "container", id)
+	if err == nil && before {
+		err = p.beforeRun(c.p)
 	}
 	// Our copies of the write ends must go, or the readers never see EOF.
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		closeAfter(&copies, outputDrain, outR, errR)
-		return Exit{}, fmt.Errorf("container %s: start: %w", id, err)
+		p.release()
+		return nil, fmt.Errorf("container %s: start: %w", id, err)
 	}
-
-	var exit Exit
-	select {
-	case exit = <-exited:
-	case <-ctx.Done():
-		_ = process.Signal(unix.SIGKILL)
-		exit = <-exited
-	}
-	closeAfter(&copies, outputDrain, outR, errR)
-	// The reaper already collected the status; Wait only releases what
-	// libcontainer holds for the process, and its "no child" error is
-	// expected.
-	_, _ = process.Wait()
-	return exit, nil
+	p.pid, _ = process.Pid()
+	r.log().Debug("container started", "container", id, "pid", p.pid)
+	return p, nil
 }
 
-// prepare runs prepare on a started container's first process, then lets
-// it exec the container's program. On failure the process is killed and
-// its exit collected.
-func (r *ContainerRunner) prepare(container *libcontainer.Container, process *libcontainer.Process, exited <-chan Exit, prepare func(pid int) error) error {
-	pid, err := process.Pid()
+// containerProcess is a started libcontainer container.
+type containerProcess struct {
+	lc        *Libcontainer
+	id        string
+	container *libcontainer.Container
+	process   *libcontainer.Process
+	pid       int
+	exited    <-chan Exit
+	pipes     []*os.File
+	copies    sync.WaitGroup
+	once      sync.Once
+	code      int
+}
+
+func (p *containerProcess) Pid() int { return p.pid }
+
+// Signal signals the container's first process; SIGKILL goes to every
+// process of the container (libcontainer's Signal does that when the
+// container shares the host's pid namespace, where the first process's
+// death would not take the others with it).
+func (p *containerProcess) Signal(sig unix.Signal) error {
+	if sig == unix.SIGKILL {
+		// It may wait for processes of its own: reaping holds off.
+		return p.lc.Reaper.Hold(func() error { return p.container.Signal(sig) })
+	}
+	return p.process.Signal(sig)
+}
+
+// Wait waits for the first process to exit, drains its output and
+// destroys the container.
+func (p *containerProcess) Wait() int {
+	p.once.Do(func() {
+		exit := <-p.exited
+		p.code = exit.Code()
+		p.release()
+	})
+	return p.code
+}
+
+// beforeRun runs the bundle's BeforeRun on the first process, then lets it
+// exec the container's program. On failure the process is killed and its
+// exit collected.
+func (p *containerProcess) beforeRun(pr *Prepared) error {
+	pid, err := p.process.Pid()
 	if err == nil {
-		err = prepare(pid)
+		err = pr.BeforeRun(pid)
 		if err == nil {
-			if err = container.Exec(); err == nil {
+			if err = p.container.Exec(); err == nil {
 				return nil
 			}
 			err = fmt.Errorf("exec: %w", err)
 		}
 	}
-	_ = process.Signal(unix.SIGKILL)
-	<-exited
-	_, _ = process.Wait()
+	_ = p.process.Signal(unix.SIGKILL)
+	<-p.exited
 	return err
+}
+
+// release drains and closes the output pipes (a process left behind may
+// hold them open for ever: outputDrain bounds the wait), releases what
+// libcontainer holds for the process and destroys the container.
+func (p *containerProcess) release() {
+	closeAfter(&p.copies, outputDrain, p.pipes...)
+	// The reaper already collected the status; Wait only releases what
+	// libcontainer holds, and its "no child" error is expected.
+	_, _ = p.process.Wait()
+	p.destroy()
+}
+
+func (p *containerProcess) destroy() {
+	// Destroy may signal and wait for what is left of the container, so
+	// the reaper must hold off meanwhile.
+	if err := p.lc.Reaper.Hold(p.container.Destroy); err != nil {
+		p.lc.log().Warn("destroy container failed", "container", p.id, "err", err)
+	}
 }
 
 // copyOutput copies a container's output until EOF or until the read end is
@@ -186,7 +214,7 @@ func copyOutput(wg *sync.WaitGroup, w io.Writer, r *os.File) {
 // ends, which ends the copies.
 func closeAfter(wg *sync.WaitGroup, d time.Duration, files ...*os.File) {
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	goroutine.Go(nil, "output drain", false, func() { wg.Wait(); close(done) })
 	select {
 	case <-done:
 	case <-time.After(d):

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/keel-os/keel/pkg/goroutine"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/keel-os/keel/pkg/goroutine"
+	"github.com/keel-os/keel/pkg/logfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,9 +30,11 @@ const (
 )
 
 // Containerd runs containerd as a child of PID 1 (started through the
-// Reaper), restarts it when it dies, and hands out a client connected to
-// it. Services keep running across a restart: their shims outlive the
-// daemon, and the service loops re-attach to their tasks.
+// Reaper), supervised by a Unit like every service: its first start is
+// retried with backoff like any later one, and it is restarted when it
+// dies. It hands out a client connected to the running daemon. Services
+// keep running across a restart: their shims outlive the daemon, and the
+// services re-attach to their tasks.
 type Containerd struct {
 	Reaper *Reaper
 	Log    *slog.Logger
@@ -45,16 +48,17 @@ type Containerd struct {
 	Env []string
 	// Ready is how long one start may take to answer; 30s if 0.
 	Ready time.Duration
+	// Backoff spaces the restarts; 0.5 s doubling to 30 s if zero.
+	Backoff Backoff
 
-	mu       sync.Mutex
-	client   *containerd.Client
-	pid      int
-	gen      chan struct{} // closed and replaced whenever the client changes
-	stopping bool
-	exited   <-chan Exit
-	done     chan struct{} // closed when the supervision loop ends
-	stop     chan struct{} // closed by Stop
-	restarts int
+	mu     sync.Mutex
+	client *containerd.Client
+	gen    chan struct{} // closed and replaced whenever the client changes
+	unit   *Unit
+	ready  chan struct{} // closed at the first successful start
+	log    *logfile.File
+	// stopped is set by Stop: a Start racing a shutdown starts nothing.
+	stopped bool
 }
 
 func (c *Containerd) defaults() {
@@ -116,9 +120,10 @@ func ContainerdConfig(root, state, address string) string {
 	return b.String()
 }
 
-// Start writes the config, starts containerd and waits until its API
-// answers. Afterwards containerd is watched and restarted if it dies,
-// until Stop.
+// Start writes the config, starts containerd and returns once its API
+// answers. A start that fails is retried with backoff until ctx is done
+// (a shutdown), which Start then returns. containerd is supervised and
+// restarted until Stop.
 func (c *Containerd) Start(ctx context.Context) error {
 	c.defaults()
 	for _, d := range []string{filepath.Dir(c.Config), filepath.Dir(c.LogPath), filepath.Dir(c.Address), c.Root, c.State} {
@@ -129,47 +134,71 @@ func (c *Containerd) Start(ctx context.Context) error {
 	if err := os.WriteFile(c.Config, []byte(ContainerdConfig(c.Root, c.State, c.Address)), 0o644); err != nil {
 		return fmt.Errorf("containerd: write config: %w", err)
 	}
-	c.mu.Lock()
-	c.gen = make(chan struct{})
-	c.done = make(chan struct{})
-	c.stop = make(chan struct{})
-	c.mu.Unlock()
-	if err := c.startOnce(ctx); err != nil {
-		close(c.done)
-		return err
+	lf, err := logfile.Open(c.LogPath, 0)
+	if err != nil {
+		return fmt.Errorf("containerd: %w", err)
 	}
-	goroutine.Go(c.Log, "containerd", false, c.supervise)
-	return nil
+	bo := c.Backoff
+	if bo.Initial == 0 {
+		bo = Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Reset: time.Minute}
+	}
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		lf.Close()
+		return errors.New("containerd: not started: stopping")
+	}
+	c.log = lf
+	c.gen = make(chan struct{})
+	c.ready = make(chan struct{})
+	ready := c.ready
+	var once sync.Once
+	c.unit = &Unit{Name: "containerd", Runner: RunnerFunc(c.start), Policy: Always, RetryStart: true,
+		Grace: ContainerdStopGrace, Backoff: bo, Log: c.Log, Quiet: true,
+		OnStart: func(Process) { once.Do(func() { close(ready) }) }}
+	u := c.unit
+	c.mu.Unlock()
+	goroutine.Go(c.Log, "containerd", false, func() {
+		u.Run(context.Background())
+		lf.Close()
+	})
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		_ = u.Stop(context.Background())
+		return fmt.Errorf("containerd: not started: %w", ctx.Err())
+	}
 }
 
-// startOnce starts the daemon and connects to it.
-func (c *Containerd) startOnce(ctx context.Context) error {
+// start is the Runner of containerd's Unit: it starts the daemon and connects to it.
+func (c *Containerd) start(ctx context.Context) (Process, error) {
 	start := time.Now()
-	logf, err := os.OpenFile(c.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("containerd: open log: %w", err)
-	}
-	defer logf.Close() // the child has its own copy
 	// A socket left by a daemon that died would make the client think it
 	// is up; containerd removes it too, but the wait below must not race.
 	_ = os.Remove(c.Address)
 	cmd := exec.Command(c.Binary, "--config", c.Config)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	// Through a pipe into a log that rotates itself and never blocks the
+	// daemon; shims that inherit the pipe must not hold up Wait.
+	cmd.Stdout, cmd.Stderr = c.log, c.log
+	cmd.WaitDelay = time.Second
 	cmd.Env = c.Env
 	// Its own process group: a ctrl-c on the console is not for it.
 	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
 	exited, err := c.Reaper.Start(cmd)
 	if err != nil {
-		return fmt.Errorf("containerd: start %s: %w", c.Binary, err)
+		return nil, fmt.Errorf("start %s: %w", c.Binary, err)
 	}
+	p := &daemonProcess{cmd: cmd, exited: exited}
 	client, err := c.connect(ctx, exited)
 	if err != nil {
 		_ = cmd.Process.Kill()
-		return err
+		p.Wait()
+		return nil, err
 	}
 	c.mu.Lock()
 	old := c.client
-	c.client, c.pid, c.exited = client, cmd.Process.Pid, exited
+	c.client = client
 	close(c.gen)
 	c.gen = make(chan struct{})
 	c.mu.Unlock()
@@ -177,11 +206,31 @@ func (c *Containerd) startOnce(ctx context.Context) error {
 		_ = old.Close()
 	}
 	c.Log.Info("containerd ready", "pid", cmd.Process.Pid, "duration", time.Since(start).Round(time.Millisecond))
-	return nil
+	return p, nil
 }
 
-// connect waits until the daemon's API answers, it exits or the ready
-// timeout passes.
+// daemonProcess is the running containerd.
+type daemonProcess struct {
+	cmd    *exec.Cmd
+	exited <-chan Exit
+	once   sync.Once
+	code   int
+}
+
+func (p *daemonProcess) Pid() int                     { return p.cmd.Process.Pid }
+func (p *daemonProcess) Signal(sig unix.Signal) error { return unix.Kill(p.cmd.Process.Pid, sig) }
+
+func (p *daemonProcess) Wait() int {
+	p.once.Do(func() {
+		e := <-p.exited
+		_ = p.cmd.Wait() // flushes the output; the status is the reaper's
+		p.code = e.Code()
+	})
+	return p.code
+}
+
+// connect waits until the daemon's API answers, it exits, the ready
+// timeout passes or ctx (a stop) is done.
 func (c *Containerd) connect(ctx context.Context, exited <-chan Exit) (*containerd.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Ready)
 	defer cancel()
@@ -212,50 +261,6 @@ func (c *Containerd) connect(ctx context.Context, exited <-chan Exit) (*containe
 	}
 }
 
-// supervise restarts containerd whenever it dies, with backoff, until Stop.
-func (c *Containerd) supervise() {
-	defer close(c.done)
-	bo := Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Reset: time.Minute}
-	for {
-		c.mu.Lock()
-		exited := c.exited
-		c.mu.Unlock()
-		startedAt := time.Now()
-		e := <-exited
-		c.mu.Lock()
-		stopping := c.stopping
-		c.pid = 0
-		c.mu.Unlock()
-		if stopping {
-			c.Log.Info("containerd stopped", "exit", e)
-			return
-		}
-		delay := bo.Next(time.Since(startedAt))
-		c.mu.Lock()
-		c.restarts++
-		c.mu.Unlock()
-		c.Log.Warn("containerd died, restarting", "exit", e, "delay", delay.Round(time.Millisecond))
-		for {
-			select {
-			case <-c.stop:
-				return
-			case <-time.After(delay):
-			}
-			err := c.startOnce(context.Background())
-			if err == nil {
-				c.mu.Lock()
-				if c.stopping && c.pid > 0 {
-					_ = unix.Kill(c.pid, unix.SIGTERM) // Stop came during the restart
-				}
-				c.mu.Unlock()
-				break
-			}
-			delay = bo.Next(0)
-			c.Log.Error("containerd restart failed", "err", err, "retry", delay.Round(time.Millisecond))
-		}
-	}
-}
-
 // Client returns the current client and a channel closed when it is
 // replaced (containerd restarted). It is nil before Start succeeds.
 func (c *Containerd) Client() (*containerd.Client, <-chan struct{}) {
@@ -264,55 +269,30 @@ func (c *Containerd) Client() (*containerd.Client, <-chan struct{}) {
 	return c.client, c.gen
 }
 
-// Pid is the daemon's pid, 0 while it is not running.
-func (c *Containerd) Pid() int {
+// Status is the daemon's unit status: pid, restarts, state.
+func (c *Containerd) Status() UnitStatus {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pid
+	u := c.unit
+	c.mu.Unlock()
+	if u == nil {
+		return UnitStatus{Name: "containerd", State: StateWaiting}
+	}
+	return u.Status()
 }
 
-// Restarts is how many times containerd died and was restarted.
-func (c *Containerd) Restarts() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.restarts
-}
-
-// Stop stops supervising containerd and stops it: SIGTERM, then SIGKILL
-// once ctx is done. It returns when the daemon is gone.
+// Stop stops containerd: SIGTERM, then SIGKILL once its grace period
+// (ContainerdStopGrace) passes or ctx is done. It returns when the daemon
+// is gone.
 func (c *Containerd) Stop(ctx context.Context) error {
 	c.mu.Lock()
-	if c.done == nil {
-		c.mu.Unlock()
+	c.stopped = true
+	u, client := c.unit, c.client
+	c.mu.Unlock()
+	if u == nil {
 		return nil
 	}
-	if !c.stopping {
-		close(c.stop)
-	}
-	c.stopping = true
-	pid, client := c.pid, c.client
-	c.mu.Unlock()
 	if client != nil {
 		_ = client.Close()
 	}
-	if pid > 0 {
-		_ = unix.Kill(pid, unix.SIGTERM)
-	}
-	select {
-	case <-c.done:
-		return nil
-	case <-ctx.Done():
-	}
-	c.mu.Lock()
-	pid = c.pid
-	c.mu.Unlock()
-	if pid > 0 {
-		_ = unix.Kill(pid, unix.SIGKILL)
-	}
-	select {
-	case <-c.done:
-		return fmt.Errorf("containerd: killed after %w", ctx.Err())
-	case <-time.After(2 * time.Second):
-		return errors.New("containerd: still running after SIGKILL")
-	}
+	return u.Stop(ctx)
 }

@@ -56,11 +56,11 @@ func TestLinuxKitBundleRuns(t *testing.T) {
 		}
 	})
 	o := &Onboot{
-		Runner:  &ContainerRunner{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
-		Mounts:  &mounts,
-		Console: console,
-		Log:     slog.New(console.Handler(slog.LevelInfo)),
-		LogDir:  filepath.Join(root, "var/log"),
+		Engine:   &Libcontainer{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
+		Preparer: &Preparer{Mounts: &mounts},
+		Console:  console,
+		Log:      slog.New(console.Handler(slog.LevelInfo)),
+		LogDir:   filepath.Join(root, "var/log"),
 	}
 	results := o.RunAll(context.Background(), bundles)
 	if len(results) != 1 || results[0].Failed() {

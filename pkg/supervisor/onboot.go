@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -10,51 +9,60 @@ import (
 	"time"
 
 	"github.com/keel-os/keel/pkg/bootlog"
-	"github.com/keel-os/keel/pkg/bootreport"
 	"github.com/keel-os/keel/pkg/bundle"
-	"github.com/keel-os/keel/pkg/mount"
+	"github.com/keel-os/keel/pkg/logfile"
 )
 
-// Onboot runs the onboot bundles one after another, each to completion,
-// before anything else starts. A failing bundle is logged and the next one
-// runs, unless its runtime.json says onFailure: halt; then RunAll stops
-// there and the machine is to halt (see Fatal). The onshutdown bundles are
-// run the same way.
+// Onboot runs onboot (or onshutdown) bundles one after another, each to
+// completion, through libcontainer. A failing bundle is logged and the
+// next one runs, unless its runtime.json says onFailure: halt; then RunAll
+// stops there and the machine is to halt (see Fatal).
 type Onboot struct {
-	Runner  *ContainerRunner
-	Mounts  *mount.Table
-	Console *bootlog.Console
-	Log     *slog.Logger
+	Engine   *Libcontainer
+	Preparer *Preparer
+	Console  *bootlog.Console
+	Log      *slog.Logger
 	// LogDir receives onboot.<name>.log (onshutdown.<name>.log), a copy of
-	// each bundle's output.
+	// each bundle's output, rotated like the services' logs.
 	LogDir string
-	// CgroupRoot is where runtime.json cgroups are made; /sys/fs/cgroup
-	// if empty.
-	CgroupRoot string
-	// OverlayDir holds the writable layers of rootfs overlays
-	// (runtime.json rootfsLower); DefaultOverlayDir if empty.
-	OverlayDir string
+	// Timeout bounds a bundle whose runtime.json gives no timeout; 0 is
+	// no limit.
+	Timeout time.Duration
+	// Grace is a bundle's time between SIGTERM and SIGKILL when the
+	// machine shuts down while it runs; DefaultOnbootGrace if 0.
+	Grace time.Duration
+	// Done, when set, is called as each bundle ends (the boot report).
+	Done func(Result)
 }
+
+// DefaultOnbootGrace is how long an onboot container has to exit on
+// SIGTERM when a shutdown interrupts it.
+const DefaultOnbootGrace = 2 * time.Second
 
 // Result is how one onboot bundle went.
 type Result struct {
-	Bundle   bundle.Bundle
-	Exit     Exit
+	Bundle bundle.Bundle
+	// Code is the exit code (128+N for signal N), valid when Err is nil.
+	Code     int
 	Duration time.Duration
 	// Err is set when keel could not run the bundle at all.
 	Err error
+	// TimedOut is set when it was killed at its time limit.
+	TimedOut bool
 	// Halt is set when the bundle failed and its runtime.json says
 	// onFailure: halt.
 	Halt bool
+	// Interrupted is set when a shutdown stopped it.
+	Interrupted bool
 }
 
-// Failed reports whether the bundle did not run or exited non-zero.
-func (r Result) Failed() bool { return r.Err != nil || !r.Exit.Success() }
+// Failed reports whether the bundle did not run, exited non-zero or timed
+// out.
+func (r Result) Failed() bool { return r.Err != nil || r.TimedOut || r.Code != 0 }
 
 // RunAll runs bundles in order and logs "onboot done" after the last. It
 // stops early when ctx is done (the machine is shutting down) or when a
-// bundle whose failure halts the machine fails. Each finished bundle and
-// the end are marked in the boot report.
+// bundle whose failure halts the machine fails.
 func (o *Onboot) RunAll(ctx context.Context, bundles []bundle.Bundle) []Result {
 	var results []Result
 	failed := 0
@@ -64,22 +72,24 @@ func (o *Onboot) RunAll(ctx context.Context, bundles []bundle.Bundle) []Result {
 			return results
 		}
 		r := o.Run(ctx, b)
-		bootreport.Mark(string(b.Kind) + " " + b.Name)
 		results = append(results, r)
+		if r.Interrupted {
+			o.Log.Warn("onboot interrupted", "remaining", len(bundles)-len(results))
+			return results
+		}
 		if r.Failed() {
 			failed++
 		}
 		if r.Halt {
-			o.Log.Error("onboot "+b.Name+" failed and its onFailure is halt: halting", "exit", r.Exit, "remaining", len(bundles)-len(results))
+			o.Log.Error("onboot "+b.Name+" failed and its onFailure is halt: halting", "exit", exitString(r.Code), "remaining", len(bundles)-len(results))
 			return results
 		}
 	}
 	if failed > 0 {
-		o.Log.Info("onboot done", "count", len(results), "failed", failed)
+		o.Log.Warn("onboot done", "count", len(results), "failed", failed)
 	} else {
 		o.Log.Info("onboot done", "count", len(results))
 	}
-	bootreport.Mark("onboot done")
 	return results
 }
 
@@ -95,16 +105,24 @@ func Fatal(results []Result) (Result, bool) {
 
 // Run runs one bundle and logs its result line,
 // "onboot 000-name exit=0 duration=120ms" ("onshutdown ..." for those).
+// Ending ctx stops the container (SIGTERM, then SIGKILL after Grace).
 func (o *Onboot) Run(ctx context.Context, b bundle.Bundle) Result {
 	start := time.Now()
-	exit, halt, err := o.run(ctx, b)
-	r := Result{Bundle: b, Exit: exit, Duration: time.Since(start), Err: err}
-	r.Halt = halt && r.Failed()
+	r := o.run(ctx, b)
+	r.Duration = time.Since(start)
 	msg := kindName(b) + " " + b.Name
-	if err != nil {
-		o.Log.Error(msg+" failed", "err", err)
-	} else {
-		o.Log.Info(msg, "exit", exit, "duration", r.Duration.Round(time.Millisecond))
+	switch {
+	case r.Err != nil && !r.Interrupted:
+		o.Log.Error(msg+" failed", "err", r.Err)
+	case r.TimedOut:
+		o.Log.Error(msg+" timed out", "exit", exitString(r.Code), "duration", r.Duration.Round(time.Millisecond))
+	case r.Code != 0:
+		o.Log.Warn(msg, "exit", exitString(r.Code), "duration", r.Duration.Round(time.Millisecond))
+	default:
+		o.Log.Info(msg, "exit", exitString(r.Code), "duration", r.Duration.Round(time.Millisecond))
+	}
+	if o.Done != nil {
+		o.Done(r)
 	}
 	return r
 }
@@ -116,79 +134,66 @@ func kindName(b bundle.Bundle) string {
 	return string(b.Kind)
 }
 
-func (o *Onboot) run(ctx context.Context, b bundle.Bundle) (exit Exit, halt bool, err error) {
-	spec, err := bundle.ReadConfig(b.ConfigPath())
+func (o *Onboot) run(ctx context.Context, b bundle.Bundle) Result {
+	r := Result{Bundle: b}
+	p, err := o.Preparer.Prepare(b)
 	if err != nil {
-		return Exit{}, false, err
+		r.Err = err
+		return r
 	}
-	if spec.Root == nil {
-		return Exit{}, false, fmt.Errorf("%s: spec has no root", b.ConfigPath())
+	for _, w := range p.Warnings {
+		o.Log.Warn(kindName(b)+" "+b.Name, "err", w)
 	}
-	rt, err := bundle.ReadRuntime(b.RuntimePath())
-	if err != nil {
-		return Exit{}, false, err
-	}
-	halt = rt.OnFailure == bundle.OnFailureHalt
-	rootfs := inBundle(b, spec.Root.Path)
-	if err := mountSharedRoot(o.Mounts, o.OverlayDir, b, rt, rootfs); err != nil {
-		return Exit{}, halt, err
-	}
-	// Directories first, while the rootfs is still writable; mounts after
-	// the rootfs bind mount, so that those inside it land on top of it
-	// and are seen by the container.
-	if err := makeRuntimeDirs(b, rt); err != nil {
-		return Exit{}, halt, err
-	}
-	if err := o.Mounts.BindSelf(rootfs, spec.Root.Readonly); err != nil {
-		return Exit{}, halt, fmt.Errorf("prepare rootfs: %w", err)
-	}
-	if err := mountRuntime(b, rt, o.Mounts); err != nil {
-		return Exit{}, halt, err
-	}
-	if err := createRuntimeCgroups(o.CgroupRoot, rt); err != nil {
-		return Exit{}, halt, err
-	}
-	var prepare func(pid int) error
-	if len(rt.Interfaces) > 0 || rt.BindNS != (bundle.Namespaces{}) {
-		prepare = func(pid int) error { return PrepareNamespaces(rt, pid, o.Mounts) }
-	}
-
+	r.Halt = p.Halts()
 	logFile, err := o.openLog(b)
 	if err != nil {
-		return Exit{}, halt, err
+		// The console still shows the output.
+		o.Log.Warn(kindName(b)+" "+b.Name+": no log file", "err", err)
 	}
-	defer logFile.Close()
 	stdout := o.Console.LineWriter(b.Name)
 	stderr := o.Console.LineWriter(b.Name)
+	var outW, errW io.Writer = stdout, stderr
+	if logFile != nil {
+		// Neither writer ever fails or blocks, so neither stops the other.
+		outW, errW = io.MultiWriter(logFile, stdout), io.MultiWriter(logFile, stderr)
+	}
 	// Onboot and onshutdown bundles share NNN- names; their containers
 	// must not.
 	id := b.Name
 	if b.Kind != "" && b.Kind != bundle.Onboot {
 		id = string(b.Kind) + "-" + b.Name
 	}
-	exit, err = o.Runner.RunPrepared(ctx, id, spec, rootfs, io.MultiWriter(logFile, stdout), io.MultiWriter(logFile, stderr), prepare)
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = o.Timeout
+	}
+	grace := o.Grace
+	if grace == 0 {
+		grace = DefaultOnbootGrace
+	}
+	u := &Unit{
+		Name:    kindName(b) + " " + b.Name,
+		Runner:  o.Engine.Runner(id, p, outW, errW),
+		Policy:  Never,
+		Grace:   grace,
+		Timeout: timeout,
+		Quiet:   true,
+		Log:     o.Log,
+	}
+	out := u.Run(ctx)
 	stdout.Close()
 	stderr.Close()
-	return exit, halt, err
-}
-
-// inBundle resolves a path from config.json or runtime.json: relative
-// paths are relative to the bundle directory, as in LinuxKit.
-func inBundle(b bundle.Bundle, p string) string {
-	if filepath.IsAbs(p) {
-		return p
+	if logFile != nil {
+		logFile.Close()
 	}
-	return filepath.Join(b.Path, p)
+	r.Code, r.Err, r.TimedOut, r.Interrupted = out.Code, out.Err, out.TimedOut, out.Stopped
+	r.Halt = r.Halt && r.Failed() && !r.Interrupted
+	return r
 }
 
-func (o *Onboot) openLog(b bundle.Bundle) (*os.File, error) {
+func (o *Onboot) openLog(b bundle.Bundle) (*logfile.File, error) {
 	if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create log directory: %w", err)
+		return nil, err
 	}
-	path := filepath.Join(o.LogDir, kindName(b)+"."+b.Name+".log")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open onboot log: %w", err)
-	}
-	return f, nil
+	return logfile.Open(filepath.Join(o.LogDir, kindName(b)+"."+b.Name+".log"), 0)
 }

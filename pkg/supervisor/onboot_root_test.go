@@ -93,11 +93,11 @@ func TestOnbootRunsInOrderAndLogs(t *testing.T) {
 	})
 	logDir := filepath.Join(root, "var/log")
 	o := &Onboot{
-		Runner:  &ContainerRunner{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
-		Mounts:  &mounts,
-		Console: console,
-		Log:     slog.New(console.Handler(slog.LevelInfo)),
-		LogDir:  logDir,
+		Engine:   &Libcontainer{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
+		Preparer: &Preparer{Mounts: &mounts},
+		Console:  console,
+		Log:      slog.New(console.Handler(slog.LevelInfo)),
+		LogDir:   logDir,
 	}
 	results := o.RunAll(context.Background(), bundles)
 	if len(results) != 5 {

@@ -9,17 +9,16 @@ import (
 )
 
 // DefaultOnshutdownTimeout is how long one onshutdown bundle may run
-// before it is killed.
+// before it is killed, when its runtime.json gives no timeout.
 const DefaultOnshutdownTimeout = 30 * time.Second
 
 // Onshutdown runs the onshutdown bundles at the start of a shutdown, in
 // order, each to completion or until its timeout, with the onboot runner
-// (so with the same runtime.json handling, console lines and log files).
+// (so with the same preparation, console lines and log files).
 type Onshutdown struct {
-	Runner  *Onboot
-	Root    string        // where /containers is, normally "/"
-	Timeout time.Duration // per bundle; DefaultOnshutdownTimeout if 0
-	Log     *slog.Logger
+	Runner *Onboot
+	Root   string // where /containers is, normally "/"
+	Log    *slog.Logger
 }
 
 // Run runs them all; ctx bounds the whole. Failures are logged: a
@@ -30,20 +29,15 @@ func (o *Onshutdown) Run(ctx context.Context) {
 		o.Log.Warn("onshutdown", "err", err)
 		return
 	}
-	timeout := o.Timeout
-	if timeout <= 0 {
-		timeout = DefaultOnshutdownTimeout
+	runner := *o.Runner
+	if runner.Timeout == 0 {
+		runner.Timeout = DefaultOnshutdownTimeout
 	}
 	for i, b := range bundles {
 		if ctx.Err() != nil {
 			o.Log.Warn("onshutdown: out of time", "skipped", len(bundles)-i)
 			return
 		}
-		bctx, cancel := context.WithTimeout(ctx, timeout)
-		r := o.Runner.Run(bctx, b)
-		if bctx.Err() == context.DeadlineExceeded && r.Err == nil && !r.Exit.Success() {
-			o.Log.Warn("onshutdown "+b.Name+" killed after its timeout", "timeout", timeout)
-		}
-		cancel()
+		runner.Run(ctx, b)
 	}
 }

@@ -77,11 +77,11 @@ func CreateCgroups(cgroupRoot string, names []string) error {
 
 // PrepareNamespaces does, for the container whose first process is pid,
 // what runtime.json's interfaces and bindNS say. Namespace bind mounts are
-// recorded in mounts, so that shutdown undoes them.
-func PrepareNamespaces(rt *bundle.Runtime, pid int, mounts *mount.Table) error {
+// recorded in mounts, so that shutdown undoes them, and returned.
+func PrepareNamespaces(rt *bundle.Runtime, pid int, mounts *mount.Table) (binds []string, err error) {
 	for _, iface := range rt.Interfaces {
 		if err := addInterface(iface, pid); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	ns := rt.BindNS
@@ -93,10 +93,11 @@ func PrepareNamespaces(rt *bundle.Runtime, pid int, mounts *mount.Table) error {
 			continue
 		}
 		if err := bindNS(mounts, pid, b.kind, b.path); err != nil {
-			return err
+			return binds, err
 		}
+		binds = append(binds, b.path)
 	}
-	return nil
+	return binds, nil
 }
 
 // addInterface follows LinuxKit: with a peer (and "add: veth" or no add),

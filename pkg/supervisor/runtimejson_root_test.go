@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/bundle"
@@ -36,12 +39,11 @@ func testOnboot(t *testing.T, root string) (*Onboot, *syncBuffer, *mount.Table) 
 		}
 	})
 	return &Onboot{
-		Runner:     &ContainerRunner{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
-		Mounts:     &mounts,
-		Console:    console,
-		Log:        slog.New(console.Handler(slog.LevelInfo)),
-		LogDir:     filepath.Join(root, "var/log"),
-		CgroupRoot: filepath.Join(root, "cgroup"),
+		Engine:   &Libcontainer{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
+		Preparer: &Preparer{Mounts: &mounts, CgroupRoot: filepath.Join(root, "cgroup")},
+		Console:  console,
+		Log:      slog.New(console.Handler(slog.LevelInfo)),
+		LogDir:   filepath.Join(root, "var/log"),
 	}, &out, &mounts
 }
 
@@ -111,10 +113,78 @@ func TestOnbootHaltPolicy(t *testing.T) {
 		t.Errorf("badnet: %+v", results[2])
 	}
 	r, ok := Fatal(results)
-	if !ok || r.Bundle.Name != "003-hard" || r.Exit.Code() != 4 {
+	if !ok || r.Bundle.Name != "003-hard" || r.Code != 4 {
 		t.Errorf("Fatal = %+v, %v", r, ok)
 	}
 	if s := out.String(); strings.Contains(s, "never ran") || !strings.Contains(s, "onboot 003-hard failed and its onFailure is halt: halting") {
 		t.Errorf("console:\n%s", s)
+	}
+}
+
+// A bundle with interfaces and bindNS run again and again, as a service
+// restarts: each run gets its interface, and the namespace bind does not
+// stack. Before, each run added a bind on top of the last; the old binds
+// kept the old namespaces, and the veth peer in them, alive, so the next
+// run's LinkAdd failed with "file exists".
+func TestBindNSAcrossRestarts(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	const inside, peer = "klrst0", "klrst0p"
+	writeBundle(t, root, 0, "net", "/bin/sh", "-c", "ls /sys/class/net; exit 1")
+	netns := filepath.Join(root, "run/netns/net")
+	writeRuntime(t, root, "000-net", &bundle.Runtime{
+		Interfaces: []bundle.Interface{{Name: inside, Add: "veth", Peer: peer}},
+		BindNS:     bundle.Namespaces{Net: netns},
+	})
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(peer); err == nil {
+			netlink.LinkDel(l)
+		}
+	})
+	bundles, _ := bundle.List(root, bundle.Onboot)
+	o, out, mounts := testOnboot(t, root)
+	p, err := o.Preparer.Prepare(bundles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int32
+	var u *Unit
+	var startErr error
+	inner := o.Engine.Runner("restarting", p, out, out)
+	// A failed start would be retried for ever: the first one ends the test.
+	runner := RunnerFunc(func(ctx context.Context) (Process, error) {
+		proc, err := inner.Start(ctx)
+		if err != nil && startErr == nil {
+			startErr = err
+			go u.Stop(context.Background())
+		}
+		return proc, err
+	})
+	u = &Unit{Name: "net", Runner: runner, Policy: OnFailure,
+		Backoff: Backoff{Initial: time.Millisecond, Max: time.Millisecond, Reset: time.Hour}, Log: o.Log,
+		OnStart: func(Process) {
+			if runs.Add(1) == 3 {
+				go u.Stop(context.Background())
+			}
+		}}
+	u.Run(context.Background())
+	if startErr != nil {
+		t.Fatalf("run %d failed to start: %v", runs.Load()+1, startErr)
+	}
+	if runs.Load() != 3 {
+		t.Fatalf("%d runs started, want 3; status %+v\n%s", runs.Load(), u.Status(), out.String())
+	}
+	if n := slices.Index(strings.Split(out.String(), "\n"), inside); n < 0 || strings.Count(out.String(), inside+"\n") < 2 {
+		t.Errorf("%s not seen in two runs at least:\n%s", inside, out.String())
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), " "+netns+" "); n != 1 {
+		t.Errorf("%s is mounted %d times, want once", netns, n)
+	}
+	if n := slices.Index(mounts.Targets(), netns); n < 0 || slices.Index(mounts.Targets()[n+1:], netns) >= 0 {
+		t.Errorf("mount table records %s %d times, want once", netns, strings.Count(strings.Join(mounts.Targets(), "\n"), netns))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/bundle"
+	"github.com/keel-os/keel/pkg/logfile"
 	"github.com/keel-os/keel/pkg/mount"
 	"golang.org/x/sys/unix"
 )
@@ -187,16 +188,14 @@ func TestServicesUnderContainerd(t *testing.T) {
 	})
 	s := &Services{
 		Containerd: cd,
-		Mounts:     &mounts,
+		Preparer:   &Preparer{Mounts: &mounts},
 		Log:        log,
 		LogDir:     logDir,
 		Backoff:    Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Reset: 10 * time.Second},
 	}
 	// Logs bounded as PID 1 does it, with a small bound.
 	const logLimit = 64 << 10
-	logCtx, stopLogs := context.WithCancel(context.Background())
-	defer stopLogs()
-	go KeepLogsBounded(logCtx, log, 20*time.Millisecond, logLimit, s.LogPaths)
+	s.LogMax = logLimit
 	start := time.Now()
 	s.Start(context.Background(), bundles)
 	t.Logf("services started in %v", time.Since(start))
@@ -281,11 +280,11 @@ func TestServicesUnderContainerd(t *testing.T) {
 	// containerd dies: it is restarted and the running services are still
 	// tracked (same pid, and a later kill is still noticed).
 	before := serviceStatus(s, "chatty")
-	cdPid := cd.Pid()
+	cdPid := cd.Status().Pid
 	if err := unix.Kill(cdPid, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "containerd to restart", func() bool { return cd.Restarts() == 1 && cd.Pid() != 0 && cd.Pid() != cdPid })
+	waitFor(t, 10*time.Second, "containerd to restart", func() bool { st := cd.Status(); return st.Restarts == 1 && st.Pid != 0 && st.Pid != cdPid })
 	waitFor(t, 5*time.Second, "chatty to be re-attached", func() bool {
 		return strings.Contains(out.String(), "service chatty re-attached")
 	})
@@ -328,7 +327,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 	if st := serviceStatus(s, "flood"); st.State != StateRunning || st.Restarts != 0 {
 		t.Errorf("flood: %+v", st)
 	}
-	b, _ := TailLog(floodLog, 2)
+	b, _ := logfile.Tail(floodLog, 2)
 	t.Logf("flood's logs: %v bytes over 0.5s; tail %q", sizes, b)
 
 	// Its third run has set its trap (a shell as its namespace's init
@@ -393,7 +392,9 @@ func TestServicesStopDuringStart(t *testing.T) {
 		for _, name := range []string{"a", "b", "c", "d"} {
 			bundles = append(bundles, writeService(t, root, name, &bundle.Runtime{StopGracePeriod: "300ms"}, `while true; do sleep 1; done`))
 		}
-		s := &Services{Containerd: cd, Log: log, LogDir: filepath.Join(root, "var/log")}
+		var mounts mount.Table
+		t.Cleanup(func() { _ = mounts.UnmountAll(mount.Syscalls{}) })
+		s := &Services{Containerd: cd, Preparer: &Preparer{Mounts: &mounts}, Log: log, LogDir: filepath.Join(root, "var/log")}
 		started := make(chan struct{})
 		go func() {
 			s.Start(context.Background(), bundles)
@@ -408,7 +409,7 @@ func TestServicesStopDuringStart(t *testing.T) {
 		case <-time.After(time.Minute): // a hang, not a speed check
 			t.Fatalf("stop after %v: Start did not return", after)
 		}
-		s.wg.Wait()
+		s.wait()
 		for _, st := range s.Status() {
 			if st.State != StateStopped {
 				t.Errorf("stop after %v: %s: %+v", after, st.Name, st)

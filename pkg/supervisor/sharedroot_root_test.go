@@ -89,12 +89,11 @@ echo ok`
 	t.Cleanup(unmountAll)
 	overlays := filepath.Join(root, "run/overlay")
 	o := &Onboot{
-		Runner:     &ContainerRunner{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
-		Mounts:     &mounts,
-		Console:    console,
-		Log:        slog.New(console.Handler(slog.LevelInfo)),
-		LogDir:     filepath.Join(root, "var/log"),
-		OverlayDir: overlays,
+		Engine:   &Libcontainer{Reaper: startReaper(t), StateDir: filepath.Join(root, "run/state")},
+		Preparer: &Preparer{Mounts: &mounts, OverlayDir: overlays},
+		Console:  console,
+		Log:      slog.New(console.Handler(slog.LevelInfo)),
+		LogDir:   filepath.Join(root, "var/log"),
 	}
 	results := o.RunAll(context.Background(), bundles)
 	if len(results) != 3 {
@@ -192,16 +191,15 @@ func TestServicePrepareMountsSharedRootfsFirst(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	s := &Services{Mounts: &mounts, LogDir: filepath.Join(root, "var/log"), OverlayDir: filepath.Join(root, "run/overlay")}
+	p := &Preparer{Mounts: &mounts, OverlayDir: filepath.Join(root, "run/overlay")}
 	b := bundle.Bundle{Kind: bundle.Service, Name: "svc", Path: dir}
-	svc := &service{b: b, namespace: DefaultNamespace, logPath: filepath.Join(s.LogDir, "svc.log")}
-	got, err := s.prepare(svc)
+	got, err := p.Prepare(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rootfs := filepath.Join(dir, bundle.RootfsDir)
-	if got.Root.Path != rootfs {
-		t.Errorf("spec root %q, want %q", got.Root.Path, rootfs)
+	if got.Spec.Root.Path != rootfs || got.Rootfs != rootfs {
+		t.Errorf("spec root %q (%q), want %q", got.Spec.Root.Path, got.Rootfs, rootfs)
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(rootfs, &fs); err != nil || fs.Type != unix.OVERLAYFS_SUPER_MAGIC {

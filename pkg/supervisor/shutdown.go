@@ -100,6 +100,9 @@ type Shutdown struct {
 	// grace period, then containerd exits cleanly.
 	Services   interface{ StopServices(context.Context) error }
 	Containerd interface{ Stop(context.Context) error }
+	// Flush, when set, gives the console a last chance to show the
+	// shutdown's lines before reboot(2); it must be bounded.
+	Flush func()
 
 	// The system calls, replaced in tests: signalling every process but
 	// PID 1 is not something a test process may do.
@@ -180,6 +183,9 @@ func (s *Shutdown) Run(a Action) error {
 	}
 	sync()
 	s.Log.Info("shutdown: "+a.String()+" now", "after", time.Since(start).Round(time.Millisecond))
+	if s.Flush != nil {
+		s.Flush()
+	}
 	if err := reboot(a.rebootCmd()); err != nil {
 		return fmt.Errorf("shutdown: reboot(2) for %s: %w", a, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/keel-os/keel/pkg/goroutine"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/keel-os/keel/pkg/goroutine"
 )
 
 // DefaultStatusSocket is where PID 1 answers the status command.
@@ -22,11 +23,13 @@ const DefaultStatusSocket = "/run/keel/status.sock"
 
 // Status is what PID 1 reports on its status socket.
 type Status struct {
-	Now        time.Time         `json:"now"`
-	Containerd ContainerdStatus  `json:"containerd"`
-	Services   []ServiceStatus   `json:"services"`
-	Orphans    uint64            `json:"orphansReaped"`
-	Extra      map[string]string `json:"extra,omitempty"`
+	Now        time.Time        `json:"now"`
+	Containerd ContainerdStatus `json:"containerd"`
+	Services   []ServiceStatus  `json:"services"`
+	Orphans    uint64           `json:"orphansReaped"`
+	// Panics is how many panics PID 1 recovered from.
+	Panics uint64            `json:"panicsRecovered"`
+	Extra  map[string]string `json:"extra,omitempty"`
 }
 
 // ContainerdStatus is the daemon's part of Status.
@@ -51,10 +54,10 @@ func ServeStatus(ctx context.Context, log *slog.Logger, path string, status func
 		l.Close()
 		return fmt.Errorf("status socket: %w", err)
 	}
-	go func() {
+	goroutine.Go(log, "status close", false, func() {
 		<-ctx.Done()
 		l.Close()
-	}()
+	})
 	goroutine.Go(log, "status", false, func() {
 		for {
 			conn, err := l.Accept()
@@ -122,7 +125,7 @@ func WriteStatusTable(w io.Writer, st *Status) error {
 	if st.Containerd.Pid > 0 {
 		cd = "pid " + strconv.Itoa(st.Containerd.Pid)
 	}
-	_, err := fmt.Fprintf(w, "containerd: %s, restarts %d; orphans reaped: %d\n", cd, st.Containerd.Restarts, st.Orphans)
+	_, err := fmt.Fprintf(w, "containerd: %s, restarts %d; orphans reaped: %d; panics recovered: %d\n", cd, st.Containerd.Restarts, st.Orphans, st.Panics)
 	return err
 }
 

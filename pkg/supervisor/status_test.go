@@ -16,13 +16,13 @@ func testStatus() Status {
 		Containerd: ContainerdStatus{Pid: 300, Restarts: 1},
 		Orphans:    4,
 		Services: []ServiceStatus{
-			{Name: "httpd", State: StateRunning, Pid: 412, Policy: "on-failure", StartedAt: now.Add(-182 * time.Second)},
-			{Name: "flaky", State: StateCrashLoop, CrashLooping: true, Restarts: 7, Policy: "always", LastExit: 1, LastExitAt: now.Add(-4 * time.Second),
-				NextStart: now.Add(3 * time.Second)},
-			{Name: "killed", State: StateRunning, Pid: 500, Restarts: 1, Policy: "on-failure", StartedAt: now.Add(-26 * time.Hour),
-				LastExit: 137, LastExitAt: now.Add(-26 * time.Hour)},
-			{Name: "slow", State: StateStarting, CrashLooping: true, Restarts: 3, Policy: "always", LastExit: 2, LastExitAt: now.Add(-2 * time.Second)},
-			{Name: "broken", State: StateFailed, Policy: "on-failure", Error: "read bundle file: no such file"},
+			{UnitStatus: UnitStatus{Name: "httpd", State: StateRunning, Pid: 412, Policy: "on-failure", StartedAt: now.Add(-182 * time.Second)}},
+			{UnitStatus: UnitStatus{Name: "flaky", State: StateCrashLoop, CrashLooping: true, Restarts: 7, Policy: "always", LastExit: 1, LastExitAt: now.Add(-4 * time.Second),
+				NextStart: now.Add(3 * time.Second)}},
+			{UnitStatus: UnitStatus{Name: "killed", State: StateRunning, Pid: 500, Restarts: 1, Policy: "on-failure", StartedAt: now.Add(-26 * time.Hour),
+				LastExit: 137, LastExitAt: now.Add(-26 * time.Hour)}},
+			{UnitStatus: UnitStatus{Name: "slow", State: StateStarting, CrashLooping: true, Restarts: 3, Policy: "always", LastExit: 2, LastExitAt: now.Add(-2 * time.Second)}},
+			{UnitStatus: UnitStatus{Name: "broken", State: StateFailed, Policy: "on-failure", Error: "read bundle file: no such file"}},
 		},
 	}
 }
@@ -40,7 +40,7 @@ killed  running                500  1         26h0m   137/SIGKILL (26h0m ago)  o
 slow    crashloop, starting    -    3         -       2 (2s ago)               always
 broken  failed                 -    0         -       -                        on-failure
 broken: read bundle file: no such file
-containerd: pid 300, restarts 1; orphans reaped: 4
+containerd: pid 300, restarts 1; orphans reaped: 4; panics recovered: 0
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)

@@ -32,7 +32,7 @@ func TestReaperStressWithLibcontainer(t *testing.T) {
 	dir := t.TempDir()
 	rootfs := busyboxRootfs(t, dir)
 	reaper := startReaper(t)
-	runner := &ContainerRunner{Reaper: reaper, StateDir: filepath.Join(dir, "state")}
+	runner := &Libcontainer{Reaper: reaper, StateDir: filepath.Join(dir, "state")}
 	start := time.Now()
 
 	stop := make(chan struct{})
@@ -80,12 +80,12 @@ func TestReaperStressWithLibcontainer(t *testing.T) {
 				code := i % 7
 				var out, errOut bytes.Buffer
 				spec := linuxkitSpec("/bin/sh", "-c", fmt.Sprintf("echo run %d; (exit 4)& exit %d", i, code))
-				exit, err := runner.Run(context.Background(), "stress-"+strconv.Itoa(i), spec, rootfs, &out, &errOut)
+				exit, err := runContainer(context.Background(), runner, "stress-"+strconv.Itoa(i), spec, rootfs, &out, &errOut)
 				switch {
 				case err != nil:
 					failures.Add(1)
 					t.Errorf("run %d: %v", i, err)
-				case !exit.Status.Exited() || exit.Code() != code:
+				case exit != code:
 					failures.Add(1)
 					t.Errorf("run %d: exit %v, want %d (stderr %q)", i, exit, code, errOut.String())
 				case out.String() != fmt.Sprintf("run %d\n", i):

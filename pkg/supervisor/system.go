@@ -1,0 +1,192 @@
+package supervisor
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/bootreport"
+	"github.com/keel-os/keel/pkg/bundle"
+	"github.com/keel-os/keel/pkg/goroutine"
+	"github.com/keel-os/keel/pkg/mount"
+)
+
+// System is what PID 1 runs once the machine is set up, as phases: the
+// onboot bundles, containerd, the services and the console shell (Boot),
+// and the shutdown (Shutdown). Each phase marks the boot report when it
+// is reached, here and nowhere else.
+type System struct {
+	Log     *slog.Logger
+	Console *bootlog.Console
+	Reaper  *Reaper
+	Mounts  *mount.Table
+	// Root is where /containers is; "/" if empty.
+	Root string
+	// LogDir receives the containers' logs; /var/log if empty.
+	LogDir string
+	// StateDir is libcontainer's state directory.
+	StateDir string
+	// Shell is the console shell, started after onboot; may be nil.
+	Shell interface {
+		Start()
+		Stop()
+	}
+	// Oneshot asks for a power-off once the services run.
+	Oneshot bool
+	// Request asks PID 1 for a shutdown (an onboot failure that halts,
+	// oneshot).
+	Request func(Action)
+	// StatusSocket is where the status command is answered;
+	// DefaultStatusSocket if empty.
+	StatusSocket string
+	// Containerd is the daemon; set up by NewSystem, replaceable in tests.
+	Containerd *Containerd
+
+	preparer *Preparer
+	onboot   *Onboot
+	services *Services
+
+	mu       sync.Mutex
+	cancel   context.CancelFunc // ends Boot's phases
+	shutdown bool
+}
+
+// NewSystem fills in what the phases share.
+func NewSystem(s *System) *System {
+	if s.Root == "" {
+		s.Root = "/"
+	}
+	if s.LogDir == "" {
+		s.LogDir = "/var/log"
+	}
+	if s.StatusSocket == "" {
+		s.StatusSocket = DefaultStatusSocket
+	}
+	if s.Request == nil {
+		s.Request = func(Action) {}
+	}
+	s.preparer = &Preparer{Mounts: s.Mounts}
+	s.onboot = &Onboot{
+		Engine:   &Libcontainer{Reaper: s.Reaper, StateDir: s.StateDir, Log: s.Log},
+		Preparer: s.preparer,
+		Console:  s.Console,
+		Log:      s.Log,
+		LogDir:   s.LogDir,
+		Done:     func(r Result) { bootreport.Mark(kindName(r.Bundle) + " " + r.Bundle.Name) },
+	}
+	if s.Containerd == nil {
+		s.Containerd = &Containerd{Reaper: s.Reaper, Log: s.Log}
+	}
+	s.services = &Services{Containerd: s.Containerd, Preparer: s.preparer, Log: s.Log, LogDir: s.LogDir,
+		Running: func(name string) { bootreport.Mark("service " + name) }}
+	return s
+}
+
+// Boot runs the phases in order: onboot, the console shell, containerd
+// and the services. A shutdown (Shutdown) ends it wherever it is: what was
+// not started yet is never started.
+func (s *System) Boot() {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.mu.Unlock()
+
+	if err := ServeStatus(ctx, s.Log, s.StatusSocket, s.Status); err != nil {
+		s.Log.Warn("status", "err", err)
+	}
+	bundles, err := bundle.List(s.Root, bundle.Onboot)
+	if err != nil {
+		s.Log.Error("onboot", "err", err)
+	}
+	results := s.onboot.RunAll(ctx, bundles)
+	if ctx.Err() != nil {
+		return
+	}
+	bootreport.Mark("onboot done")
+	if _, fatal := Fatal(results); fatal {
+		s.Request(Halt)
+		return
+	}
+	// The shell comes before containerd: a person can look around while
+	// it starts, or while it fails to.
+	if s.Shell != nil && !s.Oneshot {
+		s.Shell.Start()
+	}
+	s.startServices(ctx)
+	if ctx.Err() == nil && s.Oneshot {
+		s.Log.Info("oneshot: services started, powering off")
+		s.Request(PowerOff)
+	}
+}
+
+// startServices starts containerd, when the image has services, then
+// every service. It returns once each service has been started once.
+func (s *System) startServices(ctx context.Context) {
+	bundles, err := bundle.List(s.Root, bundle.Service)
+	if err != nil {
+		s.Log.Error("services", "err", err)
+	}
+	if len(bundles) == 0 {
+		s.Log.Info("no services, containerd not started")
+		return
+	}
+	if err := s.Containerd.Start(ctx); err != nil {
+		s.Log.Warn("services not started", "err", err)
+		return
+	}
+	bootreport.Mark("containerd")
+	start := time.Now()
+	s.services.Start(ctx, bundles)
+	running := 0
+	for _, st := range s.services.Status() {
+		if st.State == StateRunning {
+			running++
+		}
+	}
+	bootreport.Mark("services")
+	s.Log.Info("services started", "count", len(bundles), "running", running, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// Status is what the status command shows.
+func (s *System) Status() Status {
+	cd := s.Containerd.Status()
+	return Status{
+		Now:        time.Now(),
+		Containerd: ContainerdStatus{Pid: cd.Pid, Restarts: cd.Restarts},
+		Services:   s.services.Status(),
+		Orphans:    s.Reaper.Orphans(),
+		Panics:     goroutine.Panics(),
+	}
+}
+
+// Shutdown ends Boot's phases, then stops everything and ends the machine
+// with action a (see Shutdown.Run). It returns only if reboot(2) failed.
+// A second call runs the sequence again: each step is safe to repeat.
+func (s *System) Shutdown(a Action) error {
+	s.mu.Lock()
+	s.shutdown = true
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.mu.Unlock()
+	sd := &Shutdown{Reaper: s.Reaper, Mounts: s.Mounts, Log: s.Log,
+		Services: s.services, Containerd: s.Containerd, Flush: s.flushConsole}
+	if s.Shell != nil {
+		sd.StopConsole = s.Shell.Stop
+	}
+	onshutdown := &Onshutdown{Runner: s.onboot, Root: s.Root, Log: s.Log}
+	sd.Onshutdown = onshutdown.Run
+	return sd.Run(a)
+}
+
+func (s *System) flushConsole() {
+	if f, ok := any(s.Console).(interface{ Flush(time.Duration) }); ok && s.Console != nil {
+		f.Flush(time.Second) // TODO(merge): bootlog's Flush
+	}
+}
