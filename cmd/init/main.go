@@ -88,9 +88,9 @@ type pid1 struct {
 	requests chan supervisor.Action // shutdowns PID 1 asks for itself
 	// shutdownFn is shutdown; tests replace it.
 	shutdownFn func(supervisor.Action) error
-	reaper   *supervisor.Reaper
-	mounts   *mount.Table
-	system   *supervisor.System
+	reaper     *supervisor.Reaper
+	mounts     *mount.Table
+	system     *supervisor.System
 }
 
 // boot is the boot sequence, up to the System's phases, which run in the
