@@ -551,6 +551,14 @@ func eachEntry(l Layer, fn func(seq int, h *tar.Header, data io.Reader) error) (
 		if err != nil {
 			return fmt.Errorf("read %s: %w", l.Name, err)
 		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			// A PAX global header names no file: git archive writes one
+			// holding only the commit id as a comment. Its records are
+			// not applied to later headers (archive/tar does not keep
+			// global state, and no image tool relies on it). Skipped in
+			// the one loop both passes use, so their entry numbers agree.
+			continue
+		}
 		if err := fn(seq, h, tr); err != nil {
 			return fmt.Errorf("%s: %w", l.Name, err)
 		}
