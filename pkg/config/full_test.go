@@ -161,8 +161,15 @@ func TestParseFull(t *testing.T) {
 	if err := back.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := cfg.Metadata("json")
-	b, _ := back.Metadata("json")
+	// Both errors count: two failed encodings are equal (empty) too.
+	a, err := cfg.Metadata("json")
+	if err != nil {
+		t.Fatalf("metadata of the configuration: %v", err)
+	}
+	b, err := back.Metadata("json")
+	if err != nil {
+		t.Fatalf("metadata of the parsed metadata: %v", err)
+	}
 	if string(a) != string(b) {
 		t.Errorf("metadata round trip differs:\n%s\n---\n%s", a, b)
 	}
