@@ -229,6 +229,10 @@ type File struct {
 	Contents string
 	// Source is a file on the build machine to copy, "~/" expanded.
 	Source string
+	// SourcePos is where Source is written, and SourceField its field
+	// ("files[2].source"), for errors about the file it names.
+	SourcePos   Pos
+	SourceField string
 	// Optional skips a Source that does not exist.
 	Optional bool
 	// Metadata is "yaml" or "json": the file holds the configuration.
