@@ -220,8 +220,10 @@ func (st *segmentStore) file(s segment) (string, error) {
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("segment cache: %w", err)
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", fmt.Errorf("segment cache: %w", err)
+		// Private, as the image cache it normally lies in: a segment
+		// found here goes into the initrd unchecked.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("segment cache %s: %w", dir, err)
 		}
 	}
 	f, err := os.CreateTemp(dir, ".segment-*")
