@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keel-os/keel/pkg/oci"
 	"github.com/keel-os/keel/pkg/progress"
 )
 
@@ -248,8 +249,13 @@ func (st *segmentStore) file(s segment) (string, error) {
 		return f.Name(), nil
 	}
 	if len(warnings) > 0 {
-		// Written before the segment: whoever sees the segment sees this.
-		if err := os.WriteFile(filepath.Join(dir, name+xattrWarningsExt), []byte(strings.Join(warnings, "\n")+"\n"), 0o644); err != nil {
+		// Written before the segment: whoever sees the segment sees this,
+		// and whole (a torn list would drop warnings on every later build).
+		err := oci.WriteFileAtomic(filepath.Join(dir, name+xattrWarningsExt), 0o644, func(w io.Writer) error {
+			_, err := io.WriteString(w, strings.Join(warnings, "\n")+"\n")
+			return err
+		})
+		if err != nil {
 			os.Remove(f.Name())
 			return "", fmt.Errorf("write segment %s: %w", s.name, err)
 		}

@@ -3,6 +3,7 @@ package oci
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,9 +13,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 )
 
@@ -128,12 +129,32 @@ func OpenCache(dir string) (*Cache, error) {
 	defer unlock()
 	lp, err := layout.FromPath(p)
 	if err != nil {
-		if lp, err = layout.Write(p, empty.Index); err != nil {
+		if lp, err = newLayout(p); err != nil {
 			return nil, fmt.Errorf("create image cache %s: %w", p, err)
 		}
 	}
 	c.path = lp
 	return c, nil
+}
+
+// newLayout makes an empty OCI image layout at p, each file written
+// atomically: a build killed half-way leaves no torn index.json for the
+// next to stumble on.
+func newLayout(p string) (layout.Path, error) {
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return "", err
+	}
+	err := WriteFileAtomic(filepath.Join(p, "oci-layout"), 0o644, func(w io.Writer) error {
+		_, err := io.WriteString(w, `{"imageLayoutVersion": "1.0.0"}`)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := writeIndex(filepath.Join(p, "index.json"), &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}); err != nil {
+		return "", err
+	}
+	return layout.FromPath(p)
 }
 
 // CanonicalRef is the short, familiar form of an image reference under which
@@ -165,21 +186,15 @@ func (c *Cache) Put(ref string, img v1.Image) error {
 		return err
 	}
 	// Blobs first, outside the lock, so that several images can be
-	// fetched at once; ReplaceImage then finds them and writes only the
-	// index.
+	// fetched at once; setRef then names the image in the index.
 	if err := c.path.WriteImage(img); err != nil {
 		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
 	}
-	unlock, err := c.lockIndex(true)
+	desc, err := partial.Descriptor(img)
 	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := c.path.ReplaceImage(img, match.Annotation(RefAnnotation, cref),
-		layout.WithAnnotations(map[string]string{RefAnnotation: cref})); err != nil {
 		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
 	}
-	return nil
+	return c.setRef(cref, *desc)
 }
 
 // Image returns the cached image named ref. A digest reference matches any
