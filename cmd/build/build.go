@@ -212,7 +212,7 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	var stats initrd.SegmentStats
 	b := initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime, Stats: &stats, Progress: opts.tasks,
 		KernelFiles: initrd.KernelFiles{Binary: cfg.Kernel.Binary, Tar: cfg.Kernel.TarName(), UCode: cfg.Kernel.UCodeName()}}
-	opts.output.apply(&out, &b)
+	opts.output.apply(&out, &b, cache.Dir)
 	if err := initrd.Write(out, b); err != nil {
 		return fmt.Errorf("build %s: %w", file, err)
 	}

@@ -352,13 +352,23 @@ func TestBuildEndToEnd(t *testing.T) {
 	for _, pair := range [][2]string{
 		{out1.Kernel(), out2.Kernel()}, {out1.Initrd(), out2.Initrd()}, {out1.Cmdline(), out2.Cmdline()},
 	} {
-		a, _ := os.ReadFile(pair[0])
-		b, _ := os.ReadFile(pair[1])
+		// Two missing outputs read as equal: the errors count.
+		a, err := os.ReadFile(pair[0])
+		if err != nil {
+			t.Fatalf("first build's output: %v", err)
+		}
+		b, err := os.ReadFile(pair[1])
+		if err != nil {
+			t.Fatalf("second build's output: %v", err)
+		}
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s and %s differ", pair[0], pair[1])
 		}
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(out2.Dir, ".*"))
+	leftovers, err := filepath.Glob(filepath.Join(out2.Dir, ".*"))
+	if err != nil {
+		t.Fatalf("look for temporary files in %s: %v", out2.Dir, err)
+	}
 	if len(leftovers) > 0 {
 		t.Errorf("temporary files left behind: %v", leftovers)
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/keel-os/keel/pkg/initrd"
-	"github.com/keel-os/keel/pkg/oci"
 )
 
 // outputOptions are the flags of keel build about the outputs: their
@@ -71,15 +70,17 @@ func addOutputFlags(fs *flag.FlagSet) *outputOptions {
 	return o
 }
 
-// apply puts the options into the outputs and the build.
-func (o *outputOptions) apply(out *initrd.Outputs, b *initrd.Build) {
+// apply puts the options into the outputs and the build. cacheDir is the
+// image cache's directory, checked private by oci.OpenCache: the segments
+// are cached below it, and reused without further checks.
+func (o *outputOptions) apply(out *initrd.Outputs, b *initrd.Build, cacheDir string) {
 	if o == nil {
 		return
 	}
 	out.Formats = o.formats
 	b.Compression = o.compression
 	if !o.noSegmentCache {
-		b.SegmentCache = filepath.Join(oci.DefaultCacheDir(), "segments")
+		b.SegmentCache = filepath.Join(cacheDir, "segments")
 	}
 }
 

@@ -27,7 +27,7 @@ func TestOutputFlags(t *testing.T) {
 	}
 	var out initrd.Outputs
 	var b initrd.Build
-	o.apply(&out, &b)
+	o.apply(&out, &b, t.TempDir())
 	if !reflect.DeepEqual(out.Formats, want) || b.Compression != initrd.LZ4 || b.SegmentCache != "" {
 		t.Errorf("apply: %+v %+v", out, b)
 	}

@@ -1,7 +1,7 @@
 // Package config is keel's YAML schema: a LinuxKit-style list of images
 // (kernel, init, onboot, onshutdown, services) plus files and volumes for the
 // image, with the same keys and meanings as LinuxKit's, and a few keel
-// extensions (restart, stopGracePeriod, onFailure). docs/yaml.md is the
+// extensions (restart, stopGracePeriod, onFailure, timeout). docs/yaml.md is the
 // reference.
 //
 // Parse decodes one file strictly: unknown keys and wrong types are errors
@@ -111,6 +111,10 @@ type Image struct {
 	// OnFailure is what a failing onboot or onshutdown entry does
 	// (bundle.OnFailureContinue or OnFailureHalt); "" is continue.
 	OnFailure string `json:"onFailure,omitempty"`
+	// Timeout bounds an onboot or onshutdown entry's run: as written, a
+	// Go duration ("30s"); "" is no limit for onboot and PID 1's default
+	// for onshutdown. Services have StopGracePeriod instead.
+	Timeout string `json:"timeout,omitempty"`
 
 	// Pos is where the entry starts; NamePos is where its name is.
 	Pos     Pos `json:"-"`
@@ -225,6 +229,10 @@ type File struct {
 	Contents string
 	// Source is a file on the build machine to copy, "~/" expanded.
 	Source string
+	// SourcePos is where Source is written, and SourceField its field
+	// ("files[2].source"), for errors about the file it names.
+	SourcePos   Pos
+	SourceField string
 	// Optional skips a Source that does not exist.
 	Optional bool
 	// Metadata is "yaml" or "json": the file holds the configuration.

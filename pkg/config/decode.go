@@ -412,6 +412,7 @@ func (d *decoder) fileEntry(n *yaml.Node, field string) (File, bool) {
 		},
 		"source": func(v *yaml.Node) {
 			kinds = append(kinds, "source")
+			f.SourcePos, f.SourceField = d.pos(resolve(v)), field+".source"
 			if d.str(v, field+".source", &f.Source) && f.Source == "" {
 				d.errorf(resolve(v), field+".source", "empty source path")
 			}

@@ -39,6 +39,7 @@ onboot:
     readonly: true
     onFailure: halt
     stopGracePeriod: 1m30s
+    timeout: 2m
 services:
   - name: redis
     image: redis:7
@@ -105,7 +106,7 @@ func TestParseFull(t *testing.T) {
 	}
 	ob := cfg.Onboot[0]
 	if ob.Net != "new" || ob.Pid != "host" || ob.Userns != "/proc/1/ns/user" || !reflect.DeepEqual(ob.Capabilities, []string{"none"}) ||
-		ob.OnFailure != "halt" || ob.StopGracePeriod != "1m30s" || !*ob.Readonly || ob.BindsAdd[0] != "vola:/vola" {
+		ob.OnFailure != "halt" || ob.StopGracePeriod != "1m30s" || ob.Timeout != "2m" || !*ob.Readonly || ob.BindsAdd[0] != "vola:/vola" {
 		t.Errorf("onboot[0] = %+v", ob)
 	}
 	s := cfg.Services[0]
@@ -161,8 +162,15 @@ func TestParseFull(t *testing.T) {
 	if err := back.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := cfg.Metadata("json")
-	b, _ := back.Metadata("json")
+	// Both errors count: two failed encodings are equal (empty) too.
+	a, err := cfg.Metadata("json")
+	if err != nil {
+		t.Fatalf("metadata of the configuration: %v", err)
+	}
+	b, err := back.Metadata("json")
+	if err != nil {
+		t.Fatalf("metadata of the parsed metadata: %v", err)
+	}
 	if string(a) != string(b) {
 		t.Errorf("metadata round trip differs:\n%s\n---\n%s", a, b)
 	}
@@ -207,6 +215,11 @@ var badInputs = []struct{ name, yaml, want string }{
 	{"bad restart", "services:\n  - name: a\n    image: b\n    restart: sometimes\n", `t.yml:4:14: services[0].restart: invalid value "sometimes": want "always", "on-failure" or "never"`},
 	{"bad grace period", "services:\n  - name: a\n    image: b\n    stopGracePeriod: 10\n", `t.yml:4:22: services[0].stopGracePeriod: invalid duration "10": want a Go duration such as "10s" or "1m30s"`},
 	{"onFailure on a service", "services:\n  - name: a\n    image: b\n    onFailure: halt\n", "t.yml:4:16: services[0].onFailure: onFailure applies to onboot and onshutdown only (services have restart)"},
+	{"timeout on a service", "services:\n  - name: a\n    image: b\n    timeout: 10s\n", "t.yml:4:14: services[0].timeout: timeout applies to onboot and onshutdown only (services have stopGracePeriod)"},
+	{"bad timeout", "onboot:\n  - name: a\n    image: b\n    timeout: 10\n", `t.yml:4:14: onboot[0].timeout: invalid duration "10": want a Go duration such as "30s" or "5m"`},
+	{"negative timeout", "onshutdown:\n  - name: a\n    image: b\n    timeout: -5s\n", `t.yml:4:14: onshutdown[0].timeout: invalid duration "-5s": want a Go duration such as "30s" or "5m"`},
+	{"zero timeout", "onboot:\n  - name: a\n    image: b\n    timeout: 0s\n", `t.yml:4:14: onboot[0].timeout: invalid duration "0s": want a Go duration such as "30s" or "5m"`},
+	{"timeout not a string", "onboot:\n  - name: a\n    image: b\n    timeout: [1s]\n", "t.yml:4:14: onboot[0].timeout: expected a string, got a list"},
 	{"bad onFailure", "onshutdown:\n  - name: a\n    image: b\n    onFailure: panic\n", `t.yml:4:16: onshutdown[0].onFailure: invalid value "panic": want "continue" or "halt"`},
 	{"bad rootfsPropagation", "onboot:\n  - name: a\n    image: b\n    rootfsPropagation: everywhere\n", `t.yml:4:24: onboot[0].rootfsPropagation: invalid value "everywhere": want shared, slave, private or unbindable (or their r- forms)`},
 	{"relative cwd", "onboot:\n  - name: a\n    image: b\n    cwd: work\n", `t.yml:4:10: onboot[0].cwd: invalid path "work": want an absolute path`},

@@ -79,6 +79,23 @@ func (d *decoder) image(n *yaml.Node, field, list string) (Image, bool) {
 		}
 		d.oneOf(v, f, &img.OnFailure, bundle.OnFailureContinue, bundle.OnFailureHalt)
 	}
+	fs["timeout"] = func(v *yaml.Node) {
+		f := field + ".timeout"
+		if !only("timeout", "onboot", "onshutdown") {
+			// A service runs until stopped: how long it may take to stop
+			// is its stopGracePeriod.
+			d.errorf(resolve(v), f, "timeout applies to onboot and onshutdown only (services have stopGracePeriod)")
+			return
+		}
+		if !d.str(v, f, &img.Timeout) {
+			return
+		}
+		// Zero is refused too: a container killed before it starts is a
+		// typo, not a policy; no limit is written by leaving the key out.
+		if dur, err := time.ParseDuration(img.Timeout); err != nil || dur <= 0 {
+			d.errorf(resolve(v), f, "invalid duration %q: want a Go duration such as \"30s\" or \"5m\"", img.Timeout)
+		}
+	}
 	if !d.mapping(n, field, fs) {
 		return img, false
 	}

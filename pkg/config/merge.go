@@ -2,11 +2,14 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -131,12 +134,14 @@ func (c *Config) ResolveFiles() ([]File, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: files: %w", f.Pos, err)
 			}
-			b, err := os.ReadFile(src)
+			b, err := readSource(src)
 			if err != nil {
-				if f.Optional {
+				// Only a missing source is optional: one that is there
+				// but unusable (a device, too big) is a mistake to show.
+				if f.Optional && errors.Is(err, fs.ErrNotExist) {
 					continue
 				}
-				return nil, fmt.Errorf("%s: files: %s: %w", f.Pos, f.Path, err)
+				return nil, fmt.Errorf("%s: %s: %w", f.SourcePos, f.sourceField(), err)
 			}
 			f.Contents = string(b)
 		case f.Metadata != "":
@@ -156,9 +161,88 @@ func (c *Config) ResolveFiles() ([]File, error) {
 		// What was read is the file now: its JSON (a cache key of the
 		// initrd writer's) carries the contents, not where they came from.
 		f.Source, f.Metadata, f.Optional = "", "", false
+		f.SourcePos, f.SourceField = Pos{}, ""
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// MaxFileSource is the largest `files` source read into the image, in
+// bytes. The whole file is held in memory while building and in RAM on the
+// booted system (the initrd is unpacked into a tmpfs); 64 MiB is well above
+// any configuration file or key and well below what would hurt either.
+const MaxFileSource = 64 << 20
+
+// sourceField names f's source in errors.
+func (f *File) sourceField() string {
+	if f.SourceField == "" {
+		return "files.source"
+	}
+	return f.SourceField
+}
+
+// checkSource refuses what a `files` source may not be: anything but a
+// regular file (a device such as /dev/zero reads forever, a FIFO blocks
+// the build), or a file over MaxFileSource.
+func checkSource(p string, info fs.FileInfo) error {
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%s)", p, fileType(info.Mode()))
+	}
+	if info.Size() > MaxFileSource {
+		return fmt.Errorf("%s is larger than %d MiB, the limit of a files: source", p, MaxFileSource>>20)
+	}
+	return nil
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "of type " + m.Type().String()
+}
+
+// readSource reads a `files` source: a regular file of at most
+// MaxFileSource bytes, checked before it is opened and again once open.
+func readSource(p string) ([]byte, error) {
+	info, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSource(p, info); err != nil {
+		return nil, err
+	}
+	// O_NONBLOCK: were the file swapped for a FIFO since the Stat, the
+	// open would otherwise wait for a writer; the Stat of the open file
+	// then refuses it. (It changes nothing for a regular file.)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", p, err)
+	}
+	if err := checkSource(p, info); err != nil {
+		return nil, err
+	}
+	// The limit holds while reading too: the file may grow.
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSource+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if len(b) > MaxFileSource {
+		return nil, fmt.Errorf("%s is larger than %d MiB, the limit of a files: source", p, MaxFileSource>>20)
+	}
+	return b, nil
 }
 
 // Metadata is the configuration as "yaml" or "json", for a `files` entry

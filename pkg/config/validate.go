@@ -75,13 +75,19 @@ func (c *Config) Validate() error {
 		}
 		checkID(&f.UID, field+".uid")
 		checkID(&f.GID, field+".gid")
-		if f.Source != "" && !f.Optional {
+		if f.Source != "" {
 			src, err := ExpandHome(f.Source)
+			var info os.FileInfo
 			if err == nil {
-				_, err = os.Stat(src)
+				info, err = os.Stat(src)
 			}
-			if err != nil {
+			switch {
+			case err != nil && !f.Optional:
 				add(f.Pos, field+".source", "%v (add `optional: true` to skip a missing source)", err)
+			case err == nil:
+				if err := checkSource(src, info); err != nil {
+					add(f.SourcePos, field+".source", "%v", err)
+				}
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keel-os/keel/pkg/oci"
 	"github.com/keel-os/keel/pkg/progress"
 )
 
@@ -220,8 +221,10 @@ func (st *segmentStore) file(s segment) (string, error) {
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("segment cache: %w", err)
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", fmt.Errorf("segment cache: %w", err)
+		// Private, as the image cache it normally lies in: a segment
+		// found here goes into the initrd unchecked.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("segment cache %s: %w", dir, err)
 		}
 	}
 	f, err := os.CreateTemp(dir, ".segment-*")
@@ -246,8 +249,13 @@ func (st *segmentStore) file(s segment) (string, error) {
 		return f.Name(), nil
 	}
 	if len(warnings) > 0 {
-		// Written before the segment: whoever sees the segment sees this.
-		if err := os.WriteFile(filepath.Join(dir, name+xattrWarningsExt), []byte(strings.Join(warnings, "\n")+"\n"), 0o644); err != nil {
+		// Written before the segment: whoever sees the segment sees this,
+		// and whole (a torn list would drop warnings on every later build).
+		err := oci.WriteFileAtomic(filepath.Join(dir, name+xattrWarningsExt), 0o644, func(w io.Writer) error {
+			_, err := io.WriteString(w, strings.Join(warnings, "\n")+"\n")
+			return err
+		})
+		if err != nil {
 			os.Remove(f.Name())
 			return "", fmt.Errorf("write segment %s: %w", s.name, err)
 		}

@@ -163,9 +163,60 @@ type linkGroup struct {
 type tree struct {
 	nodes  map[string]*node
 	groups []*linkGroup
+	// kids indexes the tree by parent, so that a whiteout visits only
+	// what lies below its directory rather than every node (which made
+	// a layer of many opaque directories quadratic). It holds every path
+	// that is a node or has a node below it, each listed under its parent
+	// ("" for the root). A node may outlive its parent directory (an
+	// opaque marker keeps its own layer's entries), so the index is of
+	// paths, not of nodes.
+	kids map[string]map[string]struct{}
+	// clean[dir] is a layer whose whiteouts have already removed
+	// everything from lower layers below dir: nothing lower can appear
+	// there again while that layer is scanned (what it adds is its own),
+	// so another whiteout of the same layer need not look.
+	clean map[string]int
+	// whiteoutVisits counts the paths whiteouts look at, so that a test
+	// can check their cost grows with what they remove, not with the tree.
+	whiteoutVisits int
 }
 
-func newTree() *tree { return &tree{nodes: map[string]*node{}} }
+func newTree() *tree {
+	return &tree{nodes: map[string]*node{}, kids: map[string]map[string]struct{}{}, clean: map[string]int{}}
+}
+
+// set puts n at name, and name in the index.
+func (t *tree) set(name string, n *node) {
+	t.nodes[name] = n
+	for p := name; p != ""; p = parent(p) {
+		dir := parent(p)
+		ks := t.kids[dir]
+		if ks == nil {
+			ks = map[string]struct{}{}
+			t.kids[dir] = ks
+		}
+		if _, ok := ks[p]; ok {
+			return // and so are its parents
+		}
+		ks[p] = struct{}{}
+	}
+}
+
+// drop deletes the node at name, and from the index the paths that no
+// longer lead to a node.
+func (t *tree) drop(name string) {
+	delete(t.nodes, name)
+	t.unindex(name)
+}
+
+func (t *tree) unindex(p string) {
+	for p != "" && t.nodes[p] == nil && len(t.kids[p]) == 0 {
+		delete(t.kids, p)
+		dir := parent(p)
+		delete(t.kids[dir], p)
+		p = dir
+	}
+}
 
 // scan applies layer number li to the tree, reading headers only.
 func (t *tree) scan(li int, l Layer) error {
@@ -226,7 +277,7 @@ func (t *tree) scan(li int, l Layer) error {
 				t.remove(name)
 			}
 		}
-		t.nodes[name] = n
+		t.set(name, n)
 		return nil
 	})
 }
@@ -319,7 +370,7 @@ func (t *tree) checkParents(name string) error {
 // the entry that implied them.
 func (t *tree) makeParents(name string, pos at) {
 	for p := parent(name); p != "" && t.nodes[p] == nil; p = parent(p) {
-		t.nodes[p] = &node{name: p, at: pos, typ: tar.TypeDir, mode: 0o755}
+		t.set(p, &node{name: p, at: pos, typ: tar.TypeDir, mode: 0o755})
 	}
 }
 
@@ -339,32 +390,56 @@ func (t *tree) ensureDir(name string) {
 	}
 	pos := at{-1, -1}
 	t.makeParents(name, pos)
-	t.nodes[name] = &node{name: name, at: pos, typ: tar.TypeDir, mode: 0o755}
+	t.set(name, &node{name: name, at: pos, typ: tar.TypeDir, mode: 0o755})
 }
 
 // remove deletes name and everything below it.
 func (t *tree) remove(name string) {
 	if n := t.nodes[name]; n != nil {
 		n.dead = true
-		delete(t.nodes, name)
 		if n.isDir() {
 			t.removeBelow(name, -1)
 		}
+		t.drop(name)
 	}
 }
 
 // removeBelow deletes what lies below dir, from layers under layer (all of
-// it when layer is -1).
+// it when layer is -1). It visits the paths below dir only, and, within
+// one layer, each at most once: what it has cleaned is marked so.
 func (t *tree) removeBelow(dir string, layer int) {
-	prefix := dir + "/"
-	if dir == "" {
-		prefix = ""
+	if l, ok := t.clean[dir]; ok && layer >= 0 && l == layer {
+		return
 	}
-	for name, n := range t.nodes {
-		if strings.HasPrefix(name, prefix) && (layer < 0 || n.at.layer < layer) {
+	t.removeKids(dir, layer)
+	if layer >= 0 {
+		t.clean[dir] = layer
+	}
+}
+
+func (t *tree) removeKids(dir string, layer int) {
+	ks := t.kids[dir]
+	if len(ks) == 0 {
+		return
+	}
+	// Copied: the loop deletes from the set.
+	names := make([]string, 0, len(ks))
+	for k := range ks {
+		names = append(names, k)
+	}
+	for _, name := range names {
+		t.whiteoutVisits++
+		if l, ok := t.clean[name]; !ok || layer < 0 || l != layer {
+			t.removeKids(name, layer)
+			if layer >= 0 {
+				t.clean[name] = layer
+			}
+		}
+		if n := t.nodes[name]; n != nil && (layer < 0 || n.at.layer < layer) {
 			n.dead = true
 			delete(t.nodes, name)
 		}
+		t.unindex(name)
 	}
 }
 
@@ -550,6 +625,14 @@ func eachEntry(l Layer, fn func(seq int, h *tar.Header, data io.Reader) error) (
 		}
 		if err != nil {
 			return fmt.Errorf("read %s: %w", l.Name, err)
+		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			// A PAX global header names no file: git archive writes one
+			// holding only the commit id as a comment. Its records are
+			// not applied to later headers (archive/tar does not keep
+			// global state, and no image tool relies on it). Skipped in
+			// the one loop both passes use, so their entry numbers agree.
+			continue
 		}
 		if err := fn(seq, h, tr); err != nil {
 			return fmt.Errorf("%s: %w", l.Name, err)

@@ -202,3 +202,39 @@ func TestUnpackResolvesSymlinkedParentsInside(t *testing.T) {
 		}
 	}
 }
+
+// A layer made by `git archive` starts with a PAX global header (type 'g',
+// carrying the commit id). It names no file: it is skipped, and what
+// follows is unpacked as usual.
+func TestUnpackSkipsPAXGlobalHeader(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	hs := []*tar.Header{
+		{Name: "pax_global_header", Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"comment": "0123456789abcdef"}},
+		{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "etc/hostname", Typeflag: tar.TypeReg, Mode: 0o644, Size: 5},
+	}
+	for _, h := range hs {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := io.WriteString(tw, "keel\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	l := Layer{Name: "git-archive", Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }}
+	archive, err := unpackToArchive(t, "", l)
+	if err != nil {
+		t.Fatalf("unpack a layer with a PAX global header: %v", err)
+	}
+	if got, want := listing(t, archive), "etc\netc/hostname"; got != want {
+		t.Errorf("listing:\n%s\nwant:\n%s", got, want)
+	}
+	if got, err := os.ReadFile(filepath.Join(extract(t, archive), "etc/hostname")); err != nil || string(got) != "keel\n" {
+		t.Errorf("etc/hostname = %q, %v; want \"keel\\n\"", got, err)
+	}
+}

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,7 +9,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -18,32 +18,23 @@ func (c *Cache) Remove(ref string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := c.lockIndex(true)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	idx, err := c.path.ImageIndex()
-	if err != nil {
-		return fmt.Errorf("read image cache %s: %w", c.Dir, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return fmt.Errorf("read image cache %s: %w", c.Dir, err)
-	}
-	found := false
-	for _, d := range im.Manifests {
-		if d.Annotations[RefAnnotation] == cref {
-			found = true
+	err = c.updateIndex(func(im *v1.IndexManifest) error {
+		kept := im.Manifests[:0]
+		for _, d := range im.Manifests {
+			if d.Annotations[RefAnnotation] != cref {
+				kept = append(kept, d)
+			}
 		}
-	}
-	if !found {
-		return fmt.Errorf("%s: %w", cref, ErrNotCached)
-	}
-	if err := c.path.RemoveDescriptors(match.Annotation(RefAnnotation, cref)); err != nil {
+		if len(kept) == len(im.Manifests) {
+			return fmt.Errorf("%s: %w", cref, ErrNotCached)
+		}
+		im.Manifests = kept
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotCached) {
 		return fmt.Errorf("remove %s from cache %s: %w", cref, c.Dir, err)
 	}
-	return nil
+	return err
 }
 
 // Clean deletes every blob that no index entry reaches and that is older

@@ -79,36 +79,69 @@ func (c *Cache) nameImage(ref string, desc v1.Descriptor) error {
 	if err != nil {
 		return err
 	}
+	desc.Platform = nil
+	return c.setRef(cref, desc)
+}
+
+// setRef points the canonical reference cref at desc in index.json,
+// replacing what the name held.
+func (c *Cache) setRef(cref string, desc v1.Descriptor) error {
+	err := c.updateIndex(func(im *v1.IndexManifest) error {
+		kept := im.Manifests[:0]
+		for _, d := range im.Manifests {
+			if d.Annotations[RefAnnotation] != cref {
+				kept = append(kept, d)
+			}
+		}
+		desc.Annotations = map[string]string{RefAnnotation: cref}
+		im.Manifests = append(kept, desc)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
+	}
+	return nil
+}
+
+// indexWriter, in tests, stands between the index's bytes and the file, to
+// make the write fail half-way.
+var indexWriter = func(w io.Writer) io.Writer { return w }
+
+// updateIndex changes index.json with change, under the index lock. The
+// file is replaced whole (WriteFileAtomic): a crash or a full disk leaves
+// the old index, never a torn one that would lose every name.
+func (c *Cache) updateIndex(change func(*v1.IndexManifest) error) error {
 	unlock, err := c.lockIndex(true)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	b, err := os.ReadFile(filepath.Join(string(c.path), "index.json"))
+	file := filepath.Join(string(c.path), "index.json")
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("read image cache %s: %w", c.Dir, err)
 	}
 	im, err := v1.ParseIndexManifest(bytes.NewReader(b))
 	if err != nil {
-		return fmt.Errorf("read image cache %s: %w", c.Dir, err)
+		return fmt.Errorf("read image cache %s: %s: %w", c.Dir, file, err)
 	}
-	kept := im.Manifests[:0]
-	for _, d := range im.Manifests {
-		if d.Annotations[RefAnnotation] != cref {
-			kept = append(kept, d)
-		}
-	}
-	desc.Annotations = map[string]string{RefAnnotation: cref}
-	desc.Platform = nil
-	im.Manifests = append(kept, desc)
-	out, err := json.MarshalIndent(im, "", "   ")
-	if err != nil {
+	if err := change(im); err != nil {
 		return err
 	}
-	if err := c.path.WriteFile("index.json", out, 0o644); err != nil {
-		return fmt.Errorf("store %s in cache %s: %w", cref, c.Dir, err)
+	return writeIndex(file, im)
+}
+
+// writeIndex writes im to file atomically, indented as the layout package
+// writes it.
+func writeIndex(file string, im *v1.IndexManifest) error {
+	out, err := json.MarshalIndent(im, "", "   ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", file, err)
 	}
-	return nil
+	return WriteFileAtomic(file, 0o644, func(w io.Writer) error {
+		_, err := indexWriter(w).Write(out)
+		return err
+	})
 }
 
 // storeImage copies img, read from a layout, into the cache under ref:

@@ -3,8 +3,8 @@ package oci
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -17,26 +17,18 @@ type Lock struct {
 	Images map[string]string `json:"images"`
 }
 
-// WriteLock writes l to file atomically (a temporary file renamed).
+// WriteLock writes l to file atomically (WriteFileAtomic).
 func WriteLock(file string, l Lock) error {
 	b, err := json.MarshalIndent(l, "", "  ")
 	if err != nil {
+		return fmt.Errorf("write lock %s: %w", file, err)
+	}
+	err = WriteFileAtomic(file, 0o644, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
 		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp*")
+	})
 	if err != nil {
-		return fmt.Errorf("write lock %s: %w", file, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write lock %s: %w", file, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write lock %s: %w", file, err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("write lock %s: %w", file, err)
+		return fmt.Errorf("write lock: %w", err)
 	}
 	return nil
 }

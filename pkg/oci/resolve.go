@@ -43,8 +43,20 @@ type Resolver struct {
 	// Tasks, when not nil, shows each pull as it goes (bytes of layers
 	// fetched, with a rate) instead of Progress's "pull" line.
 	Tasks *progress.Display
+	// Timeouts bound every request to a registry; zero fields are
+	// DefaultRegistryTimeouts. Set before the first pull.
+	Timeouts RegistryTimeouts
 
 	progressMu sync.Mutex
+	// transport is made once, so that pulls share connections.
+	transport     http.RoundTripper
+	transportOnce sync.Once
+}
+
+// roundTripper is the HTTP transport for registries, with r's timeouts.
+func (r *Resolver) roundTripper() http.RoundTripper {
+	r.transportOnce.Do(func() { r.transport = newTimeoutTransport(r.Timeouts) })
+	return r.transport
 }
 
 func (r *Resolver) logf(format string, args ...any) {
@@ -114,7 +126,8 @@ func (r *Resolver) Pull(ctx context.Context, ref string) error {
 	img, err := remote.Image(nref,
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(kc),
-		remote.WithPlatform(platform))
+		remote.WithPlatform(platform),
+		remote.WithTransport(r.roundTripper()))
 	if err != nil {
 		var terr *transport.Error
 		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {

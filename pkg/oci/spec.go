@@ -194,6 +194,7 @@ func bundleRuntime(kind bundle.Kind, e config.Image) *bundle.Runtime {
 		Restart:         e.Restart,
 		StopGracePeriod: e.StopGracePeriod,
 		OnFailure:       e.OnFailure,
+		Timeout:         e.Timeout,
 	}
 	switch kind {
 	case bundle.Service:

@@ -389,3 +389,28 @@ func TestRuntimeSpecNamedUser(t *testing.T) {
 		t.Errorf("user = %+v, want 101:101 with group 33", u)
 	}
 }
+
+// The YAML `timeout` of an onboot or onshutdown entry reaches
+// runtime.json as written; an entry without one has none (no limit).
+func TestRuntimeSpecTimeout(t *testing.T) {
+	ic := imageConfig(v1.Config{Cmd: []string{"true"}})
+	for _, tc := range []struct {
+		list string
+		kind bundle.Kind
+		yml  string
+		want string
+	}{
+		{"onboot", bundle.Onboot, "name: fmt\nimage: x\ntimeout: 45s\n", "45s"},
+		{"onshutdown", bundle.Onshutdown, "name: save\nimage: x\ntimeout: 1m30s\n", "1m30s"},
+		{"onboot", bundle.Onboot, "name: fmt\nimage: x\n", ""},
+	} {
+		img, ids := parseEntry(t, tc.list, tc.yml)
+		_, rt, err := Specs(tc.kind, img, ic, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rt.Timeout != tc.want {
+			t.Errorf("%s %q: runtime.json timeout = %q, want %q", tc.list, tc.yml, rt.Timeout, tc.want)
+		}
+	}
+}
