@@ -48,10 +48,18 @@ demo: demo-build
 KEEL_CACHE ?= $(HOME)/.cache/keel
 export KEEL_CACHE
 
+# The lean kernel image's kernel.tar and module tree, taken out of the cache
+# for the tests that read a real kernel (pkg/kmod, pkg/modules, pkg/initrd).
+TEST_KERNEL := $(abspath $(OUT))/test-kernel
+
 # Unit tests, and root tests (they skip with a message when not root). The
 # root tests run generated bundles under the runc that `make images` built.
 test-go: images
-	KEEL_RUNC=$(KEEL_CACHE)/tools/runc-$(RUNC_VERSION)/runc $(GO) test -race -count=1 ./...
+	$(GO) run ./tools/kerneltree -ref keel/kernel:$(KERNEL_ABI) -out $(TEST_KERNEL)
+	KEEL_RUNC=$(KEEL_CACHE)/tools/runc-$(RUNC_VERSION)/runc \
+	KMOD_TEST_TREE=$(TEST_KERNEL)/modules \
+	KEEL_TEST_KERNEL_TAR=$(TEST_KERNEL)/kernel.tar \
+	$(GO) test -race -count=1 ./...
 
 # Boot tests: real images under QEMU.
 test-boot: images

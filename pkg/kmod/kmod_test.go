@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -195,20 +196,188 @@ func TestLoadTreeFromDisk(t *testing.T) {
 	}
 }
 
-// TestRealModules reads a real module tree when one is given, e.g. the one
-// mkimages unpacks: KMOD_TEST_TREE=/path/lib/modules/6.1.0-56-cloud-amd64.
-func TestRealModules(t *testing.T) {
+// realLeanModules mirrors leanModules in tools/mkimages/kernel.go: the
+// modules keel/kernel:<abi> is made of, with their dependencies.
+var realLeanModules = []string{
+	"virtio_pci", "virtio_net", "virtio_blk", "virtio_console", "virtio_rng", "virtio_scsi",
+	"overlay", "veth", "bridge", "br_netfilter", "tun", "fuse", "squashfs", "loop", "ext4",
+	"nf_tables", "nft_chain_nat", "nft_compat", "nft_masq", "nft_ct",
+	"nf_conntrack", "nf_nat", "ip_tables", "iptable_nat", "iptable_filter",
+	"xt_MASQUERADE", "xt_conntrack", "xt_addrtype", "xt_comment", "xt_mark", "xt_nat",
+	"vsock", "vmw_vsock_virtio_transport",
+	"button", "evdev",
+	"crc32c_generic", "crc32c-intel",
+}
+
+// realDepends is what the .modinfo of Debian's 6.1 cloud kernel
+// (linux-image-6.1.0-56-cloud-amd64) declares, as `modinfo -F depends`
+// prints it, in its order.
+var realDepends = map[string][]string{
+	"virtio_net":                 {"virtio_ring", "virtio", "net_failover"},
+	"net_failover":               {"failover"},
+	"failover":                   nil,
+	"virtio":                     {"virtio_ring"},
+	"virtio_ring":                nil,
+	"virtio_pci":                 {"virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio"},
+	"overlay":                    nil,
+	"button":                     nil,
+	"evdev":                      nil,
+	"bridge":                     {"llc", "stp"},
+	"stp":                        {"llc"},
+	"br_netfilter":               {"bridge"},
+	"nf_conntrack":               {"nf_defrag_ipv4", "nf_defrag_ipv6", "libcrc32c"},
+	"nf_nat":                     {"nf_conntrack", "libcrc32c"},
+	"nft_compat":                 {"nf_tables", "nfnetlink", "x_tables"},
+	"nf_tables":                  {"nfnetlink", "libcrc32c"},
+	"libcrc32c":                  nil,
+	"crc32c_intel":               nil,
+	"vsock":                      nil,
+	"vmw_vsock_virtio_transport": {"virtio", "vmw_vsock_virtio_transport_common", "virtio_ring", "vsock"},
+}
+
+// realTree loads the module tree KMOD_TEST_TREE names. It skips when the
+// variable is unset (`make test-go` sets it to the tree of
+// keel/kernel:$(KERNEL_ABI)) and fails when it names no tree.
+func realTree(t *testing.T) *Tree {
+	t.Helper()
 	dir := os.Getenv("KMOD_TEST_TREE")
 	if dir == "" {
-		t.Skip("KMOD_TEST_TREE not set")
+		t.Skip("KMOD_TEST_TREE not set (make test-go sets it)")
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("KMOD_TEST_TREE=%s: not a directory: %v", dir, err)
 	}
 	tree, err := LoadTree(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mods, err := tree.Closure("nft_compat", "virtio_net", "overlay", "br_netfilter")
-	if err != nil {
-		t.Fatal(err)
+	if len(tree.Modules()) == 0 {
+		t.Fatalf("KMOD_TEST_TREE=%s: no modules", dir)
 	}
-	t.Logf("%d modules in tree; closure: %q", len(tree.Modules()), names(mods))
+	return tree
+}
+
+// checkOrder fails unless every module of mods comes after the modules it
+// depends on, each of them in mods or built in.
+func checkOrder(t *testing.T, tree *Tree, mods []*Module) {
+	t.Helper()
+	at := map[string]int{}
+	for i, m := range mods {
+		at[m.Name] = i
+	}
+	for i, m := range mods {
+		for _, d := range m.Info.Depends {
+			j, ok := at[NormalizeName(d)]
+			switch {
+			case !ok && !tree.IsBuiltin(d):
+				t.Errorf("%s depends on %s, which is not in the closure", m.Name, d)
+			case ok && j > i:
+				t.Errorf("%s comes before its dependency %s: %q", m.Name, d, names(mods))
+			}
+		}
+	}
+}
+
+// TestRealModules reads a real module tree, the one of the lean kernel
+// image (KMOD_TEST_TREE=.../lib/modules/6.1.0-56-cloud-amd64), and checks
+// what it says against the kernel's own .modinfo.
+func TestRealModules(t *testing.T) {
+	tree := realTree(t)
+	for name, want := range realDepends {
+		m, ok := tree.Module(name)
+		if !ok {
+			t.Errorf("module %s not in the tree", name)
+			continue
+		}
+		if !slices.Equal(m.Info.Depends, want) {
+			t.Errorf("%s depends on %q, want %q", name, m.Info.Depends, want)
+		}
+	}
+	if m, ok := tree.Module("libcrc32c"); ok && !slices.Equal(m.Info.SoftPre, []string{"crc32c"}) {
+		t.Errorf("libcrc32c softdep pre: %q, want [crc32c]", m.Info.SoftPre)
+	}
+	for _, b := range []string{"ext4", "crc32c_generic"} {
+		if !tree.IsBuiltin(b) {
+			t.Errorf("%s is not built in", b)
+		}
+	}
+
+	// Every dependency a module names is in the tree or built in, and the
+	// tree is of one release.
+	release := ""
+	for _, m := range tree.Modules() {
+		if m.Info.Name != "" && m.Info.Name != m.Name {
+			t.Errorf("%s: .modinfo name %q", m.Path, m.Info.Name)
+		}
+		if r := m.Info.Release(); release == "" {
+			release = r
+		} else if r != release {
+			t.Errorf("%s built for %q, others for %q", m.Path, r, release)
+		}
+		for _, d := range m.Info.Depends {
+			if _, ok := tree.Module(d); !ok && !tree.IsBuiltin(d) {
+				t.Errorf("%s depends on %s, which is neither in the tree nor built in", m.Name, d)
+			}
+		}
+	}
+
+	for _, tc := range []struct {
+		names []string
+		want  []string // the closure, as a set
+	}{
+		{[]string{"virtio_net"}, []string{"virtio_ring", "virtio", "failover", "net_failover", "virtio_net"}},
+		{[]string{"overlay"}, []string{"overlay"}},
+		{[]string{"button"}, []string{"button"}},
+		{[]string{"evdev"}, []string{"evdev"}},
+		{[]string{"ext4"}, nil},
+		{[]string{"br_netfilter"}, []string{"llc", "stp", "bridge", "br_netfilter"}},
+		// libcrc32c's softdep on crc32c brings the one crc32c module
+		// that is not built in.
+		{[]string{"nf_conntrack"}, []string{"nf_defrag_ipv4", "nf_defrag_ipv6", "crc32c_intel", "libcrc32c", "nf_conntrack"}},
+	} {
+		mods, err := tree.Closure(tc.names...)
+		if err != nil {
+			t.Errorf("Closure(%q): %v", tc.names, err)
+			continue
+		}
+		got := names(mods)
+		if !sameSet(got, tc.want) {
+			t.Errorf("Closure(%q) = %q, want %q in some order", tc.names, got, tc.want)
+		}
+		checkOrder(t, tree, mods)
+	}
+
+	// The lean set's closure resolves, has each module once, and is
+	// closed under dependencies, each after what it needs.
+	lean, err := tree.Closure(realLeanModules...)
+	if err != nil {
+		t.Fatalf("closure of the lean set: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, m := range lean {
+		if seen[m.Name] {
+			t.Errorf("%s twice in the closure", m.Name)
+		}
+		seen[m.Name] = true
+	}
+	checkOrder(t, tree, lean)
+	for _, n := range []string{"virtio_net", "net_failover", "failover", "overlay", "button", "evdev", "crc32c_intel"} {
+		if !seen[n] {
+			t.Errorf("%s not in the closure of the lean set", n)
+		}
+	}
+	t.Logf("%s: %d modules in tree; lean closure %d: %q", release, len(tree.Modules()), len(lean), names(lean))
+}
+
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && reflect.DeepEqual(sorted(a), sorted(b))
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	if s == nil {
+		s = []string{}
+	}
+	return s
 }

@@ -194,12 +194,17 @@ func TestMatch(t *testing.T) {
 	}
 }
 
-// TestRealTree matches real modaliases against a real lean module tree,
-// when one is given: KMOD_TEST_TREE=/path/lib/modules/6.1.0-56-cloud-amd64.
+// TestRealTree matches real modaliases against a real lean module tree and
+// loads the lean set from it with a fake finit_module, when one is given:
+// KMOD_TEST_TREE=/path/lib/modules/6.1.0-56-cloud-amd64 (make test-go sets
+// it to the tree of keel/kernel:$(KERNEL_ABI)).
 func TestRealTree(t *testing.T) {
 	dir := os.Getenv("KMOD_TEST_TREE")
 	if dir == "" {
-		t.Skip("KMOD_TEST_TREE not set")
+		t.Skip("KMOD_TEST_TREE not set (make test-go sets it)")
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("KMOD_TEST_TREE=%s: not a directory: %v", dir, err)
 	}
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "lib/modules"), 0o755); err != nil {
@@ -209,16 +214,80 @@ func TestRealTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	l, source, err := OpenRelease(root, "test", nil)
-	if err != nil || source != "tree" {
+	if err != nil {
 		t.Fatal(err)
 	}
-	for alias, want := range map[string]string{
-		"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00": "virtio_pci",
-		"virtio:d00000001v00001AF4":                             "virtio_net",
-		"acpi:LNXPWRBN:":                                        "button",
+	if source != "tree" {
+		t.Fatalf("source %q, want tree", source)
+	}
+	for alias, want := range map[string][]string{
+		"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00": {"virtio_pci"},
+		"pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00": {"virtio_pci"},
+		"virtio:d00000001v00001AF4":                             {"virtio_net"},
+		"virtio:d00000002v00001AF4":                             {"virtio_blk"},
+		"virtio:d00000004v00001AF4":                             {"virtio_rng"},
+		"acpi:LNXPWRBN:":                                        {"button"},
+		"pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00": nil,
 	} {
-		if got := l.Match(alias); !slices.Contains(got, want) {
-			t.Errorf("Match(%s) = %q, want %s", alias, got, want)
+		if got := l.Match(alias); !slices.Equal(got, want) {
+			t.Errorf("Match(%s) = %q, want %q", alias, got, want)
 		}
 	}
+
+	// Load with a fake finit_module: each file it is given is a module of
+	// the tree, loaded once, after every module it depends on.
+	var calls []string
+	loaded := map[string]bool{}
+	l.isLoaded = func(name string) bool { return loaded[name] }
+	l.finit = func(path string) error {
+		rel, err := filepath.Rel(filepath.Join(root, "lib/modules/test"), path)
+		if err != nil || !filepath.IsLocal(rel) {
+			t.Errorf("finit(%s): not under the tree", path)
+			return unix.ENOENT
+		}
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("finit(%s): %v", path, err)
+			return unix.ENOENT
+		}
+		name := kmod.NormalizeName(path)
+		m, ok := l.tree.Module(name)
+		if !ok || m.Path != filepath.ToSlash(rel) {
+			t.Errorf("finit(%s): not the file of a module of the tree", path)
+			return unix.ENOENT
+		}
+		if loaded[name] {
+			t.Errorf("%s loaded twice", name)
+		}
+		for _, d := range m.Info.Depends {
+			if !loaded[kmod.NormalizeName(d)] && !l.tree.IsBuiltin(d) {
+				t.Errorf("%s loaded before its dependency %s", name, d)
+			}
+		}
+		calls = append(calls, name)
+		loaded[name] = true
+		return nil
+	}
+	r := l.Load("virtio_net")
+	if want := []string{"virtio_ring", "virtio", "failover", "net_failover", "virtio_net"}; !sameSet(r.Loaded, want) {
+		t.Errorf("Load(virtio_net) loaded %q, want %q in some order", r.Loaded, want)
+	}
+	r = l.Load("overlay", "button", "evdev", "ext4", "br_netfilter", "nft_compat", "vmw_vsock_virtio_transport")
+	if want := []string{"overlay", "button", "evdev", "llc", "stp", "bridge", "br_netfilter",
+		"nfnetlink", "crc32c_intel", "libcrc32c", "nf_tables", "x_tables", "nft_compat",
+		"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"}; !sameSet(r.Loaded, want) {
+		t.Errorf("loaded %q, want %q in some order", r.Loaded, want)
+	}
+	if len(r.Failed) != 0 || len(r.Unknown) != 0 {
+		t.Errorf("failed %v, unknown %q", r.Failed, r.Unknown)
+	}
+	if len(calls) != 5+16 {
+		t.Errorf("%d finit calls, want %d: %q", len(calls), 5+16, calls)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }

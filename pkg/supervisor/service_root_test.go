@@ -27,8 +27,9 @@ func containerdTools(t *testing.T) (containerdDir, runcDir string) {
 	if c := os.Getenv("KEEL_CACHE"); c != "" {
 		cache = filepath.Join(c, "tools")
 	}
-	containerdDir = filepath.Join(cache, "containerd-v2.4.2")
-	runcDir = filepath.Join(cache, "runc-v1.5.3")
+	v := pinnedVersions(t)
+	containerdDir = filepath.Join(cache, "containerd-"+v["CONTAINERD_VERSION"])
+	runcDir = filepath.Join(cache, "runc-"+v["RUNC_VERSION"])
 	for _, f := range []string{
 		filepath.Join(containerdDir, "containerd"),
 		filepath.Join(containerdDir, "containerd-shim-runc-v2"),
@@ -39,6 +40,35 @@ func containerdTools(t *testing.T) (containerdDir, runcDir string) {
 		}
 	}
 	return containerdDir, runcDir
+}
+
+// pinnedVersions reads tools/versions.env, the KEY=VALUE file the Makefile
+// includes and tools/mkimages reads, so the tools looked for are the ones
+// `make images` builds. It fails when the file or a version is missing.
+func pinnedVersions(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "tools", "versions.env"))
+	if err != nil {
+		t.Fatalf("pinned versions: %v", err)
+	}
+	v := map[string]string{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("tools/versions.env:%d: %q is not KEY=VALUE", i+1, line)
+		}
+		v[strings.TrimSpace(key)] = strings.TrimSpace(value)
+	}
+	for _, k := range []string{"CONTAINERD_VERSION", "RUNC_VERSION"} {
+		if v[k] == "" {
+			t.Fatalf("tools/versions.env: no %s", k)
+		}
+	}
+	return v
 }
 
 // startTestContainerd runs a private containerd in a temporary root, state

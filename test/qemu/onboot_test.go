@@ -38,9 +38,11 @@ func TestOnbootOrderAndPowerOff(t *testing.T) {
 	vm := boot(t, prefix, nil)
 
 	const wait = 3 * time.Minute
-	i := vm.Expect(0, `keel: init started`, wait)
-	i = vm.Expect(i, `\] 000-first: first says hello$`, wait)
-	vm.Expect(i, `\] 000-first: first on stderr$`, wait)
+	start := vm.Expect(0, `keel: init started`, wait)
+	// stdout and stderr are separate pipes: their lines may reach the
+	// console in either order, so each is looked for from the start.
+	i := vm.Expect(start, `\] 000-first: first says hello$`, wait)
+	vm.Expect(start, `\] 000-first: first on stderr$`, wait)
 	i = vm.Expect(i, `keel: onboot 000-first exit=0 `, wait)
 	i = vm.Expect(i, `\] 001-second: second is about to fail$`, wait)
 	i = vm.Expect(i, `keel: onboot 001-second exit=3 `, wait)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,15 +64,37 @@ func TestSystemConsolePowerButton(t *testing.T) {
 	vm := boot(t, prefix, nil)
 
 	const wait = 3 * time.Minute
-	i := vm.Expect(0, `keel: modules loaded count=\d+`, wait)
-	t.Logf("%s", vm.Lines()[i])
+	vm.Expect(0, `keel: switched root off initramfs `, wait)
+	i := vm.Expect(0, `keel: modules loaded count=\d+ failed=\d+ `, wait)
+	checkModulesLoaded(t, vm.Lines()[:i+1])
 	i = vm.Expect(i, `keel: hostname keel-525400123456$`, wait)
 	i = vm.Expect(i, `\] 000-hello: onboot ran$`, wait)
 	i = vm.Expect(i, `keel: console shell started`, wait)
 
 	// A person at the console.
 	i = vm.run(i, "echo console-$((6*7)) on $(hostname)", `^console-42 on keel-525400123456`)
-	i = vm.run(i, "ip -o link show lo | grep -c LOWER_UP; ulimit -n", `^1048576`)
+	i = vm.run(i, "echo lo_up=$(ip -o link show lo | grep -c LOWER_UP) nofile=$(ulimit -n)", `^lo_up=\d+ nofile=\d+$`)
+	if l := vm.Lines()[i]; l != "lo_up=1 nofile=1048576" {
+		t.Errorf("loopback up and open files limit: %q, want lo_up=1 nofile=1048576", l)
+	}
+
+	// Every cgroup controller PID 1 delegates to the containers' cgroups.
+	i = vm.run(i, "echo subtree=$(cat /sys/fs/cgroup/cgroup.subtree_control)", `^subtree=`)
+	delegated := strings.Fields(strings.TrimPrefix(vm.Lines()[i], "subtree="))
+	for _, c := range []string{"cpu", "memory", "pids", "io"} {
+		if !slices.Contains(delegated, c) {
+			t.Errorf("cgroup controller %s not delegated: cgroup.subtree_control is %q", c, delegated)
+		}
+	}
+
+	// Off the initramfs: the visible mount on / is not the kernel's
+	// rootfs, the one mount that is its own parent (mountinfo fields 1 and
+	// 2; /proc/mounts cannot tell, as the default bind of the initramfs
+	// still has type rootfs there).
+	i = vm.run(i, `awk '$5=="/" {id=$1; parent=$2} END {print "rootmount=" id " parent=" parent}' /proc/self/mountinfo`, `^rootmount=\S* parent=\S*$`)
+	if f := strings.Fields(vm.Lines()[i]); len(f) != 2 || f[0] == "rootmount=" || strings.TrimPrefix(f[0], "rootmount=") == strings.TrimPrefix(f[1], "parent=") {
+		t.Errorf("/ is still the initramfs (its own parent in mountinfo): %q", vm.Lines()[i])
+	}
 
 	// Orphan storm: each (sleep &) leaves an orphan to PID 1.
 	i = vm.run(i, `n=0; while [ $n -lt 200 ]; do (sleep 0.1 &); n=$((n+1)); done; sleep 2; echo zombies=$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$3=="Z"' | wc -l)`, `^zombies=\d+`)
@@ -112,6 +135,41 @@ func TestSystemConsolePowerButton(t *testing.T) {
 	lines := vm.Lines()
 	t.Logf("power-off with one onshutdown bundle: %v (%q .. %q)",
 		stampOf(t, lines[end])-stampOf(t, lines[start]), lines[start], lines[end])
+}
+
+// checkModulesLoaded checks the boot's "modules loaded ... failed=N" line,
+// the last of lines: every failure it counts must be the one PID 1 expects
+// under QEMU TCG, crc32c_intel refused for want of SSE4.2, each logged
+// before it as "module failed module=crc32c_intel". Any other module that
+// failed, or was not loaded because a dependency failed, is an error.
+func checkModulesLoaded(t *testing.T, lines []string) {
+	t.Helper()
+	line := lines[len(lines)-1]
+	t.Logf("%s", line)
+	m := regexp.MustCompile(`failed=(\d+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no failed= on %q", line)
+	}
+	failed, err := strconv.Atoi(m[1])
+	if err != nil {
+		t.Fatalf("%q: %v", line, err)
+	}
+	known := 0
+	failure := regexp.MustCompile(`keel: module (failed|not loaded) module=(\S+)`)
+	for _, l := range lines[:len(lines)-1] {
+		f := failure.FindStringSubmatch(l)
+		switch {
+		case f == nil:
+		case f[1] == "failed" && f[2] == "crc32c_intel":
+			known++
+			t.Logf("known failure under TCG: %q", l)
+		default:
+			t.Errorf("module failure at boot: %q", l)
+		}
+	}
+	if failed != known {
+		t.Errorf("%q: failed=%d, want %d (the crc32c_intel failures logged before it)", line, failed, known)
+	}
 }
 
 const idleYAML = `
@@ -155,11 +213,10 @@ func TestCtrlAltDelReboots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Logged, not asserted: wall time under TCG on a shared host says
+	// nothing about keel.
 	t.Logf("idle shutdown: %v by PID 1 (%q); %v to the kernel's %q", d, lines[i],
 		stampOf(t, lines[end])-stampOf(t, lines[start]), lines[end])
-	if d > time.Second {
-		t.Errorf("idle shutdown took %v", d)
-	}
 }
 
 const haltYAML = `
