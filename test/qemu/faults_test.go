@@ -32,8 +32,9 @@ const (
 )
 
 // step runs f as a subtest of t with the VM's failures reported on the
-// subtest. Steps of one VM run in order; once QEMU has exited, later steps
-// are skipped (the step that saw it go has already failed).
+// subtest. Steps of one VM run in order; once QEMU has exited or the guest
+// kernel has panicked, later steps are skipped (the step that saw it has
+// already failed).
 func (vm *VM) step(t *testing.T, name string, f func(t *testing.T)) bool {
 	t.Helper()
 	parent := vm.t
@@ -42,6 +43,11 @@ func (vm *VM) step(t *testing.T, name string, f func(t *testing.T)) bool {
 		case <-vm.done:
 			st.Skipf("qemu already exited (%v)", vm.err)
 		default:
+		}
+		for _, l := range vm.Lines() {
+			if panicRE.MatchString(l) {
+				st.Skipf("the guest kernel panicked earlier: %q", l)
+			}
 		}
 		vm.t = st
 		defer func() { vm.t = parent }()
@@ -104,6 +110,8 @@ func bootToConsole(t *testing.T, prefix string, tweak func(*qemu.Machine)) (*VM,
 		time.Since(start).Round(time.Millisecond), stampOf(t, vm.Lines()[i]), vm.Lines()[i])
 	return vm, i
 }
+
+var panicRE = regexp.MustCompile(kernelPanic)
 
 var colSep = regexp.MustCompile(`\s{2,}`)
 
