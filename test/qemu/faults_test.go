@@ -73,11 +73,13 @@ func (vm *VM) want(from int, pattern, bad string, timeout time.Duration) int {
 }
 
 // sh types cmd on the console shell and waits for a line matching want
-// (anchor it with ^: the echo of the typed line starts with the prompt).
+// after line from (anchor it with ^: the echo of the typed line starts
+// with the prompt).
 func (vm *VM) sh(from int, cmd, want string, timeout time.Duration) int {
 	vm.t.Helper()
 	vm.send(cmd + "\n")
-	return vm.want(from, want, "", timeout)
+	// Its output comes after line from, which may itself match want.
+	return vm.want(from+1, want, "", timeout)
 }
 
 // send writes raw bytes to the serial console.
