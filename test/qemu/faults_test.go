@@ -647,6 +647,7 @@ func faultShutdownDuringOnboot(t *testing.T) {
 		lines := vm.Lines()
 		t.Logf("power button to QEMU's exit: %v wall clock; guest %v from %q to %q", time.Since(pressed).Round(time.Millisecond),
 			stampOf(t, lines[end])-stampOf(t, lines[s]), lines[s], lines[end])
+		t.Logf("from the power button:\n%s", strings.Join(lines[i+1:], "\n"))
 		if err != nil {
 			t.Errorf("qemu did not exit cleanly after power-off: %v", err)
 		}
