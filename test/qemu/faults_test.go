@@ -651,7 +651,12 @@ func faultShutdownDuringOnboot(t *testing.T) {
 		if err != nil {
 			t.Errorf("qemu did not exit cleanly after power-off: %v", err)
 		}
-		vm.none(t, lines, `keel: `+lvl+`containerd ready|keel: `+lvl+`service ticker running`, "containerd or a service started during a shutdown")
+		// Not even tried: today the onboot goroutine goes on to start
+		// containerd after the interrupted onboot, racing the shutdown's
+		// unmounts ("containerd failed, services not started
+		// err=containerd: mkdir /var/lib: read-only file system").
+		vm.none(t, lines, `keel: `+lvl+`(?:containerd (?:ready|failed|start failed)|service ticker running|services started)`,
+			"containerd or a service started during a shutdown")
 		vm.none(t, lines, `\] 001-after: after onboot ran$`, "an onboot container ran after the shutdown request")
 		vm.none(t, lines, `\] 000-sleeper: slept$`, "the onboot container was not stopped")
 		vm.none(t, lines, kernelPanic, "kernel panic")
