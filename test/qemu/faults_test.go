@@ -165,6 +165,20 @@ func (vm *VM) expectPowerDown(from int) int {
 	return end
 }
 
+// TestFault is issue #7's list, one VM per group:
+//
+//	Signals               10 clean boot logs no error, 9 orphan storm, SIGHUP/SIGURG,
+//	                      1 fatal signals to PID 1, then poweroff
+//	Services              4a containerd killed, 6 crash loop, 2b /var full under a
+//	                      chatty service, 5 a service ignoring SIGTERM at power-off
+//	XOFF                  3 the power button with the console stopped by Ctrl-S
+//	OnbootENOSPC          2a /var filled by an onboot container
+//	ContainerdFirstStart  4b containerd failing its first start
+//	ShutdownDuringOnboot  7 the power button during onboot
+//	OnbootTimeout         8 an onboot container killed after its timeout
+//
+// 11 (shutdown after a recovered panic in PID 1) cannot be injected from
+// outside; unit tests cover it.
 func TestFault(t *testing.T) {
 	requireBoot(t)
 	t.Run("Signals", faultSignals)
