@@ -52,8 +52,11 @@ type Prepared struct {
 //  1. the overlay of a shared image (rootfsLower), before anything touches
 //     the rootfs, or it would land under the overlay;
 //  2. runtime.json's mkdir, while the rootfs is still writable;
-//  3. the rootfs bound onto itself, read-only when the spec says so
-//     (pivot_root wants a mount point);
+//  3. for onboot and onshutdown, the rootfs bound onto itself, read-only
+//     when the spec says so (pivot_root wants a mount point); a service's
+//     runc, under containerd, does that in the container's own mount
+//     namespace, and a bind of ours in PID 1's shared tree as well was
+//     seen to soft-lock the kernel (TCG, two services starting at once);
 //  4. runtime.json's mounts, after the bind so that those inside the
 //     rootfs land on top of it and the container sees them;
 //  5. runtime.json's cgroups.
@@ -86,11 +89,13 @@ func (p *Preparer) Prepare(b bundle.Bundle) (*Prepared, error) {
 	if err := makeRuntimeDirs(b, rt); err != nil {
 		return nil, err
 	}
-	if p.Mounts == nil {
-		return nil, errors.New("prepare rootfs: no mount table")
-	}
-	if err := p.Mounts.BindSelf(pr.Rootfs, root.Readonly); err != nil {
-		return nil, fmt.Errorf("prepare rootfs: %w", err)
+	if b.Kind != bundle.Service {
+		if p.Mounts == nil {
+			return nil, errors.New("prepare rootfs: no mount table")
+		}
+		if err := p.Mounts.BindSelf(pr.Rootfs, root.Readonly); err != nil {
+			return nil, fmt.Errorf("prepare rootfs: %w", err)
+		}
 	}
 	if err := mountRuntime(b, rt, p.Mounts); err != nil {
 		return nil, err

@@ -266,7 +266,7 @@ func (u *Unit) Run(ctx context.Context) Outcome {
 		case out.Err != nil:
 			u.Log.Warn(u.Name+" start failed, retrying", "err", out.Err, "retry", delay.Round(time.Millisecond))
 		case looping:
-			u.Log.Warn(u.Name+" crash-looping", "exit", exitString(out.Code), "restarts", u.Status().Restarts, "retry", delay.Round(time.Millisecond))
+			u.Log.Warn(u.Name+" crash-looping", "restarts", u.Status().Restarts, "exit", exitString(out.Code), "retry", delay.Round(time.Millisecond))
 		case out.Code != 0:
 			u.Log.Warn(u.Name+" exited, restarting", "exit", exitString(out.Code), "uptime", up.Round(time.Millisecond), "retry", delay.Round(time.Millisecond))
 		default:

@@ -89,8 +89,8 @@ func TestDiskDataSurvivesPowerOff(t *testing.T) {
 	vm := boot(t, prefix, func(m *qemu.Machine) { m.Disks = []string{disk} })
 	const wait = 3 * time.Minute
 	i := vm.Expect(0, `\] 000-mount-data: data mounted$`, wait)
+	vm.Expect(i, `keel: console shell started`, wait)
 	i = vm.Expect(i, `keel: service writer running`, wait)
-	i = vm.Expect(i, `keel: console shell started`, wait)
 	i = vm.run(i, "while [ ! -e /var/lib/data/done ]; do sleep 0.2; done; echo guest-sha=$(cat /var/lib/data/payload.sha256)", `^guest-sha=[0-9a-f]{64}$`)
 	guestSum := strings.TrimPrefix(vm.Lines()[i], "guest-sha=")
 	// No sync: keel's shutdown must flush it.

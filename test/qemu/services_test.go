@@ -32,16 +32,17 @@ func TestServices(t *testing.T) {
 	vm := boot(t, prefix, nil)
 
 	const wait = 3 * time.Minute
-	i := vm.Expect(0, `keel: containerd ready`, wait)
+	// The console shell starts right after onboot, before containerd.
+	c := vm.Expect(0, `keel: console shell started`, wait)
+	i := vm.Expect(c, `keel: containerd ready`, wait)
 	i = vm.Expect(i, `keel: services started count=2`, wait)
 	t.Logf("%s", vm.Lines()[i])
-	i = vm.Expect(i, `keel: console shell started`, wait)
 
 	i = vm.run(i, "ctr -n services.linuxkit task ls | grep ticker", `^ticker\s+\d+\s+RUNNING`)
 	i = vm.run(i, "sleep 2; keel logs ticker -n 1", `^tick \d+$`)
 
 	// A killed service comes back.
-	i = vm.run(i, `kill -9 $(keel status | awk '$1=="ticker"{print $3}')`, `keel: service ticker exited exit=137`)
+	i = vm.run(i, `kill -9 $(keel status | awk '$1=="ticker"{print $3}')`, `keel: WARN service ticker exited, restarting exit=signal:SIGKILL`)
 	i = vm.Expect(i, `keel: service ticker running`, wait)
 
 	// The crash loop backs off and shows as such.
