@@ -35,8 +35,10 @@ import (
 // The queue's bounds. A 115200 baud serial console writes about 11 KiB a
 // second, so QueueBytes is some twenty seconds of backlog: enough to ride
 // out a burst (an onboot container dumping its output), small enough that
-// a console stalled for good costs PID 1 little memory. QueueLines bounds
-// the per-line overhead when lines are short.
+// a console stalled for good costs PID 1 little memory. A line is queued
+// while fewer than QueueBytes wait (so the bound is QueueBytes plus one
+// line) and fewer than QueueLines lines, which bounds the per-line
+// overhead when lines are short.
 const (
 	QueueLines = 1024
 	QueueBytes = 256 << 10
