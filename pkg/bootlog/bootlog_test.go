@@ -2,6 +2,7 @@ package bootlog
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"regexp"
@@ -9,12 +10,22 @@ import (
 	"time"
 )
 
+// flush waits for the console's writer; the minute is a hang guard for a
+// writer that never blocks.
+func flush(t *testing.T, c *Console) {
+	t.Helper()
+	if !c.Flush(time.Minute) {
+		t.Fatal("console not flushed within a minute")
+	}
+}
+
 func fixedClock(d time.Duration) func() time.Duration { return func() time.Duration { return d } }
 
 func TestLineFormat(t *testing.T) {
 	var buf bytes.Buffer
 	c := NewWithClock(&buf, fixedClock(2512001*time.Microsecond))
 	c.Line("000-hello", "hello from one\n")
+	flush(t, c)
 	if got, want := buf.String(), "[  2.512001] 000-hello: hello from one\n"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
@@ -29,14 +40,21 @@ func TestHandlerFormat(t *testing.T) {
 	log.Info("onboot 000-hello", "exit", 0, "duration", 120*time.Millisecond)
 	log.Info("onboot done", "count", 3)
 	log.With("bundle", "001-x").Error("onboot failed", "err", errors.New("create container: no such file"))
+	log.Warn("containerd died", "exit", 1)
+	log.Log(context.Background(), slog.LevelError+4, "beyond error")
+	log.Log(context.Background(), slog.LevelInfo+2, "between info and warn")
 	log.WithGroup("g").Info("grouped", "k", "v")
 	log.Debug("not shown")
+	flush(t, c)
 
 	want := "" +
 		"[  2.104512] keel: mounted filesystems\n" +
 		"[  2.104512] keel: onboot 000-hello exit=0 duration=120ms\n" +
 		"[  2.104512] keel: onboot done count=3\n" +
-		"[  2.104512] keel: onboot failed bundle=001-x err=\"create container: no such file\"\n" +
+		"[  2.104512] keel: ERROR onboot failed bundle=001-x err=\"create container: no such file\"\n" +
+		"[  2.104512] keel: WARN containerd died exit=1\n" +
+		"[  2.104512] keel: ERROR beyond error\n" +
+		"[  2.104512] keel: between info and warn\n" +
 		"[  2.104512] keel: grouped g.k=v\n"
 	if got := buf.String(); got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
@@ -76,6 +94,7 @@ func TestLineWriterSplitsAndFlushes(t *testing.T) {
 		}
 	}
 	w.Close()
+	flush(t, c)
 	want := "" +
 		"[  1.000000] 000-hello: hello\n" +
 		"[  1.000000] 000-hello: second\n" +

@@ -12,8 +12,10 @@ import (
 const Source = "keel"
 
 // Handler is an slog.Handler printing "[ts] keel: message key=value ...".
-// Levels are not printed: the message says what happened, and the harness
-// greps messages. Values with spaces or quotes are quoted.
+// Info and debug lines carry no level; warnings and errors carry a marker
+// after the source, "keel: WARN message" and "keel: ERROR message", so
+// that a person can spot them and a boot test can assert that a clean boot
+// logged no error. Values with spaces or quotes are quoted.
 type Handler struct {
 	c      *Console
 	level  slog.Leveler
@@ -37,6 +39,7 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 	h.c.write(func(b []byte) []byte {
 		b = append(b, Source...)
 		b = append(b, ": "...)
+		b = append(b, levelMarker(r.Level)...)
 		b = append(b, r.Message...)
 		b = append(b, h.attrs...)
 		r.Attrs(func(a slog.Attr) bool {
@@ -46,6 +49,24 @@ func (h *Handler) Handle(_ context.Context, r slog.Record) error {
 		return b
 	})
 	return nil
+}
+
+// Level markers, as they appear after "keel: ".
+const (
+	WarnMarker  = "WARN "
+	ErrorMarker = "ERROR "
+)
+
+// levelMarker is the marker a record at l carries: none below warn, and
+// levels in between (slog allows any integer) round down.
+func levelMarker(l slog.Level) string {
+	switch {
+	case l >= slog.LevelError:
+		return ErrorMarker
+	case l >= slog.LevelWarn:
+		return WarnMarker
+	}
+	return ""
 }
 
 // WithAttrs implements slog.Handler.

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keel-os/keel/pkg/goroutine"
 )
 
 // Event types and codes from linux/input-event-codes.h.
@@ -119,7 +121,20 @@ func (p *PowerButton) Run(ctx context.Context) {
 			watching[name] = f
 			mu.Unlock()
 			log.Debug("input: watching", "device", name)
-			go func() {
+			// Recovering: a panic here (in Pressed, say) would end PID 1.
+			// The deferred cleanup runs on a panic too, so the device is
+			// forgotten and the next rescan watches it again.
+			goroutine.Go(log, "input "+name, false, func() {
+				defer func() {
+					// Gone (unplugged), closed or panicked: forget it, a
+					// rescan picks it up again if it is still there.
+					mu.Lock()
+					if watching[name] == f {
+						delete(watching, name)
+					}
+					mu.Unlock()
+					f.Close()
+				}()
 				for {
 					err := ReadPower(f)
 					if err == nil {
@@ -131,17 +146,9 @@ func (p *PowerButton) Run(ctx context.Context) {
 					if !errors.Is(err, os.ErrClosed) {
 						log.Debug("input: read", "device", name, "err", err)
 					}
-					// Gone (unplugged) or closed: forget it, a rescan
-					// picks it up again if it comes back.
-					mu.Lock()
-					if watching[name] == f {
-						delete(watching, name)
-					}
-					mu.Unlock()
-					f.Close()
 					return
 				}
-			}()
+			})
 		}
 	}
 	rescan := p.Rescan

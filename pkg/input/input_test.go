@@ -88,3 +88,59 @@ func TestPowerButtonNewDevice(t *testing.T) {
 		t.Fatal("power key not seen")
 	}
 }
+
+// A panic while handling a press (in Pressed, say) must not end the
+// process, and the device must be watched again afterwards. With a bare go
+// statement the panic kills the test binary.
+func TestPowerButtonSurvivesPanic(t *testing.T) {
+	dir := t.TempDir()
+	dev := filepath.Join(dir, "event0")
+	if err := syscall.Mkfifo(dev, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pressed := make(chan string, 1)
+	first := true
+	p := &PowerButton{Dir: dir, Rescan: 10 * time.Millisecond, Pressed: func(d string) {
+		if first {
+			first = false
+			panic("planted panic in Pressed")
+		}
+		pressed <- d
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx)
+
+	for i := 0; i < 2; i++ {
+		// Opening the FIFO blocks until the watcher opens it, after the
+		// panic only once it has forgotten the device and rescanned.
+		w, err := os.OpenFile(dev, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(event(EvKey, KeyPower, 1))
+		if i == 0 {
+			// Wait for the watcher to let go of the FIFO before the next
+			// open: a write then fails with EPIPE once it has closed it.
+			deadline := time.Now().Add(time.Minute)
+			for {
+				if _, err := w.Write(event(0, 0, 0)); err != nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("watcher still holds the device a minute after the panic")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		w.Close()
+	}
+	select {
+	case d := <-pressed:
+		if d != dev {
+			t.Errorf("pressed on %s", d)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("power key not seen after a panic in the watcher")
+	}
+}

@@ -16,6 +16,7 @@ type fs struct {
 	target, fstype, source string
 	flags                  uintptr
 	data                   string
+	size                   TmpfsKind // a tmpfs limited to its kind's share of RAM
 }
 
 const (
@@ -27,18 +28,39 @@ const (
 // what is mounted below it, which is what makes reverse order safe for
 // unmounting.
 var systemFilesystems = []fs{
-	{"/proc", "proc", "proc", noSUIDDevExec, ""},
-	{"/sys", "sysfs", "sysfs", noSUIDDevExec, ""},
-	{"/dev", "devtmpfs", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+	{"/proc", "proc", "proc", noSUIDDevExec, "", ""},
+	{"/sys", "sysfs", "sysfs", noSUIDDevExec, "", ""},
+	{"/dev", "devtmpfs", "devtmpfs", unix.MS_NOSUID, "mode=0755", ""},
 	// newinstance gives PID 1 its own pts instance, as every container
 	// gets; ptmxmode lets anyone open its ptmx.
-	{"/dev/pts", "devpts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-	{"/dev/shm", "tmpfs", "shm", noSUIDDev, "mode=1777"},
-	{"/dev/mqueue", "mqueue", "mqueue", noSUIDDevExec, ""},
-	{"/sys/fs/cgroup", "cgroup2", "cgroup2", noSUIDDevExec, ""},
-	{"/run", "tmpfs", "tmpfs", noSUIDDev, "mode=0755"},
-	{"/tmp", "tmpfs", "tmpfs", noSUIDDev, "mode=1777"},
-	{"/var", "tmpfs", "tmpfs", noSUIDDev, "mode=0755"},
+	{"/dev/pts", "devpts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", ""},
+	{"/dev/shm", "tmpfs", "shm", noSUIDDev, "mode=1777", TmpfsShm},
+	{"/dev/mqueue", "mqueue", "mqueue", noSUIDDevExec, "", ""},
+	{"/sys/fs/cgroup", "cgroup2", "cgroup2", noSUIDDevExec, "", ""},
+	{"/run", "tmpfs", "tmpfs", noSUIDDev, "mode=0755", TmpfsRun},
+	{"/tmp", "tmpfs", "tmpfs", noSUIDDev, "mode=1777", TmpfsTmp},
+	{"/var", "tmpfs", "tmpfs", noSUIDDev, "mode=0755", TmpfsVar},
+}
+
+// withSize returns f's data with its size limit for a machine of memTotal
+// bytes appended.
+func (f fs) withSize(memTotal uint64) string {
+	opt := tmpfsSizeData(f.size, memTotal)
+	switch {
+	case f.size == "" || opt == "":
+		return f.data
+	case f.data == "":
+		return opt
+	}
+	return f.data + "," + opt
+}
+
+// systemSteps are what System does, replaceable so that a test can check
+// that one failure stops nothing (the real ones touch /, /dev and /proc).
+type systemSteps struct {
+	mount    func(fs) error
+	devLinks func() error
+	share    func() error
 }
 
 // System mounts the filesystems a Linux system and libcontainer expect,
@@ -46,15 +68,42 @@ var systemFilesystems = []fs{
 // later under a container's bind-mounted path propagate as LinuxKit's
 // services expect. What is already mounted is left as it is, so that
 // calling it twice (or after the kernel mounted devtmpfs) is harmless.
+// The tmpfs mounts are limited in size (see TmpfsSize).
+//
+// A failure stops nothing: every mount, the /dev links and the rshared
+// step are tried, and the failures are returned joined, each naming its
+// target. A machine with /var missing but /run and cgroups in place can
+// still run services and be debugged; one that stopped at /dev/pts could
+// do neither.
 func (t *Table) System() error {
+	var errs []error
+	mem, err := MemTotal()
+	if err != nil {
+		// Mount anyway, with the kernel's default limits.
+		errs = append(errs, fmt.Errorf("tmpfs size limits: %w", err))
+	}
+	errs = append(errs, t.system(systemSteps{mount: t.mountOnce, devLinks: devLinks, share: shareRoot}, mem))
+	return errors.Join(errs...)
+}
+
+func (t *Table) system(steps systemSteps, memTotal uint64) error {
+	var errs []error
 	for _, f := range systemFilesystems {
-		if err := t.mountOnce(f); err != nil {
-			return err
+		f.data = f.withSize(memTotal)
+		if err := steps.mount(f); err != nil {
+			errs = append(errs, fmt.Errorf("system mount %s: %w", f.target, err))
 		}
 	}
-	if err := devLinks(); err != nil {
-		return err
+	if err := steps.devLinks(); err != nil {
+		errs = append(errs, err)
 	}
+	if err := steps.share(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func shareRoot() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SHARED, ""); err != nil {
 		return fmt.Errorf("make / rshared: %w", err)
 	}
@@ -86,18 +135,21 @@ func devLinks() error {
 		{"/dev/stdout", "/proc/self/fd/1"},
 		{"/dev/stderr", "/proc/self/fd/2"},
 	}
+	// Each link is tried whatever happened to the others.
+	var errs []error
 	for _, l := range links {
 		if cur, err := os.Readlink(l.name); err == nil && cur == l.target {
 			continue
 		}
 		if err := os.Remove(l.name); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("replace %s: %w", l.name, err)
+			errs = append(errs, fmt.Errorf("replace %s: %w", l.name, err))
+			continue
 		}
 		if err := os.Symlink(l.target, l.name); err != nil {
-			return fmt.Errorf("link %s to %s: %w", l.name, l.target, err)
+			errs = append(errs, fmt.Errorf("link %s to %s: %w", l.name, l.target, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // EnableControllers delegates every cgroup v2 controller the root offers to

@@ -120,25 +120,32 @@ func (r *Reaper) Reap() (children bool) {
 // creates and waits for itself (as libcontainer does) are safe from the
 // reaper for as long as start runs.
 func (r *Reaper) Spawn(start func() (pid int, err error)) (<-chan Exit, error) {
+	// A kick after every spawn, however it ended, and after the lock is
+	// released (spawnLocked's deferred unlock runs first): a SIGCHLD that
+	// arrived while the lock was held has already been consumed by a
+	// reaper pass blocked on the lock or is still queued, so a pass must
+	// run after the registration; and a start that failed or panicked may
+	// have left children of its own behind.
+	defer r.poke()
+	return r.spawnLocked(start)
+}
+
+// spawnLocked is Spawn's part under the spawn lock. The unlock is deferred
+// so that a panic in start cannot leave the lock held: nothing would be
+// reaped again and WaitChildless would hang shutdown. The pid is
+// registered before the deferred unlock runs.
+func (r *Reaper) spawnLocked(start func() (int, error)) (<-chan Exit, error) {
 	r.spawn.Lock()
+	defer r.spawn.Unlock()
 	pid, err := start()
 	if err != nil {
-		r.spawn.Unlock()
-		r.poke() // start may have left children of its own behind
 		return nil, err
 	}
 	if pid <= 0 {
-		r.spawn.Unlock()
-		r.poke()
 		return nil, fmt.Errorf("spawn: started process has no pid (%d)", pid)
 	}
 	ch := make(chan Exit, 1)
 	r.waiters[pid] = ch
-	r.spawn.Unlock()
-	// A SIGCHLD that arrived while the lock was held has already been
-	// consumed by a reaper pass blocked on the lock or is still queued;
-	// a kick makes sure a pass runs after the registration either way.
-	r.poke()
 	return ch, nil
 }
 
