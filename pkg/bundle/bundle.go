@@ -83,8 +83,6 @@ type Bundle struct {
 func (b Bundle) ConfigPath() string  { return filepath.Join(b.Path, ConfigFile) }
 func (b Bundle) RuntimePath() string { return filepath.Join(b.Path, RuntimeFile) }
 
-// RootfsPath is the absolute path of the bundle's root filesystem.
-func (b Bundle) RootfsPath() string { return filepath.Join(b.Path, RootfsDir) }
 
 // List returns the bundles of one kind under root (normally "/"), sorted by
 // directory name, which for onboot and onshutdown is the YAML order. A

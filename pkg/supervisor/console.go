@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keel-os/keel/pkg/goroutine"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,11 +115,11 @@ func (c *ConsoleShell) start(tty string) (int, <-chan Exit, error) {
 	}
 	pid := cmd.Process.Pid
 	out := make(chan Exit, 1)
-	go func() {
+	goroutine.Go(c.Log, "console shell wait", false, func() {
 		e := <-exited
 		_ = cmd.Wait() // releases the process; the status is the reaper's
 		out <- e
-	}()
+	})
 	return pid, out, nil
 }
 

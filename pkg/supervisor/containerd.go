@@ -88,11 +88,11 @@ func (c *Containerd) defaults() {
 	}
 }
 
-// ContainerdConfig is the TOML keel gives containerd. Version 3 matters:
+// containerdConfig is the TOML keel gives containerd. Version 3 matters:
 // with an older version the grpc address setting is silently ignored.
 // Plugins a VM with no Kubernetes and no images never uses are disabled,
 // which makes the daemon start faster and smaller.
-func ContainerdConfig(root, state, address string) string {
+func containerdConfig(root, state, address string) string {
 	q := strconv.Quote
 	var b strings.Builder
 	b.WriteString("# Written by keel's PID 1 at boot.\nversion = 3\n")
@@ -131,7 +131,7 @@ func (c *Containerd) Start(ctx context.Context) error {
 			return fmt.Errorf("containerd: %w", err)
 		}
 	}
-	if err := os.WriteFile(c.Config, []byte(ContainerdConfig(c.Root, c.State, c.Address)), 0o644); err != nil {
+	if err := os.WriteFile(c.Config, []byte(containerdConfig(c.Root, c.State, c.Address)), 0o644); err != nil {
 		return fmt.Errorf("containerd: write config: %w", err)
 	}
 	lf, err := logfile.Open(c.LogPath, 0)

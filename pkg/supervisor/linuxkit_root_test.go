@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/bundle"
@@ -63,6 +64,7 @@ func TestLinuxKitBundleRuns(t *testing.T) {
 		LogDir:   filepath.Join(root, "var/log"),
 	}
 	results := o.RunAll(context.Background(), bundles)
+	o.Console.Flush(time.Minute)
 	if len(results) != 1 || results[0].Failed() {
 		t.Fatalf("LinuxKit bundle failed: %+v\nconsole:\n%s", results, out.String())
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keel-os/keel/pkg/bootlog"
 	"github.com/keel-os/keel/pkg/bundle"
@@ -100,6 +101,7 @@ func TestOnbootRunsInOrderAndLogs(t *testing.T) {
 		LogDir:   logDir,
 	}
 	results := o.RunAll(context.Background(), bundles)
+	o.Console.Flush(time.Minute)
 	if len(results) != 5 {
 		t.Fatalf("%d results, want 5", len(results))
 	}
@@ -112,15 +114,15 @@ func TestOnbootRunsInOrderAndLogs(t *testing.T) {
 		stamp + `000-hello: hello from one$`,
 		stamp + `keel: onboot 000-hello exit=0 duration=\d+ms$`,
 		stamp + `001-fail: about to fail$`,
-		stamp + `keel: onboot 001-fail exit=3 duration=\d+ms$`,
-		stamp + `keel: onboot 002-missing (failed err=.*|exit=\d+ duration=\d+ms)$`,
+		stamp + `keel: WARN onboot 001-fail exit=3 duration=\d+ms$`,
+		stamp + `keel: (ERROR onboot 002-missing failed err=.*|WARN onboot 002-missing exit=\d+ duration=\d+ms)$`,
 		stamp + `003-last: no newline$`,
 		stamp + `keel: onboot 003-last exit=0 duration=\d+ms$`,
 		stamp + `004-runtime: from the host$`,
 		stamp + `004-runtime: made$`,
 		stamp + `004-runtime: marker$`,
 		stamp + `keel: onboot 004-runtime exit=0 duration=\d+ms$`,
-		stamp + `keel: onboot done count=5 failed=2$`,
+		stamp + `keel: WARN onboot done count=5 failed=2$`,
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	i := 0

@@ -154,7 +154,7 @@ func (pr *Prepared) BeforeRun(pid int) error {
 		}
 	}
 	pr.runs++
-	binds, err := PrepareNamespaces(pr.Runtime, pid, pr.mounts)
+	binds, err := prepareNamespaces(pr.Runtime, pid, pr.mounts)
 	pr.binds = binds
 	return err
 }

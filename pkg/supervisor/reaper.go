@@ -1,5 +1,11 @@
-// Package supervisor runs what PID 1 runs: the reaper that collects every
-// child's exit status, the onboot containers, and the shutdown sequence.
+// Package supervisor runs what PID 1 runs once the machine is set up. Its
+// rooms: the Reaper, the one collector of child exit statuses, through
+// which every process is started; Preparer, the one preparation of a
+// bundle; the Runners (libcontainer for onboot and onshutdown, containerd
+// tasks for services, the containerd daemon itself) and the Unit that
+// wraps any of them with restart policy, backoff, time limits, stopping
+// and status; Onboot and Services, which run bundles as units; System,
+// the boot phases in order; and Shutdown.
 package supervisor
 
 import (

@@ -14,8 +14,8 @@ import (
 )
 
 // What runtime.json asks of the host, LinuxKit's way. The preparation
-// comes in two halves: CreateCgroups before the container exists, and
-// PrepareNamespaces once its first process exists (its namespaces with
+// comes in two halves: createCgroups before the container exists, and
+// prepareNamespaces once its first process exists (its namespaces with
 // it) but before that process runs the container's program, so that the
 // program finds its interfaces in place. Services under containerd can use
 // the same two with their task's pid.
@@ -50,19 +50,19 @@ func mountRuntime(b bundle.Bundle, rt *bundle.Runtime, table *mount.Table) error
 	return nil
 }
 
-// createRuntimeCgroups is CreateCgroups under cgroupRoot, or under
+// createRuntimeCgroups is createCgroups under cgroupRoot, or under
 // /sys/fs/cgroup when that is empty.
 func createRuntimeCgroups(cgroupRoot string, rt *bundle.Runtime) error {
 	if cgroupRoot == "" {
 		cgroupRoot = "/sys/fs/cgroup"
 	}
-	return CreateCgroups(cgroupRoot, rt.Cgroups)
+	return createCgroups(cgroupRoot, rt.Cgroups)
 }
 
-// CreateCgroups makes the cgroups runtime.json lists under the cgroup v2
+// createCgroups makes the cgroups runtime.json lists under the cgroup v2
 // root (normally /sys/fs/cgroup), e.g. "podruntime/containerd". An
 // existing one is fine.
-func CreateCgroups(cgroupRoot string, names []string) error {
+func createCgroups(cgroupRoot string, names []string) error {
 	for _, n := range names {
 		clean := filepath.Clean("/" + n)
 		if clean == "/" {
@@ -75,10 +75,10 @@ func CreateCgroups(cgroupRoot string, names []string) error {
 	return nil
 }
 
-// PrepareNamespaces does, for the container whose first process is pid,
+// prepareNamespaces does, for the container whose first process is pid,
 // what runtime.json's interfaces and bindNS say. Namespace bind mounts are
 // recorded in mounts, so that shutdown undoes them, and returned.
-func PrepareNamespaces(rt *bundle.Runtime, pid int, mounts *mount.Table) (binds []string, err error) {
+func prepareNamespaces(rt *bundle.Runtime, pid int, mounts *mount.Table) (binds []string, err error) {
 	for _, iface := range rt.Interfaces {
 		if err := addInterface(iface, pid); err != nil {
 			return nil, err

@@ -70,6 +70,7 @@ func TestOnbootInterfacesBindNSCgroups(t *testing.T) {
 	bundles, _ := bundle.List(root, bundle.Onboot)
 	o, out, _ := testOnboot(t, root)
 	results := o.RunAll(context.Background(), bundles)
+	o.Console.Flush(time.Minute)
 	if len(results) != 1 || results[0].Failed() {
 		t.Fatalf("results %+v\n%s", results, out.String())
 	}
@@ -106,6 +107,7 @@ func TestOnbootHaltPolicy(t *testing.T) {
 	bundles, _ := bundle.List(root, bundle.Onboot)
 	o, out, _ := testOnboot(t, root)
 	results := o.RunAll(context.Background(), bundles)
+	o.Console.Flush(time.Minute)
 	if len(results) != 4 {
 		t.Fatalf("%d results, want 4 (stop at 003-hard):\n%s", len(results), out.String())
 	}

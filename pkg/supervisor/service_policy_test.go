@@ -76,7 +76,7 @@ func TestBackoffDoublesCapsAndResets(t *testing.T) {
 }
 
 func TestContainerdConfig(t *testing.T) {
-	c := ContainerdConfig("/var/lib/containerd", "/run/containerd", "/run/containerd/containerd.sock")
+	c := containerdConfig("/var/lib/containerd", "/run/containerd", "/run/containerd/containerd.sock")
 	for _, want := range []string{
 		"version = 3\n",
 		"root = \"/var/lib/containerd\"\n",

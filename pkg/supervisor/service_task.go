@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
+	"github.com/keel-os/keel/pkg/goroutine"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,7 +158,7 @@ func (p *taskProcess) Wait() int {
 		// so the first one's is closed here.
 		if p.io != nil {
 			done := make(chan struct{})
-			go func() { p.io.Wait(); close(done) }()
+			goroutine.Go(p.r.log, "output "+p.r.id, false, func() { p.io.Wait(); close(done) })
 			select {
 			case <-done:
 			case <-time.After(outputDrain):

@@ -63,7 +63,7 @@ func mountSharedRoot(table *mount.Table, overlayDir string, b bundle.Bundle, rt 
 	if err := os.MkdirAll(layer, 0o700); err != nil {
 		return fmt.Errorf("rootfsLower: %w", err)
 	}
-	if err := table.Mount("tmpfs", layer, "tmpfs", 0, "mode=0700"); err != nil {
+	if err := table.Mount("tmpfs", layer, "tmpfs", 0, withOption("mode=0700", mount.TmpfsSizeOption(mount.TmpfsOverlay))); err != nil {
 		return fmt.Errorf("rootfsLower: writable layer: %w", err)
 	}
 	// The upper directory is the root of the merged tree: it gets the
@@ -105,4 +105,12 @@ func modeOf(m uint32) os.FileMode {
 		fm |= os.ModeSticky
 	}
 	return fm
+}
+
+// withOption appends opt to a mount's data when there is one.
+func withOption(data, opt string) string {
+	if opt == "" {
+		return data
+	}
+	return data + "," + opt
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -96,6 +97,7 @@ echo ok`
 		LogDir:   filepath.Join(root, "var/log"),
 	}
 	results := o.RunAll(context.Background(), bundles)
+	o.Console.Flush(time.Minute)
 	if len(results) != 3 {
 		t.Fatalf("%d results, want 3", len(results))
 	}

@@ -38,10 +38,10 @@ type ContainerdStatus struct {
 	Restarts int `json:"restarts"`
 }
 
-// ServeStatus answers every connection on a unix socket at path with the
+// serveStatus answers every connection on a unix socket at path with the
 // JSON of status() and closes it, until ctx is done. The socket is made
 // for root only.
-func ServeStatus(ctx context.Context, log *slog.Logger, path string, status func() Status) error {
+func serveStatus(ctx context.Context, log *slog.Logger, path string, status func() Status) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("status socket: %w", err)
 	}

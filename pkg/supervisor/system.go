@@ -97,7 +97,7 @@ func (s *System) Boot() {
 	s.cancel = cancel
 	s.mu.Unlock()
 
-	if err := ServeStatus(ctx, s.Log, s.StatusSocket, s.Status); err != nil {
+	if err := serveStatus(ctx, s.Log, s.StatusSocket, s.Status); err != nil {
 		s.Log.Warn("status", "err", err)
 	}
 	bundles, err := bundle.List(s.Root, bundle.Onboot)
@@ -186,7 +186,7 @@ func (s *System) Shutdown(a Action) error {
 }
 
 func (s *System) flushConsole() {
-	if f, ok := any(s.Console).(interface{ Flush(time.Duration) }); ok && s.Console != nil {
-		f.Flush(time.Second) // TODO(merge): bootlog's Flush
+	if s.Console != nil {
+		s.Console.Flush(time.Second) // bounded: a stopped console loses them
 	}
 }

@@ -42,7 +42,7 @@ func TestDemo(t *testing.T) {
 	if err := json.Unmarshal([]byte(vm.Lines()[i]), &phases); err != nil {
 		t.Errorf("boot.json: %v", err)
 	}
-	for _, p := range []string{"init", "onboot 000-dhcp", "onboot 001-hello", "onboot done", "containerd", "service web", "services"} {
+	for _, p := range []string{"init", "mounts", "modules", "system", "onboot 000-dhcp", "onboot 001-hello", "onboot done", "console", "containerd", "service web", "services"} {
 		if _, ok := phases[p]; !ok {
 			t.Errorf("boot.json lacks %q", p)
 		}
@@ -61,6 +61,13 @@ func TestDemo(t *testing.T) {
 	vm.Expect(i, `reboot: Power down`, wait)
 	if err := vm.Wait(wait); err != nil {
 		t.Fatalf("qemu did not exit cleanly after the power button: %v", err)
+	}
+	// A clean boot and power-off log no error and no warning: whatever
+	// PID 1 only logs when it goes wrong is caught here.
+	for _, l := range vm.Lines() {
+		if strings.Contains(l, "keel: ERROR ") || strings.Contains(l, "keel: WARN ") {
+			t.Errorf("the demo logged: %s", l)
+		}
 	}
 }
 

@@ -46,7 +46,7 @@ func TestServices(t *testing.T) {
 	i = vm.Expect(i, `keel: service ticker running`, wait)
 
 	// The crash loop backs off and shows as such.
-	i = vm.Expect(i, `keel: service crasher crash-looping restarts=\d+`, wait)
+	i = vm.Expect(i, `keel: WARN service crasher crash-looping restarts=\d+`, wait)
 	i = vm.run(i, "keel status | grep crasher", `^crasher\s+crashloop`)
 	t.Logf("%s", vm.Lines()[i])
 	i = vm.run(i, "keel status | grep ticker", `^ticker\s+\S+`)

@@ -243,7 +243,7 @@ func TestOnbootFailureHalts(t *testing.T) {
 	vm := boot(t, prefix, nil)
 	const wait = 3 * time.Minute
 	i := vm.Expect(0, `keel: onboot 000-must exit=7 `, wait)
-	i = vm.Expect(i, `keel: onboot 000-must failed and its onFailure is halt: halting`, wait)
+	i = vm.Expect(i, `keel: ERROR onboot 000-must failed and its onFailure is halt: halting`, wait)
 	i = vm.Expect(i, `keel: shutdown halt$`, wait)
 	vm.Expect(i, `reboot: System halted`, wait)
 	for _, l := range vm.Lines() {
