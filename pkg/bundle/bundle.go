@@ -83,7 +83,6 @@ type Bundle struct {
 func (b Bundle) ConfigPath() string  { return filepath.Join(b.Path, ConfigFile) }
 func (b Bundle) RuntimePath() string { return filepath.Join(b.Path, RuntimeFile) }
 
-
 // List returns the bundles of one kind under root (normally "/"), sorted by
 // directory name, which for onboot and onshutdown is the YAML order. A
 // missing directory is not an error: the image simply has none.
