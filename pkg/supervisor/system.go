@@ -50,8 +50,13 @@ type System struct {
 
 	mu       sync.Mutex
 	cancel   context.CancelFunc // ends Boot's phases
+	booted   chan struct{}      // closed when Boot returns
 	shutdown bool
 }
+
+// bootStopWait bounds how long a shutdown waits for Boot to wind down (an
+// onboot container gets DefaultOnbootGrace to exit on SIGTERM).
+const bootStopWait = DefaultOnbootGrace + 3*time.Second
 
 // NewSystem fills in what the phases share.
 func NewSystem(s *System) *System {
@@ -95,6 +100,8 @@ func (s *System) Boot() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	s.booted = make(chan struct{})
+	defer close(s.booted)
 	s.mu.Unlock()
 
 	if err := serveStatus(ctx, s.Log, s.StatusSocket, s.Status); err != nil {
@@ -174,7 +181,17 @@ func (s *System) Shutdown(a Action) error {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	booted := s.booted
 	s.mu.Unlock()
+	// An interrupted onboot container is stopped, and Boot has said so,
+	// before the onshutdown containers run.
+	if booted != nil {
+		select {
+		case <-booted:
+		case <-time.After(bootStopWait):
+			s.Log.Warn("shutdown: boot still winding down, going on")
+		}
+	}
 	sd := &Shutdown{Reaper: s.Reaper, Mounts: s.Mounts, Log: s.Log,
 		Services: s.services, Containerd: s.Containerd, Flush: s.flushConsole}
 	if s.Shell != nil {

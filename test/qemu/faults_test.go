@@ -129,7 +129,7 @@ func (vm *VM) status(from int, name string) (int, []string) {
 	return i, row
 }
 
-var cdStatusRE = regexp.MustCompile(`^containerd: (?:pid (\d+)|not running), restarts (\d+); orphans reaped: (\d+)$`)
+var cdStatusRE = regexp.MustCompile(`^containerd: (?:pid (\d+)|not running), restarts (\d+); orphans reaped: (\d+); panics recovered: 0$`)
 
 // daemon runs `keel status` and returns containerd's pid (0: not running),
 // its restarts and the orphans PID 1 reaped, from the summary line.
