@@ -192,8 +192,13 @@ func (c *Containerd) start(ctx context.Context) (Process, error) {
 	p := &daemonProcess{cmd: cmd, exited: exited}
 	client, err := c.connect(ctx, exited)
 	if err != nil {
-		_ = cmd.Process.Kill()
-		p.Wait()
+		var early *exitedEarly
+		if errors.As(err, &early) {
+			_ = cmd.Wait() // its status is in the error, taken from exited
+		} else {
+			_ = cmd.Process.Kill()
+			p.Wait()
+		}
 		return nil, err
 	}
 	c.mu.Lock()
@@ -231,8 +236,8 @@ func (p *daemonProcess) Wait() int {
 
 // connect waits until the daemon's API answers, it exits, the ready
 // timeout passes or ctx (a stop) is done.
-func (c *Containerd) connect(ctx context.Context, exited <-chan Exit) (*containerd.Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.Ready)
+func (c *Containerd) connect(stop context.Context, exited <-chan Exit) (*containerd.Client, error) {
+	ctx, cancel := context.WithTimeout(stop, c.Ready)
 	defer cancel()
 	delay := 5 * time.Millisecond
 	var lastErr error
@@ -252,8 +257,11 @@ func (c *Containerd) connect(ctx context.Context, exited <-chan Exit) (*containe
 		}
 		select {
 		case e := <-exited:
-			return nil, fmt.Errorf("containerd exited before it was ready (exit %v); see %s", e, c.LogPath)
+			return nil, &exitedEarly{exit: e, log: c.LogPath}
 		case <-ctx.Done():
+			if stop.Err() != nil {
+				return nil, fmt.Errorf("containerd start given up: %w", stop.Err())
+			}
 			return nil, fmt.Errorf("containerd not ready after %v: %w", c.Ready, errors.Join(ctx.Err(), lastErr))
 		case <-time.After(delay):
 		}
@@ -295,4 +303,15 @@ func (c *Containerd) Stop(ctx context.Context) error {
 		_ = client.Close()
 	}
 	return u.Stop(ctx)
+}
+
+// exitedEarly is a daemon that exited before it answered; its exit status
+// has been taken from the reaper's channel.
+type exitedEarly struct {
+	exit Exit
+	log  string
+}
+
+func (e *exitedEarly) Error() string {
+	return fmt.Sprintf("containerd exited before it was ready (exit %v); see %s", e.exit, e.log)
 }
