@@ -145,6 +145,12 @@ type Runtime struct {
 	// failed (its OnFailure applies). Empty means no limit for onboot and
 	// the default for onshutdown.
 	Timeout string `json:"timeout,omitempty"`
+	// Healthcheck is a service's health check, as Docker Compose's, with
+	// every default filled in by keel build; nil is none.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
+	// DependsOn lists the services a service waits for before its first
+	// start, each with the condition it waits for.
+	DependsOn []Dependency `json:"dependsOn,omitempty"`
 	// RootfsLower, when set, is the absolute path (in the booted system)
 	// of an image's filesystem shared with other bundles, normally under
 	// ImagesDir. The bundle's rootfs is then an empty directory, the mount
@@ -191,6 +197,40 @@ const (
 
 	OnFailureContinue = "continue"
 	OnFailureHalt     = "halt"
+)
+
+// Healthcheck is runtime.json's health check of a service. keel build
+// writes every field, defaults included.
+type Healthcheck struct {
+	// Test is ["CMD", prog, args...] or ["CMD-SHELL", "shell command"]
+	// (run inside the service's container), or ["TCP", "host:port"] (a
+	// connection from the service's network namespace, a keel extension).
+	Test []string `json:"test"`
+	// Interval, Timeout and StartPeriod are Go durations ("30s").
+	Interval    string `json:"interval"`
+	Timeout     string `json:"timeout"`
+	StartPeriod string `json:"startPeriod"`
+	// Retries is how many failures in a row make the service unhealthy.
+	Retries int `json:"retries"`
+}
+
+// The first word of Healthcheck.Test.
+const (
+	HealthCmd      = "CMD"
+	HealthCmdShell = "CMD-SHELL"
+	HealthTCP      = "TCP"
+)
+
+// Dependency is one entry of a service's runtime.json dependsOn.
+type Dependency struct {
+	Service   string `json:"service"`
+	Condition string `json:"condition"` // ConditionStarted or ConditionHealthy
+}
+
+// Values of Dependency.Condition, as in Docker Compose.
+const (
+	ConditionStarted = "service_started"
+	ConditionHealthy = "service_healthy"
 )
 
 // Interface is a network interface to create or move into the container.
