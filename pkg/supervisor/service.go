@@ -3,9 +3,11 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/keel-os/keel/pkg/bundle"
@@ -41,18 +43,30 @@ type Services struct {
 	// Running, when set, is called the first time each service runs (the
 	// boot report).
 	Running func(name string)
+	// Healthy, when set, is called the first time each service is
+	// healthy (the boot report).
+	Healthy func(name string)
+
+	// runnerFor and probeFor make a service's runner and health probes;
+	// tests replace them (taskRunner and probeFor if nil).
+	runnerFor func(name string, p *Prepared, out io.Writer) Runner
+	probeFor  func(*HealthCheck, Process) (Probe, error)
 
 	mu      sync.Mutex
 	svcs    []*service
-	stopped bool // StopServices was called: start nothing more
+	stopped bool          // StopServices was called: start nothing more
+	changed chan struct{} // closed and replaced when a service starts or its health changes
 }
 
 // service is one supervised service.
 type service struct {
 	name      string
 	mu        sync.Mutex
-	namespace string        // guarded by mu: runtime.json may change it
-	log       *logfile.File // nil when it could not be opened
+	namespace string              // guarded by mu: runtime.json may change it
+	deps      []bundle.Dependency // guarded by mu: read from runtime.json
+	hasRun    bool                // guarded by mu: it has started once
+	prepared  chan struct{}       // closed once deps is known (or the bundle failed)
+	log       *logfile.File       // nil when it could not be opened
 	logPath   string
 	unit      *Unit
 	once      sync.Once
@@ -72,8 +86,10 @@ func (s *Services) logger() *slog.Logger {
 	return s.Log
 }
 
-// Start launches every bundle concurrently and returns once each has been
-// started once (or failed to), or ctx is done. The services keep being
+// Start launches every bundle concurrently and returns once each service
+// that depends on none has been started once (or failed to), or ctx is
+// done. A service that depends on others starts when they meet their
+// conditions, which may be later or never. The services keep being
 // supervised afterwards, until StopServices.
 func (s *Services) Start(ctx context.Context, bundles []bundle.Bundle) {
 	var started []*service
@@ -84,6 +100,14 @@ func (s *Services) Start(ctx context.Context, bundles []bundle.Bundle) {
 	}
 	for _, svc := range started {
 		select {
+		case <-svc.prepared:
+		case <-ctx.Done():
+			return
+		}
+		if len(svc.dependencies()) > 0 {
+			continue
+		}
+		select {
 		case <-svc.unit.Started():
 		case <-ctx.Done():
 			return
@@ -91,12 +115,109 @@ func (s *Services) Start(ctx context.Context, bundles []bundle.Bundle) {
 	}
 }
 
+func (svc *service) dependencies() []bundle.Dependency {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.deps
+}
+
+// notify wakes whoever waits for a change of some service's state.
+func (s *Services) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+	}
+	s.changed = make(chan struct{})
+}
+
+func (s *Services) changes() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+func (s *Services) byName(name string) *service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, svc := range s.svcs {
+		if svc.name == name {
+			return svc
+		}
+	}
+	return nil
+}
+
+// waitForDependencies returns once every dependency of svc meets its
+// condition, or svc is stopped. Meanwhile its status says what it waits
+// for.
+func (s *Services) waitForDependencies(svc *service) {
+	said := ""
+	for {
+		changed := s.changes()
+		reason := s.unmet(svc.dependencies())
+		if reason == "" {
+			if said != "" {
+				s.logger().Info("service "+svc.name+" dependencies met", "waited_for", said)
+			}
+			return
+		}
+		svc.unit.setWaiting(reason)
+		if reason != said {
+			s.logger().Info("service "+svc.name+" waiting", "for", reason)
+			said = reason
+		}
+		select {
+		case <-changed:
+		case <-svc.unit.stop:
+			return // Run sees the stop and ends at once
+		}
+	}
+}
+
+// unmet says which dependencies do not meet their condition now, e.g.
+// "db (healthy; it is starting)", or "" when all do.
+func (s *Services) unmet(deps []bundle.Dependency) string {
+	var out []string
+	for _, d := range deps {
+		dep := s.byName(d.Service)
+		if dep == nil {
+			out = append(out, d.Service+" (not in this image)")
+			continue
+		}
+		st := dep.unit.Status()
+		switch d.Condition {
+		case bundle.ConditionHealthy:
+			if st.Health != nil && st.Health.State == HealthHealthy {
+				continue
+			}
+			now := st.State
+			if st.Health != nil && st.State == StateRunning {
+				now = st.Health.State
+			}
+			out = append(out, d.Service+" (healthy; it is "+now+")")
+		default:
+			dep.mu.Lock()
+			ran := dep.hasRun
+			dep.mu.Unlock()
+			if ran {
+				continue
+			}
+			out = append(out, d.Service+" (started; it is "+st.State+")")
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 func (s *Services) add(b bundle.Bundle) *service {
 	ns := s.Namespace
 	if ns == "" {
 		ns = DefaultNamespace
 	}
-	svc := &service{name: b.Name, namespace: ns, logPath: filepath.Join(s.LogDir, b.Name+".log")}
+	svc := &service{name: b.Name, namespace: ns, logPath: filepath.Join(s.LogDir, b.Name+".log"), prepared: make(chan struct{})}
 	svc.unit = &Unit{Name: "service " + b.Name, Policy: OnFailure, Backoff: s.Backoff, Log: s.logger()}
 	svc.unit.init()
 	s.mu.Lock()
@@ -119,8 +240,14 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 	if err == nil {
 		err = os.MkdirAll(s.LogDir, 0o755)
 	}
+	var health *HealthCheck
+	if err == nil {
+		health, err = parseHealthcheck(p.Runtime.Healthcheck)
+	}
 	if err != nil {
+		close(svc.prepared)
 		svc.unit.Fail(err)
+		s.notify()
 		return
 	}
 	for _, w := range p.Warnings {
@@ -131,7 +258,9 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 		svc.namespace = p.Runtime.Namespace
 	}
 	ns := svc.namespace
+	svc.deps = p.Runtime.DependsOn
 	svc.mu.Unlock()
+	close(svc.prepared)
 	// All services of a namespace share one shim: one process instead of
 	// one per service (each costs megabytes, and seconds to start under
 	// emulation). A service may still name a group of its own.
@@ -153,14 +282,34 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 	u.Policy, u.Grace = p.Policy, p.Grace
 	u.st.Policy = string(p.Policy)
 	u.mu.Unlock()
-	u.Runner = &taskRunner{containerd: s.Containerd, id: b.Name, namespace: ns, p: p, out: svc.output(), log: s.logger()}
+	if s.runnerFor != nil {
+		u.Runner = s.runnerFor(b.Name, p, svc.output())
+	} else {
+		u.Runner = &taskRunner{containerd: s.Containerd, id: b.Name, namespace: ns, p: p, out: svc.output(), log: s.logger()}
+	}
 	u.OnStart = func(Process) {
 		svc.once.Do(func() {
+			svc.mu.Lock()
+			svc.hasRun = true
+			svc.mu.Unlock()
 			if s.Running != nil {
 				s.Running(b.Name)
 			}
+			s.notify()
 		})
 	}
+	var healthyOnce sync.Once
+	u.Health, u.ProbeFor = health, probeFor
+	if s.probeFor != nil {
+		u.ProbeFor = s.probeFor
+	}
+	u.OnHealth = func(st HealthStatus) {
+		if st.State == HealthHealthy && s.Healthy != nil {
+			healthyOnce.Do(func() { s.Healthy(b.Name) })
+		}
+		s.notify()
+	}
+	s.waitForDependencies(svc)
 	u.Run(context.Background())
 	if lf != nil {
 		lf.Close()
@@ -169,7 +318,7 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 
 // output is where the service's stdout and stderr go: its log file,
 // which never blocks and never fails, or nowhere.
-func (svc *service) output() interface{ Write([]byte) (int, error) } {
+func (svc *service) output() io.Writer {
 	if svc.log == nil {
 		return discard{}
 	}
@@ -197,20 +346,36 @@ func (s *Services) Status() []ServiceStatus {
 	return out
 }
 
-// StopServices stops every service in parallel: SIGTERM, then SIGKILL
-// after the service's grace period (runtime.json stopGracePeriod), or
-// sooner if ctx is done. It returns when all have stopped.
+// StopServices stops every service: SIGTERM, then SIGKILL after the
+// service's grace period (runtime.json stopGracePeriod), or sooner if ctx
+// is done. A service is stopped once every service that depends on it has
+// stopped; the others stop in parallel. It returns when all have stopped.
 func (s *Services) StopServices(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopped = true
 	svcs := append([]*service(nil), s.svcs...)
 	s.mu.Unlock()
+	dependents := map[string][]*service{}
+	for _, svc := range svcs {
+		for _, d := range svc.dependencies() {
+			dependents[d.Service] = append(dependents[d.Service], svc)
+		}
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(svcs))
 	for i, svc := range svcs {
 		wg.Add(1)
 		goroutine.Go(s.logger(), "stop "+svc.name, false, func() {
 			defer wg.Done()
+			for _, d := range dependents[svc.name] {
+				if d == svc {
+					continue
+				}
+				select {
+				case <-d.unit.Done():
+				case <-ctx.Done():
+				}
+			}
 			errs[i] = svc.unit.Stop(ctx)
 		})
 	}

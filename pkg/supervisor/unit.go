@@ -88,11 +88,19 @@ type Unit struct {
 	Log   *slog.Logger
 	// OnStart, when set, is called after each successful start.
 	OnStart func(Process)
+	// Health, when set, is checked on every run through the probe
+	// ProbeFor makes for it. A run that turns unhealthy is stopped (and
+	// so restarted) when the policy restarts failed runs.
+	Health   *HealthCheck
+	ProbeFor func(*HealthCheck, Process) (Probe, error)
+	// OnHealth, when set, is called on every change of health.
+	OnHealth func(HealthStatus)
 
 	once     sync.Once
 	mu       sync.Mutex
 	st       UnitStatus
 	proc     Process
+	monitor  *healthMonitor // of the current run
 	stopping bool
 	killing  bool          // the grace period is over: SIGKILL whatever starts
 	stop     chan struct{} // closed when the unit is to stop
@@ -120,6 +128,10 @@ type UnitStatus struct {
 	// reset time.
 	CrashLooping bool   `json:"crashLooping,omitempty"`
 	Error        string `json:"error,omitempty"`
+	// Health is the current run's, for a unit with a health check.
+	Health *HealthStatus `json:"health,omitempty"`
+	// WaitingFor says what a unit not started yet waits for.
+	WaitingFor string `json:"waitingFor,omitempty"`
 }
 
 // Outcome is how a unit's last run ended, when Run returns.
@@ -175,6 +187,10 @@ func (u *Unit) Status() UnitStatus {
 	if st.State == StateRunning && st.CrashLooping && time.Since(st.StartedAt) >= u.Backoff.Reset {
 		st.CrashLooping = false
 	}
+	if u.monitor != nil {
+		h := u.monitor.status()
+		st.Health = &h
+	}
 	return st
 }
 
@@ -227,7 +243,7 @@ func (u *Unit) Run(ctx context.Context) Outcome {
 			u.update(func(st *UnitStatus) { st.State, st.NextStart = StateStopped, time.Time{} })
 			return Outcome{Stopped: true, Err: errStopped}
 		}
-		u.update(func(st *UnitStatus) { st.State = StateStarting })
+		u.update(func(st *UnitStatus) { st.State, st.WaitingFor = StateStarting, "" })
 		out, up := u.runOnce(stopCtx)
 		u.markStarted()
 		if u.isStopping() {
@@ -303,6 +319,11 @@ func (u *Unit) runOnce(ctx context.Context) (Outcome, time.Duration) {
 	if u.OnStart != nil {
 		u.OnStart(proc)
 	}
+	if u.Health != nil && u.ProbeFor != nil {
+		hctx, hcancel := context.WithCancel(context.Background())
+		defer hcancel()
+		u.watchHealth(hctx, proc)
+	}
 	// A stop that came while it was starting (a start can take seconds
 	// under emulation) gets what it would have got.
 	switch {
@@ -323,10 +344,62 @@ func (u *Unit) runOnce(ctx context.Context) (Outcome, time.Duration) {
 	code := proc.Wait()
 	up := time.Since(running)
 	u.mu.Lock()
-	u.proc = nil
+	u.proc, u.monitor = nil, nil
 	u.st.Pid, u.st.LastExit, u.st.LastExitAt = 0, code, time.Now()
 	u.mu.Unlock()
 	return Outcome{Code: code, TimedOut: timedOut.Load() && up >= u.Timeout, Duration: time.Since(start)}, up
+}
+
+// watchHealth checks the health of the run proc until ctx is done.
+func (u *Unit) watchHealth(ctx context.Context, proc Process) {
+	probe, err := u.ProbeFor(u.Health, proc)
+	if err != nil {
+		u.Log.Warn(u.Name+": no health check", "err", err)
+		return
+	}
+	m := newHealthMonitor(u.Health, probe, nil, func(st HealthStatus) { u.healthChanged(proc, st) })
+	u.mu.Lock()
+	u.monitor = m
+	u.mu.Unlock()
+	if u.OnHealth != nil {
+		u.OnHealth(m.status())
+	}
+	goroutine.Go(u.Log, u.Name+" health", false, func() { m.run(ctx) })
+}
+
+// healthChanged logs a change of health and, when the run turned
+// unhealthy and the policy restarts failed runs, stops the run: SIGTERM,
+// SIGKILL after the grace period. Run then restarts it.
+func (u *Unit) healthChanged(proc Process, st HealthStatus) {
+	if u.OnHealth != nil {
+		u.OnHealth(st)
+	}
+	if st.State != HealthUnhealthy {
+		u.Log.Info(u.Name+" "+st.State, "output", st.LastOutput)
+		return
+	}
+	if u.Policy == Never || u.isStopping() {
+		u.Log.Warn(u.Name+" unhealthy", "failing", st.FailingStreak, "output", st.LastOutput)
+		return
+	}
+	u.Log.Warn(u.Name+" unhealthy, restarting", "failing", st.FailingStreak, "output", st.LastOutput)
+	_ = proc.Signal(unix.SIGTERM)
+	grace := u.Grace
+	goroutine.Go(u.Log, u.Name+" unhealthy kill", false, func() {
+		time.Sleep(grace)
+		u.mu.Lock()
+		same := u.proc == proc
+		u.mu.Unlock()
+		if same {
+			_ = proc.Signal(unix.SIGKILL)
+		}
+	})
+}
+
+// setWaiting records what the unit waits for before its first start.
+func (u *Unit) setWaiting(reason string) {
+	u.init()
+	u.update(func(st *UnitStatus) { st.WaitingFor = reason })
 }
 
 // Stop stops the unit: no more restarts, SIGTERM to the running process,
