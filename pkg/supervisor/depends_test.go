@@ -71,7 +71,12 @@ func (p *recordingProc) Pid() int { return 1 }
 func (p *recordingProc) Signal(sig unix.Signal) error {
 	p.once.Do(func() {
 		p.ev.add("stop " + p.name)
-		p.end <- 143
+		go func() {
+			// Slow to go, so that a stop not waiting for it shows.
+			time.Sleep(20 * time.Millisecond)
+			p.ev.add("exited " + p.name)
+			p.end <- 143
+		}()
 	})
 	return nil
 }
@@ -167,7 +172,7 @@ func TestServicesDependencies(t *testing.T) {
 	if err := s.StopServices(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !(ev.index("stop worker") < ev.index("stop app") && ev.index("stop app") < ev.index("stop db")) {
+	if !(ev.index("exited worker") < ev.index("stop app") && ev.index("exited app") < ev.index("stop db")) {
 		t.Fatalf("stop order along the edges: %s", ev)
 	}
 }
