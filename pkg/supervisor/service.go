@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -68,7 +69,8 @@ type service struct {
 	prepared  chan struct{}       // closed once deps is known (or the bundle failed)
 	log       *logfile.File       // nil when it could not be opened
 	logPath   string
-	unit      *Unit
+	unit      *Unit // guarded by mu: replaced by StartService
+	ready     bool  // guarded by mu: prepared, and its unit has run
 	once      sync.Once
 }
 
@@ -77,6 +79,8 @@ type ServiceStatus struct {
 	UnitStatus
 	Namespace string `json:"namespace"`
 	Log       string `json:"log"`
+	// DependsOn are the service's dependency edges.
+	DependsOn []bundle.Dependency `json:"dependsOn,omitempty"`
 }
 
 func (s *Services) logger() *slog.Logger {
@@ -108,11 +112,18 @@ func (s *Services) Start(ctx context.Context, bundles []bundle.Bundle) {
 			continue
 		}
 		select {
-		case <-svc.unit.Started():
+		case <-svc.current().Started():
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// current is the service's unit: a start after a stop makes a new one.
+func (svc *service) current() *Unit {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.unit
 }
 
 func (svc *service) dependencies() []bundle.Dependency {
@@ -165,14 +176,14 @@ func (s *Services) waitForDependencies(svc *service) {
 			}
 			return
 		}
-		svc.unit.setWaiting(reason)
+		svc.current().setWaiting(reason)
 		if reason != said {
 			s.logger().Info("service "+svc.name+" waiting", "for", reason)
 			said = reason
 		}
 		select {
 		case <-changed:
-		case <-svc.unit.stop:
+		case <-svc.current().stop:
 			return // Run sees the stop and ends at once
 		}
 	}
@@ -188,7 +199,7 @@ func (s *Services) unmet(deps []bundle.Dependency) string {
 			out = append(out, d.Service+" (not in this image)")
 			continue
 		}
-		st := dep.unit.Status()
+		st := dep.current().Status()
 		switch d.Condition {
 		case bundle.ConditionHealthy:
 			if st.Health != nil && st.Health.State == HealthHealthy {
@@ -310,6 +321,9 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 		s.notify()
 	}
 	s.waitForDependencies(svc)
+	svc.mu.Lock()
+	svc.ready = true
+	svc.mu.Unlock()
 	u.Run(context.Background())
 	if lf != nil {
 		lf.Close()
@@ -336,12 +350,12 @@ func (s *Services) Status() []ServiceStatus {
 	s.mu.Unlock()
 	out := make([]ServiceStatus, 0, len(svcs))
 	for _, svc := range svcs {
-		st := svc.unit.Status()
+		st := svc.current().Status()
 		st.Name = svc.name
 		svc.mu.Lock()
-		ns := svc.namespace
+		ns, deps := svc.namespace, svc.deps
 		svc.mu.Unlock()
-		out = append(out, ServiceStatus{UnitStatus: st, Namespace: ns, Log: svc.logPath})
+		out = append(out, ServiceStatus{UnitStatus: st, Namespace: ns, Log: svc.logPath, DependsOn: deps})
 	}
 	return out
 }
@@ -372,11 +386,11 @@ func (s *Services) StopServices(ctx context.Context) error {
 					continue
 				}
 				select {
-				case <-d.unit.Done():
+				case <-d.current().Done():
 				case <-ctx.Done():
 				}
 			}
-			errs[i] = svc.unit.Stop(ctx)
+			errs[i] = svc.current().Stop(ctx)
 		})
 	}
 	wg.Wait()
@@ -389,6 +403,55 @@ func (s *Services) wait() {
 	svcs := append([]*service(nil), s.svcs...)
 	s.mu.Unlock()
 	for _, svc := range svcs {
-		<-svc.unit.Done()
+		<-svc.current().Done()
 	}
+}
+
+// StopService stops one service (SIGTERM, SIGKILL after its grace period)
+// and leaves it stopped: its restart policy does not bring it back, only
+// StartService does.
+func (s *Services) StopService(ctx context.Context, name string) error {
+	svc := s.byName(name)
+	if svc == nil {
+		return fmt.Errorf("%q: %w", name, ErrNoService)
+	}
+	s.logger().Info("service " + name + " stop asked for")
+	return svc.current().Stop(ctx)
+}
+
+// StartService starts a service that is not running (stopped, exited or
+// given up on); one running, starting or in backoff is left as it is.
+// Its dependencies are not waited for: a person asked.
+func (s *Services) StartService(name string) error {
+	svc := s.byName(name)
+	if svc == nil {
+		return fmt.Errorf("%q: %w", name, ErrNoService)
+	}
+	s.mu.Lock()
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		return errors.New("shutting down")
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	old := svc.unit
+	select {
+	case <-old.Done():
+	default:
+		if !svc.ready {
+			return fmt.Errorf("%s has not started yet (%s)", name, old.Status().WaitingFor)
+		}
+		return nil // running, starting or restarting by itself
+	}
+	if old.Runner == nil {
+		return fmt.Errorf("%s cannot run: %s", name, old.Status().Error)
+	}
+	u := &Unit{Name: old.Name, Runner: old.Runner, Policy: old.Policy, Grace: old.Grace, Backoff: s.Backoff,
+		Log: old.Log, OnStart: old.OnStart, Health: old.Health, ProbeFor: old.ProbeFor, OnHealth: old.OnHealth}
+	u.init()
+	svc.unit = u
+	s.logger().Info("service " + name + " start asked for")
+	goroutine.Go(s.logger(), "service "+name, false, func() { u.Run(context.Background()) })
+	return nil
 }

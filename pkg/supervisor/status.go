@@ -38,56 +38,102 @@ type ContainerdStatus struct {
 	Restarts int `json:"restarts"`
 }
 
-// serveStatus answers every connection on a unix socket at path with the
-// JSON of status() and closes it, until ctx is done. The socket is made
-// for root only.
-func serveStatus(ctx context.Context, log *slog.Logger, path string, status func() Status) error {
+// Request is what the keel command asks PID 1 on its control socket: one
+// JSON object a connection.
+type Request struct {
+	// Op is "status", "start", "stop" or "restart".
+	Op   string `json:"op"`
+	Name string `json:"name,omitempty"`
+}
+
+// Response is PID 1's answer: the status, or an error.
+type Response struct {
+	Status *Status `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// serveControl answers requests on a unix socket at path with handle,
+// one request a connection, until ctx is done. The socket is made for
+// root only. A request's handling is bounded by the handler (a stop takes
+// up to the service's grace period).
+func serveControl(ctx context.Context, log *slog.Logger, path string, handle func(Request) Response) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("status socket: %w", err)
+		return fmt.Errorf("control socket: %w", err)
 	}
 	_ = os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("status socket: %w", err)
+		return fmt.Errorf("control socket: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return fmt.Errorf("status socket: %w", err)
+		return fmt.Errorf("control socket: %w", err)
 	}
-	goroutine.Go(log, "status close", false, func() {
+	goroutine.Go(log, "control close", false, func() {
 		<-ctx.Done()
 		l.Close()
 	})
-	goroutine.Go(log, "status", false, func() {
+	goroutine.Go(log, "control", false, func() {
 		for {
 			conn, err := l.Accept()
 			if err != nil {
 				if ctx.Err() == nil {
-					log.Warn("status socket closed", "err", err)
+					log.Warn("control socket closed", "err", err)
 				}
 				return
 			}
-			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-			_ = json.NewEncoder(conn).Encode(status())
-			conn.Close()
+			// Each in its own goroutine: a stop waits out a grace period,
+			// and status must answer meanwhile.
+			goroutine.Go(log, "control request", false, func() {
+				defer conn.Close()
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				var req Request
+				resp := Response{}
+				if err := json.NewDecoder(conn).Decode(&req); err != nil {
+					resp.Error = "bad request: " + err.Error()
+				} else {
+					resp = handle(req)
+				}
+				_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				_ = json.NewEncoder(conn).Encode(resp)
+			})
 		}
 	})
 	return nil
 }
 
-// FetchStatus asks PID 1 for its status on the socket at path.
-func FetchStatus(path string) (*Status, error) {
+// Ask sends req to PID 1's control socket at path and returns its answer;
+// timeout bounds the whole exchange.
+func Ask(path string, req Request, timeout time.Duration) (*Response, error) {
 	conn, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("ask PID 1 for status: %w", err)
+		return nil, fmt.Errorf("ask PID 1: %w", err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	var st Status
-	if err := json.NewDecoder(conn).Decode(&st); err != nil {
-		return nil, fmt.Errorf("read status from %s: %w", path, err)
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return nil, fmt.Errorf("ask PID 1: %w", err)
 	}
-	return &st, nil
+	var resp Response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("read PID 1's answer on %s: %w", path, err)
+	}
+	if resp.Error != "" {
+		return &resp, errors.New(resp.Error)
+	}
+	return &resp, nil
+}
+
+// FetchStatus asks PID 1 for its status on the socket at path.
+func FetchStatus(path string) (*Status, error) {
+	resp, err := Ask(path, Request{Op: "status"}, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status == nil {
+		return nil, errors.New("PID 1 answered no status")
+	}
+	return resp.Status, nil
 }
 
 // WriteStatusTable prints st as a table, one service a line:

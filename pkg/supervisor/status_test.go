@@ -51,7 +51,7 @@ func TestStatusSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "status.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := serveStatus(ctx, slog.New(slog.DiscardHandler), path, testStatus); err != nil {
+	if err := serveControl(ctx, slog.New(slog.DiscardHandler), path, func(Request) Response { st := testStatus(); return Response{Status: &st} }); err != nil {
 		t.Fatal(err)
 	}
 	st, err := FetchStatus(path)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -85,7 +86,8 @@ func NewSystem(s *System) *System {
 		s.Containerd = &Containerd{Reaper: s.Reaper, Log: s.Log}
 	}
 	s.services = &Services{Containerd: s.Containerd, Preparer: s.preparer, Log: s.Log, LogDir: s.LogDir,
-		Running: func(name string) { bootreport.Mark("service " + name) }}
+		Running: func(name string) { bootreport.Mark("service " + name) },
+		Healthy: func(name string) { bootreport.Mark("service " + name + " healthy") }}
 	return s
 }
 
@@ -104,8 +106,8 @@ func (s *System) Boot() {
 	defer close(s.booted)
 	s.mu.Unlock()
 
-	if err := serveStatus(ctx, s.Log, s.StatusSocket, s.Status); err != nil {
-		s.Log.Warn("status", "err", err)
+	if err := serveControl(ctx, s.Log, s.StatusSocket, s.handle); err != nil {
+		s.Log.Warn("control", "err", err)
 	}
 	bundles, err := bundle.List(s.Root, bundle.Onboot)
 	if err != nil {
@@ -158,6 +160,31 @@ func (s *System) startServices(ctx context.Context) {
 	}
 	bootreport.Mark("services")
 	s.Log.Info("services started", "count", len(bundles), "running", running, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// handle answers a request of the keel command.
+func (s *System) handle(req Request) Response {
+	var err error
+	switch req.Op {
+	case "status":
+		st := s.Status()
+		return Response{Status: &st}
+	case "start":
+		err = s.services.StartService(req.Name)
+	case "stop":
+		err = s.services.StopService(context.Background(), req.Name)
+	case "restart":
+		if err = s.services.StopService(context.Background(), req.Name); err == nil {
+			err = s.services.StartService(req.Name)
+		}
+	default:
+		err = fmt.Errorf("unknown request %q", req.Op)
+	}
+	if err != nil {
+		return Response{Error: err.Error()}
+	}
+	st := s.Status()
+	return Response{Status: &st}
 }
 
 // Status is what the status command shows.
