@@ -188,6 +188,10 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 			c.Overlays = true
 		}
 	}
+	deps, err := r.dependencies(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	for _, list := range []struct {
 		kind   bundle.Kind
 		field  string
@@ -198,6 +202,9 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 		{bundle.Service, "services", cfg.Services},
 	} {
 		for i, entry := range list.images {
+			if list.kind == bundle.Service {
+				entry.DependsOn = deps[i] // resolved, conditions set
+			}
 			b, err := r.bundle(ctx, list.kind, i, entry, ids)
 			if err != nil {
 				return fmt.Errorf("%s: %s[%d] %s: %w", entry.Pos, list.field, i, entry.Name, err)
@@ -354,6 +361,23 @@ func (r *images) resolve(ctx context.Context, ref string, pos config.Pos) (initr
 	}
 	r.seen[ref] = initrd.Image{Ref: ref, Image: img}
 	return r.seen[ref], nil
+}
+
+// dependencies checks the services' depends_on with their images' labels
+// merged in (a label may give a healthcheck or depends_on) and resolves
+// each short form's condition.
+func (r *images) dependencies(ctx context.Context, cfg *config.Config) ([]config.Dependencies, error) {
+	merged := make([]config.Image, len(cfg.Services))
+	for i, entry := range cfg.Services {
+		img, err := r.get(ctx, entry.Image, entry.Pos)
+		if err != nil {
+			return nil, err
+		}
+		if merged[i], err = oci.WithLabel(entry, img.Image); err != nil {
+			return nil, fmt.Errorf("%s: services[%d] %s: %w", entry.Pos, i, entry.Name, err)
+		}
+	}
+	return cfg.ResolveDependencies(merged)
 }
 
 // bundle resolves one onboot, onshutdown or service entry and makes its

@@ -1,14 +1,14 @@
 // Package config is keel's YAML schema: a LinuxKit-style list of images
 // (kernel, init, onboot, onshutdown, services) plus files and volumes for the
 // image, with the same keys and meanings as LinuxKit's, and a few keel
-// extensions (restart, stopGracePeriod, onFailure, timeout). docs/yaml.md is the
-// reference.
+// extensions (restart, stopGracePeriod, onFailure, timeout, and Docker
+// Compose's healthcheck and depends_on). docs/yaml.md is the reference.
 //
 // Parse decodes one file strictly: unknown keys and wrong types are errors
 // that name file:line:column and the field. Merge joins several files the
 // way `linuxkit build a.yml b.yml` does. Validate checks what only makes
 // sense for the whole configuration (required sections, duplicate names,
-// uid/gid names, file sources). Load does all of it.
+// uid/gid names, file sources, dependencies). Load does all of it.
 package config
 
 import (
@@ -171,6 +171,98 @@ type ImageConfig struct {
 	GIDMappings []specs.LinuxIDMapping `json:"gidMappings,omitempty"`
 	Annotations map[string]string      `json:"annotations,omitempty"`
 	Runtime     *Runtime               `json:"runtime,omitempty"`
+
+	// keel's extensions for services, named as in Docker Compose (see
+	// docs/yaml.md); PID 1 ignores them on onboot and onshutdown entries,
+	// where the YAML refuses them.
+
+	// Healthcheck is a service's health check; nil is not set. A test of
+	// ["NONE"] (or `disable: true`) is set to "no health check", which
+	// hides the label's.
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty"`
+	// DependsOn are the services a service waits for before it starts.
+	DependsOn Dependencies `json:"depends_on,omitempty"`
+}
+
+// Healthcheck is a service's `healthcheck`, as written: an empty string
+// and a nil Retries are not set, so that a label's value shows through;
+// defaults are filled in when runtime.json is written.
+type Healthcheck struct {
+	// Test is ["CMD", prog, args...], ["CMD-SHELL", command],
+	// ["TCP", host:port] or ["NONE"]; a plain string in the YAML is
+	// ["CMD-SHELL", string], and `disable: true` is ["NONE"].
+	Test        []string `json:"test,omitempty"`
+	Interval    string   `json:"interval,omitempty"`
+	Timeout     string   `json:"timeout,omitempty"`
+	StartPeriod string   `json:"start_period,omitempty"`
+	Retries     *int     `json:"retries,omitempty"`
+}
+
+// HealthNone is the test word that turns a health check off.
+const HealthNone = "NONE"
+
+// Healthcheck defaults, as in Docker Compose.
+const (
+	DefaultHealthInterval    = "30s"
+	DefaultHealthTimeout     = "30s"
+	DefaultHealthStartPeriod = "0s"
+	DefaultHealthRetries     = 3
+)
+
+// Enabled reports whether h is a health check with a test to run.
+func (h *Healthcheck) Enabled() bool {
+	return h != nil && len(h.Test) > 0 && h.Test[0] != HealthNone
+}
+
+// Disabled reports whether h says explicitly that there is no health
+// check (["NONE"]).
+func (h *Healthcheck) Disabled() bool {
+	return h != nil && len(h.Test) > 0 && h.Test[0] == HealthNone
+}
+
+// Dependency is one entry of a service's `depends_on`.
+type Dependency struct {
+	Service string
+	// Condition is bundle.ConditionStarted or bundle.ConditionHealthy;
+	// "" is the short form (a plain list of names), which the build
+	// resolves (Config.ResolveDependencies): healthy when the dependency
+	// has a health check, started when it has none.
+	Condition string
+	Pos       Pos
+}
+
+// Dependencies is a `depends_on` list. The YAML gives either the short
+// form (a list of names, every Condition "") or the long form (a mapping
+// of names to a condition).
+type Dependencies []Dependency
+
+// MarshalJSON writes the dependencies in the form they were given.
+func (ds Dependencies) MarshalJSON() ([]byte, error) {
+	if len(ds) == 0 || ds[0].Condition == "" {
+		names := make([]string, len(ds))
+		for i, d := range ds {
+			names[i] = d.Service
+		}
+		return json.Marshal(names)
+	}
+	// A mapping in the YAML's order (encoding/json would sort a map).
+	var b []byte
+	b = append(b, '{')
+	for i, d := range ds {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		k, err := json.Marshal(d.Service)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(map[string]string{"condition": d.Condition})
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(b, k...), ':'), v...)
+	}
+	return append(b, '}'), nil
 }
 
 // Namespace values of the namespace fields, besides a path.

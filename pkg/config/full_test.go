@@ -74,6 +74,22 @@ services:
       namespace: apps
     restart: always
     stopGracePeriod: 5s
+    healthcheck:
+      test: ["CMD", "redis-cli", "ping"]
+      interval: 2s
+      timeout: 1s
+      retries: 5
+      start_period: 10s
+  - name: web
+    image: nginx:1
+    healthcheck: {test: [TCP, "127.0.0.1:80"]}
+    depends_on:
+      redis: {condition: service_healthy}
+      worker: {}
+  - name: worker
+    image: worker:1
+    healthcheck: {disable: true}
+    depends_on: [redis]
 files:
   - path: etc/redis.conf
     contents: "bind 0.0.0.0\n"
@@ -141,6 +157,21 @@ func TestParseFull(t *testing.T) {
 	}
 	if s.Restart != "always" || s.StopGracePeriod != "5s" {
 		t.Errorf("restart %q grace %q", s.Restart, s.StopGracePeriod)
+	}
+	if h := s.Healthcheck; !reflect.DeepEqual(h.Test, []string{"CMD", "redis-cli", "ping"}) || h.Interval != "2s" || h.Timeout != "1s" ||
+		*h.Retries != 5 || h.StartPeriod != "10s" {
+		t.Errorf("healthcheck = %+v", h)
+	}
+	web, worker := cfg.Services[1], cfg.Services[2]
+	if !reflect.DeepEqual(web.Healthcheck.Test, []string{"TCP", "127.0.0.1:80"}) || !reflect.DeepEqual(worker.Healthcheck.Test, []string{"NONE"}) {
+		t.Errorf("healthchecks = %+v, %+v", web.Healthcheck, worker.Healthcheck)
+	}
+	if d := web.DependsOn; len(d) != 2 || d[0].Service != "redis" || d[0].Condition != "service_healthy" || d[1].Service != "worker" ||
+		d[1].Condition != "service_started" || d[0].Pos != (Pos{"t.yml", 75, 7}) {
+		t.Errorf("web depends_on = %+v", d)
+	}
+	if d := worker.DependsOn; len(d) != 1 || d[0].Service != "redis" || d[0].Condition != "" {
+		t.Errorf("worker depends_on = %+v", d)
 	}
 	ids := cfg.IDs()
 	if ids["sysctl"] != 100 || ids["redis"] != 101 {
@@ -228,6 +259,39 @@ var badInputs = []struct{ name, yaml, want string }{
 	{"bad volume name", "volumes:\n  - name: Vol A\n", `t.yml:2:11: volumes[0].name: invalid volume name "Vol A": use lower-case letters, digits, '_' and '-'`},
 	{"readonly not bool", "onboot:\n  - name: a\n    image: b\n    readonly: \"true\"\n", "t.yml:4:15: onboot[0].readonly: expected true or false, got a string"},
 	{"kernel tar not string", "kernel:\n  image: k\n  tar: [a]\n", "t.yml:3:8: kernel.tar: expected a string, got a list"},
+	{"healthcheck on onboot", "onboot:\n  - name: a\n    image: b\n    healthcheck: {test: [NONE]}\n", "t.yml:4:18: onboot[0].healthcheck: healthcheck applies to services only"},
+	{"depends_on on onshutdown", "onshutdown:\n  - name: a\n    image: b\n    depends_on: [x]\n", "t.yml:4:17: onshutdown[0].depends_on: depends_on applies to services only"},
+	{"healthcheck empty test", "services:\n  - name: a\n    image: b\n    healthcheck: {test: []}\n", `t.yml:4:25: services[0].healthcheck.test: empty test: want ["CMD", prog, args...], ["CMD-SHELL", command], ["TCP", host:port] or ["NONE"]`},
+	{"healthcheck empty string test", "services:\n  - name: a\n    image: b\n    healthcheck: {test: \"\"}\n", `t.yml:4:25: services[0].healthcheck.test: empty test: want ["CMD", prog, args...], ["CMD-SHELL", command], ["TCP", host:port] or ["NONE"]`},
+	{"healthcheck unknown test type", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [SHELL, x]}\n", `t.yml:4:26: services[0].healthcheck.test[0]: unknown test type "SHELL": want "CMD", "CMD-SHELL", "TCP" or "NONE"`},
+	{"healthcheck CMD alone", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD]}\n", `t.yml:4:25: services[0].healthcheck.test: CMD needs a program to run: ["CMD", prog, args...]`},
+	{"healthcheck CMD-SHELL two strings", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD-SHELL, a, b]}\n", `t.yml:4:25: services[0].healthcheck.test: CMD-SHELL takes exactly one command string, got 2: ["CMD-SHELL", "command"]`},
+	{"healthcheck CMD-SHELL alone", "services:\n  - name: a\n    image: b\n    healthcheck:\n      test: [CMD-SHELL]\n", `t.yml:5:13: services[0].healthcheck.test: CMD-SHELL takes exactly one command string, got 0: ["CMD-SHELL", "command"]`},
+	{"healthcheck TCP alone", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [TCP]}\n", `t.yml:4:25: services[0].healthcheck.test: TCP takes exactly one host:port, got 0: ["TCP", "127.0.0.1:5432"]`},
+	{"healthcheck TCP two addresses", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [TCP, \"a:1\", \"b:2\"]}\n", `t.yml:4:25: services[0].healthcheck.test: TCP takes exactly one host:port, got 2: ["TCP", "127.0.0.1:5432"]`},
+	{"healthcheck TCP no port", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [TCP, localhost]}\n", `t.yml:4:31: services[0].healthcheck.test[1]: invalid address "localhost": want host:port with a port from 1 to 65535`},
+	{"healthcheck TCP port 0", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [TCP, \"localhost:0\"]}\n", `t.yml:4:31: services[0].healthcheck.test[1]: invalid address "localhost:0": want host:port with a port from 1 to 65535`},
+	{"healthcheck TCP port too big", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [TCP, \"[::1]:65536\"]}\n", `t.yml:4:31: services[0].healthcheck.test[1]: invalid address "[::1]:65536": want host:port with a port from 1 to 65535`},
+	{"healthcheck TCP port name", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [TCP, \"db:postgres\"]}\n", `t.yml:4:31: services[0].healthcheck.test[1]: invalid address "db:postgres": want host:port with a port from 1 to 65535`},
+	{"healthcheck NONE with more", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [NONE, x]}\n", "t.yml:4:25: services[0].healthcheck.test: NONE takes nothing after it"},
+	{"healthcheck test a mapping", "services:\n  - name: a\n    image: b\n    healthcheck: {test: {a: b}}\n", "t.yml:4:25: services[0].healthcheck.test: expected a list or a string, got a mapping"},
+	{"healthcheck disable with test", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], disable: true}\n", `t.yml:4:25: services[0].healthcheck.test: disable: true cannot be combined with a test other than ["NONE"]`},
+	{"healthcheck bad interval", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], interval: 10}\n", `t.yml:4:45: services[0].healthcheck.interval: invalid duration "10": want a positive Go duration such as "30s" or "1m"`},
+	{"healthcheck zero interval", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], interval: 0s}\n", `t.yml:4:45: services[0].healthcheck.interval: invalid duration "0s": want a positive Go duration such as "30s" or "1m"`},
+	{"healthcheck negative timeout", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], timeout: -1s}\n", `t.yml:4:44: services[0].healthcheck.timeout: invalid duration "-1s": want a positive Go duration such as "30s" or "1m"`},
+	{"healthcheck zero timeout", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], timeout: 0s}\n", `t.yml:4:44: services[0].healthcheck.timeout: invalid duration "0s": want a positive Go duration such as "30s" or "1m"`},
+	{"healthcheck negative start_period", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], start_period: -1s}\n", `t.yml:4:49: services[0].healthcheck.start_period: invalid duration "-1s": want a Go duration such as "0s" or "1m"`},
+	{"healthcheck bad start_period", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], start_period: soon}\n", `t.yml:4:49: services[0].healthcheck.start_period: invalid duration "soon": want a Go duration such as "0s" or "1m"`},
+	{"healthcheck negative retries", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], retries: -1}\n", "t.yml:4:44: services[0].healthcheck.retries: -1 is out of range: want 0 or more"},
+	{"healthcheck retries not a number", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], retries: three}\n", "t.yml:4:44: services[0].healthcheck.retries: expected a whole number, got a string"},
+	{"healthcheck unknown key", "services:\n  - name: a\n    image: b\n    healthcheck: {test: [CMD, x], intervall: 1s}\n", `t.yml:4:35: services[0].healthcheck: unknown key "intervall" (did you mean "interval"?)`},
+	{"healthcheck not a mapping", "services:\n  - name: a\n    image: b\n    healthcheck: [CMD, x]\n", "t.yml:4:18: services[0].healthcheck: expected a mapping, got a list"},
+	{"depends_on bad condition", "services:\n  - name: a\n    image: b\n    depends_on: {db: {condition: service_completed_successfully}}\n", `t.yml:4:34: services[0].depends_on.db.condition: invalid value "service_completed_successfully": want "service_started" or "service_healthy"`},
+	{"depends_on unknown key", "services:\n  - name: a\n    image: b\n    depends_on: {db: {conditon: service_healthy}}\n", `t.yml:4:23: services[0].depends_on.db: unknown key "conditon" (did you mean "condition"?)`},
+	{"depends_on unrelated key", "services:\n  - name: a\n    image: b\n    depends_on:\n      db: {required: false}\n", `t.yml:5:12: services[0].depends_on.db: unknown key "required" (known keys: condition)`},
+	{"depends_on listed twice", "services:\n  - name: a\n    image: b\n    depends_on: [db, db]\n", `t.yml:4:22: services[0].depends_on[1]: "db" listed twice`},
+	{"depends_on a string", "services:\n  - name: a\n    image: b\n    depends_on: db\n", "t.yml:4:17: services[0].depends_on: expected a list of services or a mapping of services to conditions, got a string"},
+	{"label healthcheck bad", "services:\n  - name: a\n    image: b\n    healthcheck:\n      test: [CMD-SHELL, a, b]\n      retries: -2\n", "t.yml:5:13: services[0].healthcheck.test: CMD-SHELL takes exactly one command string, got 2: [\"CMD-SHELL\", \"command\"]\nt.yml:6:16: services[0].healthcheck.retries: -2 is out of range: want 0 or more"},
 	{"billion laughs", "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n",
 		"t.yml:1:1: the document expands to more than 1048576 nodes (aliases of aliases?)"},
 }
@@ -259,6 +323,22 @@ func TestValidateWhole(t *testing.T) {
 			"t.yml:5:5: onboot[0]: bind \"vola:/v\" names volume \"vola\", which `volumes` does not define"},
 		{"duplicate volume", base + "volumes:\n  - name: v\n  - name: v\n",
 			`t.yml:6:5: volumes[1].name: duplicate volume name "v" (first used at t.yml:5:5)`},
+		{"unknown dependency", base + "services:\n  - name: db\n    image: b\n  - name: app\n    image: c\n    depends_on: [dbx]\n",
+			`t.yml:9:18: services[1].depends_on: unknown service "dbx" (did you mean "db"?)`},
+		{"unknown dependency, long form", base + "services:\n  - name: app\n    image: c\n    depends_on:\n      cache: {condition: service_started}\n",
+			`t.yml:8:7: services[0].depends_on: unknown service "cache"`},
+		{"dependency on onboot", base + "onboot:\n  - name: format\n    image: b\nservices:\n  - name: app\n    image: c\n    depends_on: [format]\n",
+			`t.yml:10:18: services[0].depends_on: "format" is an onboot entry, not a service: onboot entries have all run before services start, so there is nothing to wait for`},
+		{"dependency on onshutdown", base + "onshutdown:\n  - name: save\n    image: b\nservices:\n  - name: app\n    image: c\n    depends_on: {save: {condition: service_started}}\n",
+			`t.yml:10:18: services[0].depends_on: "save" is an onshutdown entry, not a service: it runs only at shutdown`},
+		{"self dependency", base + "services:\n  - name: app\n    image: c\n    depends_on: [app]\n",
+			`t.yml:7:18: services[0].depends_on: "app" depends on itself`},
+		{"cycle", base + "services:\n  - name: x\n    image: i\n  - name: c\n    image: i\n    depends_on: [a]\n  - name: a\n    image: i\n    depends_on: [x, b]\n  - name: b\n    image: i\n    depends_on: {c: {condition: service_started}}\n",
+			`t.yml:9:18: services[1].depends_on: dependency cycle: c -> a -> b -> c`},
+		{"two cycles", base + "services:\n  - name: a\n    image: i\n    depends_on: [b]\n  - name: b\n    image: i\n    depends_on: [a]\n  - name: c\n    image: i\n    depends_on: [d]\n  - name: d\n    image: i\n    depends_on: [c]\n",
+			"t.yml:7:18: services[0].depends_on: dependency cycle: a -> b -> a\nt.yml:13:18: services[2].depends_on: dependency cycle: c -> d -> c"},
+		{"healthy without healthcheck", base + "services:\n  - name: db\n    image: b\n    healthcheck: {disable: true}\n  - name: app\n    image: c\n    depends_on: {db: {condition: service_healthy}}\n",
+			`t.yml:10:18: services[1].depends_on: condition service_healthy, but "db" has no healthcheck`},
 		{"missing source", base + "files:\n  - path: x\n    source: /nonexistent/keel\n",
 			"t.yml:5:5: files[0].source: stat /nonexistent/keel: no such file or directory (add `optional: true` to skip a missing source)"},
 	} {

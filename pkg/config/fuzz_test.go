@@ -17,6 +17,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"capabilities": ["CAP_SYS_ADMIN"], "binds": ["/a:/a"], "runtime": {"mkdir": ["/x"]}}`))
 	f.Add([]byte("kernel: {image: k}\ninit: [i]\nservices: [{name: a, image: b, resources: {blockIO: {weightDevice: [{major: 8, minor: 0, weight: 10}]}}}]\n"))
 	f.Add([]byte("a: &a {image: k}\nkernel: *a\n"))
+	f.Add([]byte("kernel: {image: k}\ninit: [i]\nservices:\n  - {name: a, image: b, healthcheck: {test: \"true\", retries: 0}, depends_on: {c: {condition: service_healthy}}}\n  - {name: c, image: b, healthcheck: {test: [TCP, \"[::1]:1\"]}, depends_on: [d]}\n  - {name: d, image: b, healthcheck: {disable: true}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := ParseLabel("fuzz", string(data)); err != nil {
 			_ = err.Error()

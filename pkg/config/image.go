@@ -96,6 +96,16 @@ func (d *decoder) image(n *yaml.Node, field, list string) (Image, bool) {
 			d.errorf(resolve(v), f, "invalid duration %q: want a Go duration such as \"30s\" or \"5m\"", img.Timeout)
 		}
 	}
+	for _, key := range []string{"healthcheck", "depends_on"} {
+		decode := fs[key]
+		fs[key] = func(v *yaml.Node) {
+			if !only(key, "services") {
+				d.errorf(resolve(v), field+"."+key, "%s applies to services only", key)
+				return
+			}
+			decode(v)
+		}
+	}
 	if !d.mapping(n, field, fs) {
 		return img, false
 	}
@@ -275,6 +285,16 @@ func (d *decoder) imageConfigFields(ic *ImageConfig, field string) fields {
 				}
 			}
 			ic.Runtime = &rt
+		},
+		"healthcheck": func(v *yaml.Node) {
+			if h, ok := d.healthcheck(v, field+".healthcheck"); ok {
+				ic.Healthcheck = h
+			}
+		},
+		"depends_on": func(v *yaml.Node) {
+			if deps, ok := d.dependsOn(v, field+".depends_on"); ok {
+				ic.DependsOn = deps
+			}
 		},
 	}
 }

@@ -89,7 +89,39 @@ func (img Image) WithLabel(label ImageConfig) Image {
 	pickPtr(&c.GID, y.GID, l.GID)
 	pickPtr(&c.Resources, y.Resources, l.Resources)
 	c.Runtime = mergeRuntime(l.Runtime, y.Runtime)
+	c.Healthcheck = mergeHealthcheck(l.Healthcheck, y.Healthcheck)
+	if y.DependsOn == nil {
+		c.DependsOn = l.DependsOn
+	}
 	return out
+}
+
+// mergeHealthcheck overrides the label's health check field by field, as
+// Docker does a container's over its image's HEALTHCHECK; a test of
+// ["NONE"] in the entry turns the label's off whatever its other fields.
+func mergeHealthcheck(l, y *Healthcheck) *Healthcheck {
+	if l == nil || y.Disabled() {
+		return y
+	}
+	if y == nil {
+		return l
+	}
+	out := *l
+	if y.Test != nil {
+		out.Test = y.Test
+	}
+	for _, s := range []struct {
+		dst *string
+		y   string
+	}{{&out.Interval, y.Interval}, {&out.Timeout, y.Timeout}, {&out.StartPeriod, y.StartPeriod}} {
+		if s.y != "" {
+			*s.dst = s.y
+		}
+	}
+	if y.Retries != nil {
+		out.Retries = y.Retries
+	}
+	return &out
 }
 
 // mergeRuntime overrides the label's runtime section field by field.

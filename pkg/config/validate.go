@@ -7,7 +7,8 @@ import (
 
 // Validate checks the configuration as a whole: what a build needs, names
 // and paths that must be unique, the names a uid or gid refers to, the
-// volumes binds refer to, and file sources that must exist. Parse has
+// volumes binds refer to, the services depends_on refers to (and that they
+// form no cycle), and file sources that must exist. Parse has
 // already checked each entry on its own.
 func (c *Config) Validate() error {
 	var errs Errors
@@ -65,6 +66,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	_, depErrs := c.dependencies(c.Services, false)
+	errs = append(errs, depErrs...)
 	paths := map[string]Pos{}
 	for i, f := range c.Files {
 		field := fmt.Sprintf("files[%d]", i)

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"slices"
@@ -54,25 +55,48 @@ func Specs(kind bundle.Kind, entry config.Image, image v1.Image, ids map[string]
 	return s, rt, nil
 }
 
-func makeSpecs(kind bundle.Kind, entry config.Image, image v1.Image, ids map[string]uint32) (*specs.Spec, *bundle.Runtime, error) {
-	var cc v1.Config
-	if image != nil {
-		ic, err := image.ConfigFile()
-		if err != nil {
-			return nil, nil, fmt.Errorf("read image config: %w", err)
-		}
-		cc = ic.Config
+// WithLabel is entry merged over its image's org.mobyproject.config label
+// (config.Image.WithLabel), as Specs uses it.
+func WithLabel(entry config.Image, image v1.Image) (config.Image, error) {
+	cc, err := imageConfigOf(image)
+	if err != nil {
+		return config.Image{}, err
 	}
+	return withLabel(entry, cc)
+}
+
+func imageConfigOf(image v1.Image) (v1.Config, error) {
+	if image == nil {
+		return v1.Config{}, nil
+	}
+	ic, err := image.ConfigFile()
+	if err != nil {
+		return v1.Config{}, fmt.Errorf("read image config: %w", err)
+	}
+	return ic.Config, nil
+}
+
+func withLabel(entry config.Image, cc v1.Config) (config.Image, error) {
 	// Merged even when there is no label: that folds capabilities.add and
 	// binds.add into capabilities and binds.
 	var label config.ImageConfig
 	if l := cc.Labels[config.LabelKey]; l != "" {
 		var err error
 		if label, err = config.ParseLabel(entry.Image, l); err != nil {
-			return nil, nil, err
+			return config.Image{}, err
 		}
 	}
-	entry = entry.WithLabel(label)
+	return entry.WithLabel(label), nil
+}
+
+func makeSpecs(kind bundle.Kind, entry config.Image, image v1.Image, ids map[string]uint32) (*specs.Spec, *bundle.Runtime, error) {
+	cc, err := imageConfigOf(image)
+	if err != nil {
+		return nil, nil, err
+	}
+	if entry, err = withLabel(entry, cc); err != nil {
+		return nil, nil, err
+	}
 	e := entry.ImageConfig
 
 	args := e.Command
@@ -184,7 +208,52 @@ func makeSpecs(kind bundle.Kind, entry config.Image, image v1.Image, ids map[str
 			ReadonlyPaths:     e.ReadonlyPaths,
 		},
 	}
-	return s, bundleRuntime(kind, entry), nil
+	rt := bundleRuntime(kind, entry)
+	if kind == bundle.Service {
+		if rt.Healthcheck, err = healthcheck(e.Healthcheck); err != nil {
+			return nil, nil, err
+		}
+		if rt.DependsOn, err = dependencies(e.DependsOn); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s, rt, nil
+}
+
+// healthcheck is runtime.json's health check: every field written, the
+// defaults filled in; nil for none (no healthcheck, or a test of NONE).
+func healthcheck(h *config.Healthcheck) (*bundle.Healthcheck, error) {
+	if h == nil || h.Disabled() {
+		return nil, nil
+	}
+	if len(h.Test) == 0 {
+		return nil, fmt.Errorf("healthcheck has no test, and the image's label gives none")
+	}
+	out := &bundle.Healthcheck{
+		Test:        slices.Clone(h.Test),
+		Interval:    cmp.Or(h.Interval, config.DefaultHealthInterval),
+		Timeout:     cmp.Or(h.Timeout, config.DefaultHealthTimeout),
+		StartPeriod: cmp.Or(h.StartPeriod, config.DefaultHealthStartPeriod),
+		Retries:     config.DefaultHealthRetries,
+	}
+	if h.Retries != nil {
+		out.Retries = *h.Retries
+	}
+	return out, nil
+}
+
+// dependencies is runtime.json's dependsOn. Every condition must be set:
+// a short form is resolved, with the other services, by
+// config.Config.ResolveDependencies.
+func dependencies(deps config.Dependencies) ([]bundle.Dependency, error) {
+	var out []bundle.Dependency
+	for _, d := range deps {
+		if d.Condition == "" {
+			return nil, fmt.Errorf("depends_on %q: condition not resolved (config.Config.ResolveDependencies resolves it)", d.Service)
+		}
+		out = append(out, bundle.Dependency{Service: d.Service, Condition: d.Condition})
+	}
+	return out, nil
 }
 
 // bundleRuntime is runtime.json: the entry's `runtime` section and keel's
