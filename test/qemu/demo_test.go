@@ -35,14 +35,16 @@ func TestDemo(t *testing.T) {
 
 	// The boot report: when each onboot finished, when containerd was
 	// ready, when each service was running, in ms since /init started.
+	// The web service's health check (TCP on port 80) passes too.
 	vm.Expect(0, `keel: console shell started`, wait)
-	i = vm.run(i, "tr -d '\\n' < /run/keel/boot.json; echo", `^\{.*"service web": \d+.*\}$`)
+	vm.Expect(i, `keel: service web healthy`, wait)
+	i = vm.run(i, "tr -d '\\n' < /run/keel/boot.json; echo", `^\{.*"service web healthy": \d+.*\}$`)
 	t.Logf("demo boot report: %s", vm.Lines()[i])
 	var phases map[string]int
 	if err := json.Unmarshal([]byte(vm.Lines()[i]), &phases); err != nil {
 		t.Errorf("boot.json: %v", err)
 	}
-	for _, p := range []string{"init", "mounts", "modules", "system", "onboot 000-dhcp", "onboot 001-hello", "onboot done", "console", "containerd", "service web", "services"} {
+	for _, p := range []string{"init", "mounts", "modules", "system", "onboot 000-dhcp", "onboot 001-hello", "onboot done", "console", "containerd", "service web", "services", "service web healthy"} {
 		if _, ok := phases[p]; !ok {
 			t.Errorf("boot.json lacks %q", p)
 		}
