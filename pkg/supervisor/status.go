@@ -136,35 +136,35 @@ func FetchStatus(path string) (*Status, error) {
 	return resp.Status, nil
 }
 
-// WriteStatusTable prints st as a table, one service a line:
+// WriteStatusTable prints st as a table, one service a line, then a line
+// for each service that failed (its error) or waits for others, then
+// containerd's line:
 //
-//	NAME    STATE      PID   RESTARTS  UPTIME  LAST EXIT
-//	httpd   running    412   0         3m2s    -
-//	flaky   crashloop  -     7         -       1 (4s ago)
+//	NAME    STATE      PID   RESTARTS  UPTIME  LAST EXIT   POLICY      HEALTH
+//	httpd   running    412   0         3m2s    -           on-failure  healthy
+//	flaky   crashloop  -     7         -       1 (4s ago)  always      -
+//	app     waiting    -     0         -       -           on-failure  -
+//	app: waiting for db (healthy; it is starting)
+//	containerd: pid 300, restarts 1; orphans reaped: 4; panics recovered: 0
+//
+// HEALTH is "-" for a service without a health check. The columns before
+// it keep their places: scripts read the name, state and pid by position.
 func WriteStatusTable(w io.Writer, st *Status) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME\tLAST EXIT\tPOLICY\n")
+	fmt.Fprintf(tw, "NAME\tSTATE\tPID\tRESTARTS\tUPTIME\tLAST EXIT\tPOLICY\tHEALTH\n")
 	for _, s := range st.Services {
-		pid, up := "-", "-"
-		if s.Pid > 0 {
-			pid = strconv.FormatUint(uint64(s.Pid), 10)
-		}
-		if s.State == StateRunning && !s.StartedAt.IsZero() {
-			up = roundAge(st.Now.Sub(s.StartedAt))
-		}
-		last := "-"
-		if !s.LastExitAt.IsZero() {
-			last = fmt.Sprintf("%s (%s ago)", exitCodeString(s.LastExit), roundAge(st.Now.Sub(s.LastExitAt)))
-		}
-		state := stateText(s, st.Now)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, state, pid, s.Restarts, up, last, s.Policy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.Name, stateText(s, st.Now), pidText(s),
+			s.Restarts, uptimeText(s, st.Now), lastExitText(s, st.Now), s.Policy, healthText(s))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, s := range st.Services {
-		if s.Error != "" && (s.State == StateFailed || s.State == StateBackoff || s.State == StateCrashLoop) {
+		if showError(s) {
 			fmt.Fprintf(w, "%s: %s\n", s.Name, s.Error)
+		}
+		if s.State == StateWaiting && s.WaitingFor != "" {
+			fmt.Fprintf(w, "%s: waiting for %s\n", s.Name, s.WaitingFor)
 		}
 	}
 	cd := "not running"
@@ -173,6 +173,133 @@ func WriteStatusTable(w io.Writer, st *Status) error {
 	}
 	_, err := fmt.Fprintf(w, "containerd: %s, restarts %d; orphans reaped: %d; panics recovered: %d\n", cd, st.Containerd.Restarts, st.Orphans, st.Panics)
 	return err
+}
+
+// Service is the status of the service named name, or an error wrapping
+// ErrNoService.
+func (st *Status) Service(name string) (*ServiceStatus, error) {
+	for i := range st.Services {
+		if st.Services[i].Name == name {
+			return &st.Services[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w %q", ErrNoService, name)
+}
+
+// WriteServiceDetail prints one service in detail, one "key: value" a
+// line, "-" for what does not apply; the last health check's output
+// follows its key, each of its lines indented:
+//
+//	name: web
+//	state: running
+//	pid: 412
+//	...
+//	check output:
+//	    connect: connection refused
+//	depends on: db (service_healthy), cache (service_started)
+func WriteServiceDetail(w io.Writer, s *ServiceStatus, now time.Time) error {
+	var b strings.Builder
+	kv := func(k, v string) {
+		if v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(&b, "%s: %s\n", k, v)
+	}
+	kv("name", s.Name)
+	kv("state", stateText(*s, now))
+	kv("pid", pidText(*s))
+	kv("restarts", strconv.Itoa(s.Restarts))
+	kv("policy", s.Policy)
+	kv("uptime", uptimeText(*s, now))
+	kv("last exit", lastExitText(*s, now))
+	h := s.Health
+	if h == nil {
+		kv("health", "- (no health check)")
+		kv("failing streak", "")
+		kv("last check", "")
+		kv("check output", "")
+	} else {
+		kv("health", h.State)
+		kv("failing streak", strconv.Itoa(h.FailingStreak))
+		last := ""
+		if !h.LastCheck.IsZero() {
+			last = roundAge(now.Sub(h.LastCheck)) + " ago"
+		}
+		kv("last check", last)
+		out := strings.TrimRight(h.LastOutput, "\r\n")
+		if out == "" {
+			kv("check output", "")
+		} else {
+			b.WriteString("check output:\n")
+			for _, l := range strings.Split(out, "\n") {
+				fmt.Fprintf(&b, "    %s\n", strings.TrimRight(l, "\r"))
+			}
+		}
+	}
+	kv("waiting for", s.WaitingFor)
+	deps := make([]string, 0, len(s.DependsOn))
+	for _, d := range s.DependsOn {
+		deps = append(deps, fmt.Sprintf("%s (%s)", d.Service, d.Condition))
+	}
+	kv("depends on", strings.Join(deps, ", "))
+	kv("namespace", s.Namespace)
+	kv("log", s.Log)
+	kv("error", s.Error)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// StatusLine is one service on one line, as the keel command says after
+// starting or stopping it: "web: running pid 412, health starting".
+func StatusLine(s *ServiceStatus, now time.Time) string {
+	line := s.Name + ": " + stateText(*s, now)
+	if s.State == StateWaiting && s.WaitingFor != "" {
+		line = s.Name + ": waiting for " + s.WaitingFor
+	}
+	if s.Pid > 0 {
+		line += " pid " + strconv.Itoa(s.Pid)
+	}
+	if s.Health != nil {
+		line += ", health " + s.Health.State
+	}
+	if showError(*s) {
+		line += ": " + s.Error
+	}
+	return line
+}
+
+// showError says whether s's error is current: it is kept after a run
+// that could not start, until the next start.
+func showError(s ServiceStatus) bool {
+	return s.Error != "" && (s.State == StateFailed || s.State == StateBackoff || s.State == StateCrashLoop)
+}
+
+func pidText(s ServiceStatus) string {
+	if s.Pid > 0 {
+		return strconv.Itoa(s.Pid)
+	}
+	return "-"
+}
+
+func uptimeText(s ServiceStatus, now time.Time) string {
+	if s.State == StateRunning && !s.StartedAt.IsZero() {
+		return roundAge(now.Sub(s.StartedAt))
+	}
+	return "-"
+}
+
+func lastExitText(s ServiceStatus, now time.Time) string {
+	if s.LastExitAt.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s ago)", exitCodeString(s.LastExit), roundAge(now.Sub(s.LastExitAt)))
+}
+
+func healthText(s ServiceStatus) string {
+	if s.Health == nil || s.Health.State == "" {
+		return "-"
+	}
+	return s.Health.State
 }
 
 // stateText is the STATE column: the state, flagged when crash-looping,
