@@ -302,7 +302,11 @@ func (c *Containerd) Stop(ctx context.Context) error {
 	if client != nil {
 		_ = client.Close()
 	}
-	return u.Stop(ctx)
+	if err := u.Stop(ctx); err != nil {
+		return err
+	}
+	c.Log.Info("containerd stopped", "exit", exitString(u.Status().LastExit))
+	return nil
 }
 
 // exitedEarly is a daemon that exited before it answered; its exit status

@@ -74,7 +74,11 @@ func (o *Onboot) RunAll(ctx context.Context, bundles []bundle.Bundle) []Result {
 		r := o.Run(ctx, b)
 		results = append(results, r)
 		if r.Interrupted {
-			o.Log.Warn("onboot interrupted", "remaining", len(bundles)-len(results))
+			// The last one may have asked for the shutdown itself
+			// (poweroff): nothing was cut short then.
+			if remaining := len(bundles) - len(results); remaining > 0 || r.Failed() {
+				o.Log.Warn("onboot interrupted", "remaining", remaining)
+			}
 			return results
 		}
 		if r.Failed() {

@@ -248,7 +248,7 @@ func (u *Unit) Run(ctx context.Context) Outcome {
 		u.markStarted()
 		if u.isStopping() {
 			u.update(func(st *UnitStatus) { st.State, st.Pid = StateStopped, 0 })
-			if out.Err == nil {
+			if out.Err == nil && !u.Quiet {
 				u.Log.Info(u.Name+" stopped", "exit", exitString(out.Code))
 			}
 			out.Stopped = true

@@ -176,6 +176,10 @@ func TestUnitRetriesFailedStarts(t *testing.T) {
 	u := &Unit{Name: "containerd", Runner: f, Policy: Always, RetryStart: true, Backoff: fastBackoff}
 	done := runUnit(u)
 	p := f.next(t) // the third start works
+	deadline := time.Now().Add(time.Minute) // the status follows the start
+	for u.Status().State != StateRunning && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if st := u.Status(); st.State != StateRunning || st.Restarts != 2 || st.Pid != p.pid || st.Error != "" {
 		t.Fatalf("status %+v", st)
 	}

@@ -45,7 +45,7 @@ func TestOnbootOrderAndPowerOff(t *testing.T) {
 	vm.Expect(start, `\] 000-first: first on stderr$`, wait)
 	i = vm.Expect(i, `keel: onboot 000-first exit=0 `, wait)
 	i = vm.Expect(i, `\] 001-second: second is about to fail$`, wait)
-	i = vm.Expect(i, `keel: onboot 001-second exit=3 `, wait)
+	i = vm.Expect(i, `keel: WARN onboot 001-second exit=3 `, wait)
 	i = vm.Expect(i, `\] 002-third: third ran after a failure$`, wait)
 	i = vm.Expect(i, `keel: onboot 002-third exit=0 `, wait)
 	i = vm.Expect(i, `keel: shutdown power-off`, wait)

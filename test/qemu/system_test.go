@@ -155,7 +155,7 @@ func checkModulesLoaded(t *testing.T, lines []string) {
 		t.Fatalf("%q: %v", line, err)
 	}
 	known := 0
-	failure := regexp.MustCompile(`keel: module (failed|not loaded) module=(\S+)`)
+	failure := regexp.MustCompile(`keel: (?:WARN )?module (failed|not loaded) module=(\S+)`)
 	for _, l := range lines[:len(lines)-1] {
 		f := failure.FindStringSubmatch(l)
 		switch {
@@ -242,7 +242,7 @@ func TestOnbootFailureHalts(t *testing.T) {
 	prefix := buildImage(t, "halt", haltYAML)
 	vm := boot(t, prefix, nil)
 	const wait = 3 * time.Minute
-	i := vm.Expect(0, `keel: onboot 000-must exit=7 `, wait)
+	i := vm.Expect(0, `keel: WARN onboot 000-must exit=7 `, wait)
 	i = vm.Expect(i, `keel: ERROR onboot 000-must failed and its onFailure is halt: halting`, wait)
 	i = vm.Expect(i, `keel: shutdown halt$`, wait)
 	vm.Expect(i, `reboot: System halted`, wait)
