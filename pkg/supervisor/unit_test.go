@@ -176,7 +176,8 @@ func TestUnitRetriesFailedStarts(t *testing.T) {
 	u := &Unit{Name: "containerd", Runner: f, Policy: Always, RetryStart: true, Backoff: fastBackoff}
 	done := runUnit(u)
 	p := f.next(t) // the third start works
-	deadline := time.Now().Add(time.Minute) // the status follows the start
+	// The status follows the start.
+	deadline := time.Now().Add(time.Minute)
 	for u.Status().State != StateRunning && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
