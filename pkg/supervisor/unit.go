@@ -447,9 +447,18 @@ func (u *Unit) cancel() time.Duration {
 	}
 	proc, grace := u.proc, u.Grace
 	u.mu.Unlock()
-	if proc != nil {
-		_ = proc.Signal(unix.SIGTERM)
+	if proc == nil {
+		return grace
 	}
+	if termIsNoOp(proc.Pid()) {
+		u.Log.Warn(u.Name+" cannot get SIGTERM (its namespace's init, with no handler): killing it now", "pid", proc.Pid())
+		u.mu.Lock()
+		u.killing = true
+		u.mu.Unlock()
+		_ = proc.Signal(unix.SIGKILL)
+		return grace
+	}
+	_ = proc.Signal(unix.SIGTERM)
 	return grace
 }
 
