@@ -112,10 +112,16 @@ func runCommand(args []string) error {
 		time.Sleep(500 * time.Millisecond)
 		cmd.Process.Kill()
 		<-exited
+		if f := watch.Failure(); f != "" {
+			return fmt.Errorf("run: the guest's boot failed: %s", f)
+		}
 		if ending == qemu.Panicked {
 			return errors.New("run: the guest kernel panicked")
 		}
 		return nil
+	}
+	if f := watch.Failure(); f != "" {
+		return fmt.Errorf("run: the guest's boot failed: %s", f)
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

@@ -71,6 +71,44 @@ func DirName(kind Kind, index int, name string) string {
 	return fmt.Sprintf("%03d-%s", index, name)
 }
 
+// The initrd's seals. The initrd is several cpio segments; when the guest
+// has too little memory the kernel stops unpacking part-way ("Initramfs
+// unpacking failed") and boots on with what it has. So the root segment,
+// the first, lists every segment in SealsExpected, one name a line, and
+// each segment ends with an empty file SealsDir/<SealName(segment)>: PID 1
+// finds out what is missing before it runs anything.
+const (
+	SealsDir      = EtcDir + "/seals"
+	SealsExpected = EtcDir + "/seals.expected"
+)
+
+// SealName is the file name of a segment's seal: its name ("root",
+// "containers/services/web") with slashes made underscores.
+func SealName(segment string) string { return strings.ReplaceAll(segment, "/", "_") }
+
+// MissingSeals reads the expected seals under root (normally "/") and
+// returns the segments whose seal is not there. An initrd built without
+// seals has no SealsExpected: nothing is missing then.
+func MissingSeals(root string) (missing []string, total int, err error) {
+	b, err := os.ReadFile(filepath.Join(root, SealsExpected))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the initrd's seal list: %w", err)
+	}
+	for _, name := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if name == "" {
+			continue
+		}
+		total++
+		if _, err := os.Lstat(filepath.Join(root, SealsDir, SealName(name))); err != nil {
+			missing = append(missing, name)
+		}
+	}
+	return missing, total, nil
+}
+
 // Bundle is one bundle directory found in an image.
 type Bundle struct {
 	Kind Kind

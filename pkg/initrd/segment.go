@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/oci"
 	"github.com/keel-os/keel/pkg/progress"
 )
@@ -47,7 +48,7 @@ func pruneSegments(dir string, now time.Time) {
 // the running keel executable (builderID): a segment made by another
 // build of keel is never reused, since the bytes written for the same
 // inputs may have changed.
-const segmentVersion = "keel-segment-3"
+const segmentVersion = "keel-segment-4"
 
 var builderID = sync.OnceValue(func() string {
 	exe, err := os.Executable()
@@ -91,8 +92,17 @@ func (s segment) write(w io.Writer, mtime int64) (xattrWarnings []string, err er
 	if err := s.fill(a); err != nil {
 		return nil, err
 	}
+	// The seal comes last: a segment the kernel unpacked whole has it.
+	// The root segment made the seals' directory.
+	a.dirWritten(sealsDir)
+	if err := a.WriteFile(sealsDir+"/"+bundle.SealName(s.name), 0o444, nil); err != nil {
+		return nil, err
+	}
 	return a.XattrWarnings(), a.Close()
 }
+
+// sealsDir is bundle.SealsDir inside the archive.
+var sealsDir = strings.TrimPrefix(bundle.SealsDir, "/")
 
 // keyOf digests the parts of a key; any "" part means the segment cannot
 // be cached, and gives "".
@@ -147,7 +157,8 @@ func (c Contents) segments() ([]segment, error) {
 	for _, d := range bundleDirs(c.Bundles, c.Overlays) {
 		parts = append(parts, "dir", d)
 	}
-	segs := []segment{{name: "root", key: keyOf(parts...), fill: func(a *Archive) error { return writeRoot(a, c) }}}
+	root := &segment{name: "root"}
+	segs := []segment{}
 	for _, g := range sharedGroups(c.Bundles, c.Overlays) {
 		var members []bundleData
 		parts := []string{segmentVersion, "bundles"}
@@ -165,7 +176,24 @@ func (c Contents) segments() ([]segment, error) {
 		lower := g.lower
 		segs = append(segs, segment{name: g.bundles[0].Path(), key: keyOf(parts...), fill: func(a *Archive) error { return writeBundles(a, members, lower) }})
 	}
-	return segs, nil
+	// The root, first, lists every segment's seal (see bundle.SealsDir).
+	names := []string{root.name}
+	for _, s := range segs {
+		names = append(names, s.name)
+	}
+	expected := []byte(strings.Join(names, "\n") + "\n")
+	parts = append(parts, "seals", digestOf(expected))
+	root.key = keyOf(parts...)
+	root.fill = func(a *Archive) error {
+		if err := writeRoot(a, c); err != nil {
+			return err
+		}
+		if err := a.MkdirAll(sealsDir); err != nil {
+			return err
+		}
+		return a.WriteFile(strings.TrimPrefix(bundle.SealsExpected, "/"), 0o444, expected)
+	}
+	return append([]segment{*root}, segs...), nil
 }
 
 // SegmentStats counts what a build did with its segments.

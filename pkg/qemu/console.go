@@ -35,9 +35,10 @@ var endings = []struct {
 // last way the kernel said it ended and tells Done about halts and panics,
 // after which QEMU itself would sit there forever.
 type Watcher struct {
-	mu     sync.Mutex
-	line   []byte
-	ending Ending
+	mu      sync.Mutex
+	line    []byte
+	ending  Ending
+	failure string // keel's PID 1 said it gave up booting
 	// Stuck receives once when the guest halts or panics.
 	Stuck chan Ending
 }
@@ -61,7 +62,14 @@ func (w *Watcher) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// bootFailed is how keel's PID 1 says it gave up booting (a partly
+// unpacked initrd): the run then fails, however the machine ends.
+var bootFailed = []byte("keel: ERROR boot failed: ")
+
 func (w *Watcher) scan(line []byte) {
+	if i := bytes.Index(line, bootFailed); i >= 0 && w.failure == "" {
+		w.failure = string(bytes.TrimSpace(line[i+len(bootFailed):]))
+	}
 	for _, e := range endings {
 		if !bytes.Contains(line, e.marker) {
 			continue
@@ -81,4 +89,12 @@ func (w *Watcher) Ending() Ending {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.ending
+}
+
+// Failure is what keel's PID 1 said when it gave up booting; "" if it did
+// not.
+func (w *Watcher) Failure() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failure
 }

@@ -90,3 +90,16 @@ func TestWatcher(t *testing.T) {
 		t.Fatalf("want panic, got %v", e)
 	}
 }
+
+func TestWatcherBootFailed(t *testing.T) {
+	w := NewWatcher()
+	w.Write([]byte("[  1.0] keel: ERROR initrd incomplete: the kernel did not unpack all of it missing=2\n"))
+	if w.Failure() != "" {
+		t.Fatalf("an error line that is not the boot failure: %q", w.Failure())
+	}
+	w.Write([]byte("[  1.1] keel: ERROR boot failed: the initrd did not fit in this VM's memory; nothing is run mem=240MB\r\n"))
+	w.Write([]byte("[  1.2] keel: ERROR boot failed: a second one\n"))
+	if got, want := w.Failure(), "the initrd did not fit in this VM's memory; nothing is run mem=240MB"; got != want {
+		t.Fatalf("Failure() = %q, want %q", got, want)
+	}
+}
