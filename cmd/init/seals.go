@@ -34,7 +34,7 @@ func checkInitrd(log *slog.Logger, root, bootParams string) bool {
 	if len(shown) > 5 {
 		shown = shown[:5]
 	}
-	log.Error("initrd incomplete: the kernel did not unpack all of it", "missing", len(missing), "of", total,
+	log.Error("initrd incomplete: the kernel did not unpack all of it", "missing", len(missing), "segments", total,
 		"first", strings.Join(shown, ","))
 	var si unix.Sysinfo_t
 	mem := uint64(0)

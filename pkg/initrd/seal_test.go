@@ -21,6 +21,7 @@ func TestEverySegmentEndsWithItsSeal(t *testing.T) {
 	cr := NewCPIOReader(&buf)
 	var last []string // the last entry of each archive
 	var expected string
+	entries := 0
 	for {
 		h, err := cr.Next()
 		if errors.Is(err, io.EOF) {
@@ -33,11 +34,14 @@ func TestEverySegmentEndsWithItsSeal(t *testing.T) {
 			last = append(last, "")
 		}
 		last[cr.Archive] = h.Name
+		entries++
 		if "/"+h.Name == bundle.SealsExpected {
 			d, _ := io.ReadAll(cr)
 			expected = string(d)
-			if cr.Archive != 0 {
-				t.Errorf("the seal list is in archive %d, want the first", cr.Archive)
+			// Among the very first entries: a kernel that unpacks only the
+			// start of the initrd still leaves the list.
+			if cr.Archive != 0 || entries > 4 {
+				t.Errorf("the seal list is entry %d of archive %d, want among the first of the first", entries, cr.Archive)
 			}
 		}
 	}

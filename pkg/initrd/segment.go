@@ -185,13 +185,15 @@ func (c Contents) segments() ([]segment, error) {
 	parts = append(parts, "seals", digestOf(expected))
 	root.key = keyOf(parts...)
 	root.fill = func(a *Archive) error {
-		if err := writeRoot(a, c); err != nil {
-			return err
-		}
+		// First of all: whatever of the initrd the kernel unpacks, it has
+		// the list, and PID 1 can tell what is missing.
 		if err := a.MkdirAll(sealsDir); err != nil {
 			return err
 		}
-		return a.WriteFile(strings.TrimPrefix(bundle.SealsExpected, "/"), 0o444, expected)
+		if err := a.WriteFile(strings.TrimPrefix(bundle.SealsExpected, "/"), 0o444, expected); err != nil {
+			return err
+		}
+		return writeRoot(a, c)
 	}
 	return append([]segment{*root}, segs...), nil
 }
