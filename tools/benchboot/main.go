@@ -368,7 +368,9 @@ func (b *bench) boot(ctx context.Context, s *system, mem int, full bool) (*boot,
 		fmt.Fprintf(&console, "%8.3f | %s\n", t.Seconds(), line)
 		s.kind.feed(bt, t, line)
 		if !full {
-			if s.ready(line) {
+			// Killed once it is clear: ready, or no services to come (the
+			// kernel could not unpack the whole initramfs).
+			if s.ready(line) || hopeless(line) {
 				cmd.Process.Kill()
 			}
 			continue

@@ -241,3 +241,14 @@ func fmtRatio(r float64) string {
 	}
 	return fmt.Sprintf("%.2fx", r)
 }
+
+// hopeless reports whether the line says the services will never run: a
+// short memory makes the kernel unpack only part of the initramfs, and
+// keel then boots what it got, with no services.
+func hopeless(line string) bool {
+	if strings.Contains(line, "Initramfs unpacking failed") {
+		return true
+	}
+	m := keelStamp.FindStringSubmatch(line)
+	return m != nil && strings.HasPrefix(m[2], "no services")
+}

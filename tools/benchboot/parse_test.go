@@ -117,3 +117,17 @@ func TestKeelAfterPrompt(t *testing.T) {
 		t.Error("a keel line after the shell's prompt")
 	}
 }
+
+func TestHopeless(t *testing.T) {
+	for _, l := range []string{
+		"[    2.088767] Initramfs unpacking failed: write error",
+		"[  2.854998] keel: no services, containerd not started",
+	} {
+		if !hopeless(l) {
+			t.Errorf("hopeless(%q) = false", l)
+		}
+	}
+	if hopeless("[  9.1] keel: services started count=3") {
+		t.Error("hopeless on ready")
+	}
+}
