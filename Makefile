@@ -9,7 +9,7 @@ OUT     := out
 KEEL    := $(BIN)/keel
 
 # Debian packages the build, the tests and the demo need.
-APT_PACKAGES := qemu-system-x86 busybox-static libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config
+APT_PACKAGES := qemu-system-x86 busybox-static libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq
 
 .PHONY: all deps keel images demo demo-build test test-go test-boot bench clean
 
@@ -80,3 +80,13 @@ clean:
 bench-build: images keel
 	$(GO) run ./tools/benchbuild -keel $(KEEL) -examples examples
 	KEEL_MEMTEST_SIZES=64,1024 $(GO) test -count=1 -run '^TestMemoryFlat$$' -v ./pkg/initrd
+
+# Boots keel's image and the busybox-init baseline (tools/benchboot/baseline,
+# made from the same containerd, ctr, shim and runc) alternately under the
+# same kernel and QEMU line, and prints medians and keel/baseline ratios.
+# BENCH_BOOT_FLAGS="-n 3 -min-mem -logs out/bench-boot" for fewer boots,
+# the smallest -m each boots with, and the consoles.
+BENCH_BOOT_FLAGS ?=
+.PHONY: bench-boot
+bench-boot: images keel
+	$(GO) run ./tools/benchboot -keel $(KEEL) -baseline tools/benchboot/baseline -versions tools/versions.env $(BENCH_BOOT_FLAGS)
