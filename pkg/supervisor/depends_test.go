@@ -213,9 +213,11 @@ func TestServicesDependencyNeverHealthy(t *testing.T) {
 	}
 }
 
-// A run that turns unhealthy is stopped and, by its policy, started again.
+// A run that turns unhealthy is stopped and, by its policy, started again:
+// under on-failure too when it exits 0 on the SIGTERM (it did not fail on
+// its own, its health check did).
 func TestUnitUnhealthyRestarts(t *testing.T) {
-	f := newFakeRunner()
+	f := newFakeRunner(fakeRun{cleanTerm: true})
 	var fails atomic.Int32
 	u := &Unit{Name: "service db", Runner: f, Policy: OnFailure, Backoff: fastBackoff, Grace: time.Hour,
 		Health: &HealthCheck{Interval: time.Millisecond, Timeout: time.Second, Retries: 2},

@@ -101,6 +101,9 @@ type Unit struct {
 	st       UnitStatus
 	proc     Process
 	monitor  *healthMonitor // of the current run
+	// unhealthy is the run stopped because it turned unhealthy: its end
+	// is a failure whatever its exit code (a clean exit on SIGTERM too).
+	unhealthy Process
 	stopping bool
 	killing  bool          // the grace period is over: SIGKILL whatever starts
 	stop     chan struct{} // closed when the unit is to stop
@@ -143,7 +146,10 @@ type Outcome struct {
 	// TimedOut is set when the last run was killed at its time limit.
 	TimedOut bool
 	// Stopped is set when the unit was stopped (Stop, or Run's ctx).
-	Stopped  bool
+	Stopped bool
+	// Unhealthy is set when the last run was stopped for failing its
+	// health check.
+	Unhealthy bool
 	Duration time.Duration
 }
 
@@ -254,7 +260,7 @@ func (u *Unit) Run(ctx context.Context) Outcome {
 			out.Stopped = true
 			return out
 		}
-		retry := out.Err == nil && u.Policy.ShouldRestart(out.Code) ||
+		retry := out.Err == nil && (u.Policy.ShouldRestart(out.Code) || out.Unhealthy && u.Policy != Never) ||
 			out.Err != nil && (u.RetryStart || u.Policy != Never)
 		if !retry {
 			u.update(func(st *UnitStatus) { st.State = StateExited })
@@ -344,10 +350,11 @@ func (u *Unit) runOnce(ctx context.Context) (Outcome, time.Duration) {
 	code := proc.Wait()
 	up := time.Since(running)
 	u.mu.Lock()
-	u.proc, u.monitor = nil, nil
+	unhealthy := u.unhealthy == proc
+	u.proc, u.monitor, u.unhealthy = nil, nil, nil
 	u.st.Pid, u.st.LastExit, u.st.LastExitAt = 0, code, time.Now()
 	u.mu.Unlock()
-	return Outcome{Code: code, TimedOut: timedOut.Load() && up >= u.Timeout, Duration: time.Since(start)}, up
+	return Outcome{Code: code, TimedOut: timedOut.Load() && up >= u.Timeout, Unhealthy: unhealthy, Duration: time.Since(start)}, up
 }
 
 // watchHealth checks the health of the run proc until ctx is done.
@@ -383,6 +390,9 @@ func (u *Unit) healthChanged(proc Process, st HealthStatus) {
 		return
 	}
 	u.Log.Warn(u.Name+" unhealthy, restarting", "failing", st.FailingStreak, "output", st.LastOutput)
+	u.mu.Lock()
+	u.unhealthy = proc
+	u.mu.Unlock()
 	_ = proc.Signal(unix.SIGTERM)
 	grace := u.Grace
 	goroutine.Go(u.Log, u.Name+" unhealthy kill", false, func() {

@@ -27,6 +27,7 @@ type fakeRun struct {
 	err        error
 	code       int  // the code it exits with on its own (exit())
 	ignoreTerm bool // SIGTERM does nothing, as for a shell as PID 1 of its namespace
+	cleanTerm  bool // SIGTERM makes it exit 0, as a service that traps it
 }
 
 type fakeProc struct {
@@ -70,7 +71,10 @@ func (p *fakeProc) Signal(sig unix.Signal) error {
 	p.mu.Lock()
 	p.signals = append(p.signals, sig)
 	p.mu.Unlock()
-	if sig == unix.SIGKILL || sig == unix.SIGTERM && !p.run.ignoreTerm {
+	switch {
+	case sig == unix.SIGTERM && p.run.cleanTerm:
+		p.exit(0)
+	case sig == unix.SIGKILL || sig == unix.SIGTERM && !p.run.ignoreTerm:
 		p.exit(128 + int(sig))
 	}
 	return nil
