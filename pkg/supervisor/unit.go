@@ -96,20 +96,20 @@ type Unit struct {
 	// OnHealth, when set, is called on every change of health.
 	OnHealth func(HealthStatus)
 
-	once     sync.Once
-	mu       sync.Mutex
-	st       UnitStatus
-	proc     Process
-	monitor  *healthMonitor // of the current run
+	once    sync.Once
+	mu      sync.Mutex
+	st      UnitStatus
+	proc    Process
+	monitor *healthMonitor // of the current run
 	// unhealthy is the run stopped because it turned unhealthy: its end
 	// is a failure whatever its exit code (a clean exit on SIGTERM too).
 	unhealthy Process
-	stopping bool
-	killing  bool          // the grace period is over: SIGKILL whatever starts
-	stop     chan struct{} // closed when the unit is to stop
-	done     chan struct{} // closed when Run has returned
-	started  chan struct{} // closed after the first start attempt
-	startedO sync.Once
+	stopping  bool
+	killing   bool          // the grace period is over: SIGKILL whatever starts
+	stop      chan struct{} // closed when the unit is to stop
+	done      chan struct{} // closed when Run has returned
+	started   chan struct{} // closed after the first start attempt
+	startedO  sync.Once
 }
 
 // UnitStatus is a unit as the status command shows it.
@@ -150,7 +150,7 @@ type Outcome struct {
 	// Unhealthy is set when the last run was stopped for failing its
 	// health check.
 	Unhealthy bool
-	Duration time.Duration
+	Duration  time.Duration
 }
 
 // Success reports whether the last run ran and exited 0.
