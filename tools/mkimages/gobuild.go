@@ -72,11 +72,18 @@ func (t goTool) ensure(ctx context.Context, toolsDir string) (dir string, built 
 	if err := runGo(ctx, toolsDir, []string{"GOBIN=" + tmp, cgoEnv(t.Cgo)}, args...); err != nil {
 		return "", false, fmt.Errorf("build %s %s: %w", t.Module, t.Version, err)
 	}
+	if err := os.WriteFile(filepath.Join(tmp, buildStampFile), []byte(t.buildStamp()), 0o644); err != nil {
+		return "", false, err
+	}
 	if !t.complete(tmp) {
 		return "", false, fmt.Errorf("build %s %s: go install did not produce %s", t.Module, t.Version, strings.Join(t.binaries(), ", "))
 	}
 	// MkdirTemp made it private; the cache is not.
 	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", false, err
+	}
+	// An older build of the same version (other tags) goes.
+	if err := os.RemoveAll(dir); err != nil {
 		return "", false, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -85,14 +92,25 @@ func (t goTool) ensure(ctx context.Context, toolsDir string) (dir string, built 
 	return dir, true, nil
 }
 
-// complete reports whether dir holds every binary of the tool.
+// complete reports whether dir holds every binary of the tool, built
+// with the tool's current tags and flags (its buildStamp).
 func (t goTool) complete(dir string) bool {
 	for _, b := range t.binaries() {
 		if st, err := os.Stat(filepath.Join(dir, b)); err != nil || !st.Mode().IsRegular() {
 			return false
 		}
 	}
-	return true
+	b, err := os.ReadFile(filepath.Join(dir, buildStampFile))
+	return err == nil && string(b) == t.buildStamp()
+}
+
+// buildStampFile, beside a tool's binaries, says how they were built, so
+// that a change of tags or flags builds them again though the version is
+// the same (the directory's name, which others rely on, stays).
+const buildStampFile = ".build"
+
+func (t goTool) buildStamp() string {
+	return fmt.Sprintf("tags=%s\nldflags=%s\ncgo=%t\n", t.Tags, t.Ldflags, t.Cgo)
 }
 
 // removeStale removes what killed builds left behind: temp directories

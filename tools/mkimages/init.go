@@ -20,6 +20,9 @@ func initTools(v *versions) []goTool {
 			Module:  "github.com/containerd/containerd/v2",
 			Version: v.Containerd,
 			Pkgs:    []string{"cmd/containerd", "cmd/ctr", "cmd/containerd-shim-runc-v2"},
+			// What a VM with no Kubernetes, no image pulls and no other
+			// snapshotters never uses: containerd 39.4 -> about 31 MB.
+			Tags:    "no_cri,no_devmapper,no_zfs,no_tracing,no_btrfs",
 			Ldflags: "-s -w",
 		},
 		{
