@@ -334,14 +334,10 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 // which never blocks and never fails, or nowhere.
 func (svc *service) output() io.Writer {
 	if svc.log == nil {
-		return discard{}
+		return io.Discard
 	}
 	return svc.log
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Status returns every service's status, in start order.
 func (s *Services) Status() []ServiceStatus {

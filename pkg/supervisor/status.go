@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keel-os/keel/pkg/goroutine"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultStatusSocket is where PID 1 answers the status command.
@@ -325,16 +326,11 @@ func stateText(s ServiceStatus, now time.Time) string {
 // exitCodeString shows 128+N as the signal's name, as a shell would.
 func exitCodeString(code int) string {
 	if code > 128 && code < 128+65 {
-		if name := signalName(code - 128); name != "" {
+		if name := unix.SignalName(unix.Signal(code - 128)); name != "" {
 			return strconv.Itoa(code) + "/" + name
 		}
 	}
 	return strconv.Itoa(code)
-}
-
-func signalName(n int) string {
-	names := map[int]string{1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM"}
-	return names[n]
 }
 
 // roundAge prints a duration the way a person reads an age: 45s, 3m2s, 5h3m, 2d4h.
