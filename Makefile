@@ -89,4 +89,5 @@ bench-build: images keel
 BENCH_BOOT_FLAGS ?=
 .PHONY: bench-boot
 bench-boot: images keel
+	$(GO) run ./tools/mkimages -versions tools/versions.env -only bench-tools
 	$(GO) run ./tools/benchboot -keel $(KEEL) -baseline tools/benchboot/baseline -versions tools/versions.env $(BENCH_BOOT_FLAGS)

@@ -18,8 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// containerdTools finds the containerd and runc binaries `make images`
-// builds, or skips.
+// containerdTools finds the containerd (the multi-call binary keel/init
+// ships, under its three names) and runc that `make images` builds, or
+// skips.
 func containerdTools(t *testing.T) (containerdDir, runcDir string) {
 	t.Helper()
 	home, _ := os.UserHomeDir()
@@ -28,7 +29,7 @@ func containerdTools(t *testing.T) (containerdDir, runcDir string) {
 		cache = filepath.Join(c, "tools")
 	}
 	v := pinnedVersions(t)
-	containerdDir = filepath.Join(cache, "containerd-"+v["CONTAINERD_VERSION"])
+	containerdDir = filepath.Join(cache, "containerd-multicall-"+v["CONTAINERD_VERSION"])
 	runcDir = filepath.Join(cache, "runc-"+v["RUNC_VERSION"])
 	for _, f := range []string{
 		filepath.Join(containerdDir, "containerd"),

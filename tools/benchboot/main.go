@@ -1,8 +1,10 @@
 // Command benchboot measures keel's boot against a baseline that does the
 // same work the way keel replaces: busybox init, inittab and shell
 // scripts, onboot bundles by `runc run` and services by `ctr run`
-// (tools/benchboot/baseline, built from the very containerd, ctr, shim and
-// runc binaries keel ships). Both boot the same kernel under the same QEMU
+// (tools/benchboot/baseline). Its containerd, ctr, shim and runc are the
+// versions keel ships, built with keel's tags, but as containerd's own build
+// makes them: three programs, where keel/init has one multi-call binary.
+// Both boot the same kernel under the same QEMU
 // line, alternately, several times; serial lines are timestamped on the
 // host. It prints the medians and the keel/baseline ratios.
 //
@@ -180,7 +182,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 	fmt.Printf("kernel: keel/kernel:%s (the same bzImage for both); %s", b.versions["KERNEL_ABI"], firstLine(qemuVersion))
 	fmt.Printf("qemu %s\n", strings.Join(qemuArgs, " "))
 	fmt.Printf("append: baseline %q, keel %q\n", baselineAppend, keelAppend)
-	fmt.Printf("containerd %s, runc %s: the binaries keel/init ships, in both\n", b.versions["CONTAINERD_VERSION"], b.versions["RUNC_VERSION"])
+	fmt.Printf("containerd %s, runc %s in both; containerd, ctr and the shim: keel one multi-call binary, baseline three\n", b.versions["CONTAINERD_VERSION"], b.versions["RUNC_VERSION"])
 	fmt.Printf("ready: baseline BASELINE-READY (ctr task ls shows 3 RUNNING); keel `keel: services started`\n")
 	fmt.Printf("memory: MemTotal-MemAvailable once ready; baseline from its MEM line (busybox free: total-available),\n")
 	fmt.Printf("        keel from /proc/meminfo, typed on its console shell after `services started`, then `poweroff`\n")
@@ -294,8 +296,8 @@ func (b *bench) buildKeel(ctx context.Context) (*system, error) {
 	return &system{kind: keelKind{}, initrd: filepath.Join(dir, "bench-initrd.img"), append: keelAppend, ready: keelReady}, nil
 }
 
-// buildBaseline runs the baseline's build.sh with the binaries keel/init
-// ships: containerd, ctr and the shim from the cache's containerd build,
+// buildBaseline runs the baseline's build.sh with containerd, ctr and the
+// shim from the cache's containerd build (mkimages -only bench-tools) and
 // runc from its runc build.
 func (b *bench) buildBaseline(ctx context.Context) (*system, error) {
 	dir := filepath.Join(b.work, "baseline")
@@ -306,7 +308,7 @@ func (b *bench) buildBaseline(ctx context.Context) (*system, error) {
 	runc := filepath.Join(b.cache, "tools", "runc-"+b.versions["RUNC_VERSION"], "runc")
 	for _, p := range []string{filepath.Join(bin, "containerd"), filepath.Join(bin, "ctr"), filepath.Join(bin, "containerd-shim-runc-v2"), runc} {
 		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("%w (run make images)", err)
+			return nil, fmt.Errorf("%w (run go run ./tools/mkimages -only bench-tools, as make bench-boot does)", err)
 		}
 	}
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(b.baselineDir, "build.sh"), bin, runc)

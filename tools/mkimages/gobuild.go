@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -125,6 +126,107 @@ func removeStale(dir, pattern string) {
 	}
 }
 
+// ensureTool is tool.ensure, saying on image's progress whether it was
+// built or taken from the tools cache.
+func (b *builder) ensureTool(ctx context.Context, image string, tool goTool) (string, error) {
+	start := time.Now()
+	dir, built, err := tool.ensure(ctx, b.toolsDir())
+	if err != nil {
+		return "", err
+	}
+	if built {
+		b.step(image, "built %s %s in %s", tool.Name, tool.Version, since(start))
+	} else {
+		b.step(image, "%s %s from the tools cache", tool.Name, tool.Version)
+	}
+	return dir, nil
+}
+
+// containerdModule is the module cmd/containerd-multicall is built from.
+const containerdModule = "github.com/containerd/containerd/v2"
+
+// multicallSources are the files of keel's module that decide what
+// cmd/containerd-multicall is: a change to either builds it again.
+var multicallSources = []string{"go.sum", "cmd/containerd-multicall/main.go"}
+
+// ensureMulticall returns the tools cache directory holding the containerd
+// multi-call binary (cmd/containerd-multicall, built from keel's module at
+// src) under each of multicallNames, as hard links, building it first if
+// the cache has none built from these sources, tags and flags. Its
+// containerd is the version keel's go.mod requires, which must be the one
+// versions.env pins: the two could drift apart unseen otherwise.
+func ensureMulticall(ctx context.Context, src, toolsDir, version string) (dir string, built bool, err error) {
+	out, err := outputGo(ctx, src, "list", "-m", "-f", "{{.Version}}", containerdModule)
+	if err != nil {
+		return "", false, err
+	}
+	if got := strings.TrimSpace(out); got != version {
+		return "", false, fmt.Errorf("containerd: versions.env pins CONTAINERD_VERSION=%s but go.mod requires %s %s; change both together (go get %s@%s)",
+			version, containerdModule, got, containerdModule, version)
+	}
+	h := sha256.New()
+	for _, f := range multicallSources {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			return "", false, err
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
+		h.Write(b)
+	}
+	stamp := fmt.Sprintf("tags=%s\nldflags=%s\ncgo=false\nsources=%x\n", containerdTags, multicallLdflags, h.Sum(nil))
+
+	dir = filepath.Join(toolsDir, "containerd-multicall-"+version)
+	if multicallComplete(dir, stamp) {
+		return dir, false, nil
+	}
+	if err := os.MkdirAll(toolsDir, 0o755); err != nil {
+		return "", false, err
+	}
+	removeStale(toolsDir, ".containerd-multicall-*")
+	tmp, err := os.MkdirTemp(toolsDir, ".containerd-multicall-"+version+"-")
+	if err != nil {
+		return "", false, err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, multicallNames[0])
+	err = runGo(ctx, src, []string{cgoEnv(false)},
+		"build", "-trimpath", "-tags", containerdTags, "-ldflags", multicallLdflags,
+		"-o", bin, "./cmd/containerd-multicall")
+	if err != nil {
+		return "", false, fmt.Errorf("build containerd (./cmd/containerd-multicall): %w", err)
+	}
+	for _, name := range multicallNames[1:] {
+		if err := os.Link(bin, filepath.Join(tmp, name)); err != nil {
+			return "", false, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, buildStampFile), []byte(stamp), 0o644); err != nil {
+		return "", false, err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", false, err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", false, err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", false, fmt.Errorf("store containerd %s in the tools cache: %w", version, err)
+	}
+	return dir, true, nil
+}
+
+const multicallLdflags = "-s -w"
+
+func multicallComplete(dir, stamp string) bool {
+	for _, name := range multicallNames {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || !st.Mode().IsRegular() {
+			return false
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, buildStampFile))
+	return err == nil && string(b) == stamp
+}
+
 // buildInit builds keel's PID 1 from ./cmd/init of the module at src into
 // dst, static, with seccomp support for libcontainer.
 func buildInit(ctx context.Context, src, dst string) error {
@@ -157,6 +259,21 @@ func runGo(ctx context.Context, dir string, env []string, args ...string) error 
 		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(out.String(), 40))
 	}
 	return nil
+}
+
+// outputGo runs the go command in dir and returns what it printed on
+// standard output.
+func outputGo(ctx context.Context, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(stderr.String(), 20))
+	}
+	return string(out), nil
 }
 
 // tail returns the last n lines of s.

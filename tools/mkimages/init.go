@@ -11,33 +11,45 @@ import (
 	"github.com/keel-os/keel/pkg/bundle"
 )
 
-// initTools are the programs keel/init carries besides PID 1, each built
-// from the module proxy at its pinned version.
-func initTools(v *versions) []goTool {
-	return []goTool{
-		{
-			Name:    "containerd",
-			Module:  "github.com/containerd/containerd/v2",
-			Version: v.Containerd,
-			Pkgs:    []string{"cmd/containerd", "cmd/ctr", "cmd/containerd-shim-runc-v2"},
-			// What a VM with no Kubernetes, no image pulls and no other
-			// snapshotters never uses: containerd 39.4 -> about 31 MB.
-			Tags:    "no_cri,no_devmapper,no_zfs,no_tracing,no_btrfs",
-			Ldflags: "-s -w",
-		},
-		{
-			// runc links libseccomp statically; netgo and osusergo keep
-			// glibc's NSS, which cannot work static, out of it.
-			Name:    "runc",
-			Module:  "github.com/opencontainers/runc",
-			Version: v.Runc,
-			Pkgs:    []string{""},
-			Cgo:     true,
-			Tags:    "seccomp,netgo,osusergo",
-			Ldflags: staticCgoLdflags,
-		},
+// containerdTags leave out of containerd what a VM with no Kubernetes, no
+// image pulls and no other snapshotters never uses: containerd alone goes
+// from 39.4 to 31.3 MB.
+const containerdTags = "no_cri,no_devmapper,no_zfs,no_tracing,no_btrfs"
+
+// runcTool is runc at its pinned version, from the module proxy. It links
+// libseccomp statically; netgo and osusergo keep glibc's NSS, which cannot
+// work static, out of it.
+func runcTool(v *versions) goTool {
+	return goTool{
+		Name:    "runc",
+		Module:  "github.com/opencontainers/runc",
+		Version: v.Runc,
+		Pkgs:    []string{""},
+		Cgo:     true,
+		Tags:    "seccomp,netgo,osusergo",
+		Ldflags: staticCgoLdflags,
 	}
 }
+
+// containerdTools are containerd, ctr and the shim as the three programs
+// containerd's own build makes, with keel's tags. keel/init does not carry
+// them (it has the multi-call binary); the boot benchmark's baseline does,
+// as the design keel replaces ships them.
+func containerdTools(v *versions) goTool {
+	return goTool{
+		Name:    "containerd",
+		Module:  "github.com/containerd/containerd/v2",
+		Version: v.Containerd,
+		Pkgs:    []string{"cmd/containerd", "cmd/ctr", "cmd/containerd-shim-runc-v2"},
+		Tags:    containerdTags,
+		Ldflags: "-s -w",
+	}
+}
+
+// multicallNames are the names keel/init gives the containerd multi-call
+// binary (cmd/containerd-multicall), as hard links: it runs as the program
+// it is named.
+var multicallNames = []string{"containerd", "ctr", "containerd-shim-runc-v2"}
 
 // systemDirs are the empty directories PID 1 mounts on or writes to.
 var systemDirs = []struct {
@@ -50,8 +62,9 @@ var systemDirs = []struct {
 }
 
 // makeInit makes keel/init:<KEEL_VERSION>: PID 1 at /init and /sbin/init,
-// containerd, ctr, the runc shim and runc in /usr/bin, busybox for the
-// console shell, and the directories the system needs.
+// containerd, ctr and the runc shim (one multi-call binary) and runc in
+// /usr/bin, busybox for the console shell, and the directories the system
+// needs.
 func makeInit(ctx context.Context, b *builder) error {
 	t := newTree()
 	for _, d := range systemDirs {
@@ -78,22 +91,32 @@ func makeInit(ctx context.Context, b *builder) error {
 		return err
 	}
 
-	for _, tool := range initTools(b.versions) {
-		start := time.Now()
-		dir, built, err := tool.ensure(ctx, b.toolsDir())
-		if err != nil {
+	start = time.Now()
+	multicall, built, err := ensureMulticall(ctx, b.src, b.toolsDir(), b.versions.Containerd)
+	if err != nil {
+		return err
+	}
+	if built {
+		b.step("init", "built containerd, ctr and the shim %s as one binary in %s", b.versions.Containerd, since(start))
+	} else {
+		b.step("init", "containerd, ctr and the shim %s (one binary) from the tools cache", b.versions.Containerd)
+	}
+	if err := t.file("usr/bin/"+multicallNames[0], 0o755, filepath.Join(multicall, multicallNames[0])); err != nil {
+		return err
+	}
+	for _, name := range multicallNames[1:] {
+		if err := t.hardlink("usr/bin/"+name, "usr/bin/"+multicallNames[0]); err != nil {
 			return err
 		}
-		if built {
-			b.step("init", "built %s %s in %s", tool.Name, tool.Version, since(start))
-		} else {
-			b.step("init", "%s %s from the tools cache", tool.Name, tool.Version)
-		}
-		for _, bin := range tool.binaries() {
-			if err := t.file("usr/bin/"+bin, 0o755, filepath.Join(dir, bin)); err != nil {
-				return err
-			}
-		}
+	}
+
+	runc := runcTool(b.versions)
+	dir, err := b.ensureTool(ctx, "init", runc)
+	if err != nil {
+		return err
+	}
+	if err := t.file("usr/bin/runc", 0o755, filepath.Join(dir, "runc")); err != nil {
+		return err
 	}
 
 	bb, err := b.busybox(ctx)
@@ -113,5 +136,18 @@ func makeInit(ctx context.Context, b *builder) error {
 		return fmt.Errorf("%s: %w", ref, err)
 	}
 	b.step("init", "%s %s (%s uncompressed)", ref, digest, megabytes(st.Uncompressed))
+	return nil
+}
+
+// makeBenchTools builds no image: it puts the baseline's programs of
+// `make bench-boot` (tools/benchboot) in the tools cache, containerd, ctr
+// and the shim as three binaries and runc, all with keel's versions and
+// tags. They are asked for by name (-only bench-tools), not by default.
+func makeBenchTools(ctx context.Context, b *builder) error {
+	for _, tool := range []goTool{containerdTools(b.versions), runcTool(b.versions)} {
+		if _, err := b.ensureTool(ctx, "bench-tools", tool); err != nil {
+			return err
+		}
+	}
 	return nil
 }

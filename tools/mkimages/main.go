@@ -33,6 +33,7 @@ var images = []struct {
 	{"kernel", makeKernel},
 	{"init", makeInit},
 	{"busybox", makeBusybox},
+	{"bench-tools", makeBenchTools},
 }
 
 func main() {
