@@ -12,6 +12,11 @@
 // target's name, and the copy would start as containerd; a hard link keeps
 // the name it was run as.
 //
+// The plugins of all three are registered in one registry, by the imports
+// below. containerd and the shim each load every plugin registered, so each
+// first keeps only its own (ownPlugins): the shim's is its task service,
+// which is all containerd-shim-runc-v2 built alone registers with these tags.
+//
 // It is built from keel's own module (so the containerd version is the one
 // in keel's go.mod, which tools/mkimages checks against versions.env), with
 // the build tags tools/mkimages gives containerd.
@@ -27,6 +32,8 @@ import (
 	"github.com/containerd/containerd/v2/cmd/containerd/command"
 	"github.com/containerd/containerd/v2/cmd/ctr/app"
 	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/plugin"
+	"github.com/containerd/plugin/registry"
 
 	// containerd's plugins (less those the build tags leave out), and the
 	// shim's task service.
@@ -40,10 +47,12 @@ func main() {
 	var err error
 	switch name {
 	case "containerd":
+		keepPlugins(func(uri string) bool { return !shimPlugins[uri] })
 		err = command.App().Run(ctx, os.Args)
 	case "ctr":
 		err = app.New().Run(ctx, os.Args)
 	case "containerd-shim-runc-v2":
+		keepPlugins(func(uri string) bool { return shimPlugins[uri] })
 		shim.RunShim(ctx, manager.NewShimManager("io.containerd.runc.v2"))
 		return
 	default:
@@ -53,5 +62,19 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
+	}
+}
+
+// shimPlugins are the plugins of the runc shim: what its own imports
+// register (task/plugin). Everything else registered is containerd's.
+var shimPlugins = map[string]bool{"io.containerd.ttrpc.v1.task": true}
+
+// keepPlugins empties the plugin registry but for the registrations keep
+// says yes to, registered again in their dependency order.
+func keepPlugins(keep func(uri string) bool) {
+	kept := registry.Graph(func(r *plugin.Registration) bool { return !keep(r.URI()) })
+	registry.Reset()
+	for i := range kept {
+		registry.Register(&kept[i])
 	}
 }

@@ -173,7 +173,8 @@ func ensureMulticall(ctx context.Context, src, toolsDir, version string) (dir st
 		fmt.Fprintf(h, "%s %d\n", f, len(b))
 		h.Write(b)
 	}
-	stamp := fmt.Sprintf("tags=%s\nldflags=%s\ncgo=false\nsources=%x\n", containerdTags, multicallLdflags, h.Sum(nil))
+	ldflags := multicallLdflags(version)
+	stamp := fmt.Sprintf("tags=%s\nldflags=%s\ncgo=false\nsources=%x\n", containerdTags, ldflags, h.Sum(nil))
 
 	dir = filepath.Join(toolsDir, "containerd-multicall-"+version)
 	if multicallComplete(dir, stamp) {
@@ -190,7 +191,7 @@ func ensureMulticall(ctx context.Context, src, toolsDir, version string) (dir st
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, multicallNames[0])
 	err = runGo(ctx, src, []string{cgoEnv(false)},
-		"build", "-trimpath", "-tags", containerdTags, "-ldflags", multicallLdflags,
+		"build", "-trimpath", "-tags", containerdTags, "-ldflags", ldflags,
 		"-o", bin, "./cmd/containerd-multicall")
 	if err != nil {
 		return "", false, fmt.Errorf("build containerd (./cmd/containerd-multicall): %w", err)
@@ -215,7 +216,12 @@ func ensureMulticall(ctx context.Context, src, toolsDir, version string) (dir st
 	return dir, true, nil
 }
 
-const multicallLdflags = "-s -w"
+// multicallLdflags strip the binary and set the version containerd
+// reports, as containerd's own Makefile does (built from another module,
+// it would say "2.4.2+unknown").
+func multicallLdflags(version string) string {
+	return "-s -w -X " + containerdModule + "/version.Version=" + version
+}
 
 func multicallComplete(dir, stamp string) bool {
 	for _, name := range multicallNames {
