@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -124,9 +125,13 @@ func TestOrphansReapedToZeroZombies(t *testing.T) {
 	shells := (*orphanCount + perShell - 1) / perShell
 	for s := 0; s < shells; s++ {
 		// Each shell starts perShell children that outlive it and exits at
-		// once without waiting for them: they are re-parented to us.
+		// once without waiting for them: they are re-parented to us. They
+		// sleep until killed, in the shell's process group, once it is
+		// gone: a child that ended while its shell lived (a short sleep on
+		// a loaded machine) would be reaped by the shell, not orphaned.
 		cmd := exec.Command("/bin/busybox", "sh", "-c",
-			fmt.Sprintf("i=0; while [ $i -lt %d ]; do sleep 1 & i=$((i+1)); done; exit 0", perShell))
+			fmt.Sprintf("i=0; while [ $i -lt %d ]; do sleep 600 & i=$((i+1)); done; exit 0", perShell))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		exited, err := reaper.Start(cmd)
 		if err != nil {
 			t.Fatal(err)
@@ -135,6 +140,9 @@ func TestOrphansReapedToZeroZombies(t *testing.T) {
 			t.Fatalf("shell %d exited %v", s, e)
 		}
 		_ = cmd.Wait()
+		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill shell %d's children: %v", s, err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
