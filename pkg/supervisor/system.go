@@ -91,9 +91,14 @@ func NewSystem(s *System) *System {
 	return s
 }
 
-// Boot runs the phases in order: onboot, the console shell, containerd
-// and the services. A shutdown (Shutdown) ends it wherever it is: what was
-// not started yet is never started.
+// Boot runs the phases: the onboot bundles in order, then the console
+// shell, then the services. containerd, when the image has services,
+// starts at once and comes up while onboot runs, as LinuxKit's rc scripts
+// start it too: onboot containers are serial, so a second CPU is
+// otherwise idle. It waits for onboot only when an onboot container
+// reaches a path containerd uses (onbootPreparesContainerd). The services
+// start once onboot is done. A shutdown (Shutdown) ends Boot wherever it is:
+// what was not started yet is never started.
 func (s *System) Boot() {
 	s.mu.Lock()
 	if s.shutdown {
@@ -109,9 +114,21 @@ func (s *System) Boot() {
 	if err := serveControl(ctx, s.Log, s.StatusSocket, s.handle); err != nil {
 		s.Log.Warn("control", "err", err)
 	}
+	services, err := bundle.List(s.Root, bundle.Service)
+	if err != nil {
+		s.Log.Error("services", "err", err)
+	}
 	bundles, err := bundle.List(s.Root, bundle.Onboot)
 	if err != nil {
 		s.Log.Error("onboot", "err", err)
+	}
+	var containerd <-chan error
+	if len(services) > 0 {
+		if name, why := onbootPreparesContainerd(bundles, s.Containerd.paths()); name != "" {
+			s.Log.Info("containerd waits for onboot", "bundle", name, "reason", why)
+		} else {
+			containerd = s.startContainerd(ctx)
+		}
 	}
 	results := s.onboot.RunAll(ctx, bundles)
 	if ctx.Err() != nil {
@@ -119,37 +136,56 @@ func (s *System) Boot() {
 	}
 	bootreport.Mark("onboot done")
 	if _, fatal := Fatal(results); fatal {
+		// The shutdown this asks for stops containerd too.
 		s.Request(Halt)
 		return
 	}
-	// The shell comes before containerd: a person can look around while
-	// it starts, or while it fails to.
+	if len(services) > 0 && containerd == nil {
+		containerd = s.startContainerd(ctx)
+	}
+	// The shell comes before the services: a person can look around while
+	// containerd starts, or while it fails to.
 	if s.Shell != nil && !s.Oneshot {
 		s.Shell.Start()
 	}
-	s.startServices(ctx)
+	s.startServices(ctx, services, containerd)
 	if ctx.Err() == nil && s.Oneshot {
 		s.Log.Info("oneshot: services started, powering off")
 		s.Request(PowerOff)
 	}
 }
 
-// startServices starts containerd, when the image has services, then
-// every service. It returns once each service has been started once.
-func (s *System) startServices(ctx context.Context) {
-	bundles, err := bundle.List(s.Root, bundle.Service)
-	if err != nil {
-		s.Log.Error("services", "err", err)
-	}
+// startContainerd starts containerd in the background; the channel gets
+// the result of its first start (nil once its API answers).
+func (s *System) startContainerd(ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	goroutine.Go(s.Log, "containerd start", false, func() {
+		err := s.Containerd.Start(ctx)
+		if err == nil {
+			bootreport.Mark("containerd")
+		}
+		done <- err
+	})
+	return done
+}
+
+// startServices waits for containerd's first start, then starts every
+// service. It returns once each service has been started once.
+func (s *System) startServices(ctx context.Context, bundles []bundle.Bundle, containerd <-chan error) {
 	if len(bundles) == 0 {
 		s.Log.Info("no services, containerd not started")
 		return
 	}
-	if err := s.Containerd.Start(ctx); err != nil {
+	var err error
+	select {
+	case err = <-containerd:
+	case <-ctx.Done():
+		return
+	}
+	if err != nil {
 		s.Log.Warn("services not started", "err", err)
 		return
 	}
-	bootreport.Mark("containerd")
 	start := time.Now()
 	s.services.Start(ctx, bundles)
 	running := 0

@@ -12,6 +12,16 @@ kernel:
   cmdline: "console=ttyS0 quiet"
 init:
   - {{.Init}}
+onboot:
+  # containerd comes up while onboot runs: this waits for its socket,
+  # seen through the daemon's own root (a keel that started containerd only
+  # after onboot would fail it). It binds nothing of containerd's, which
+  # would make containerd wait for onboot.
+  - name: wait-containerd
+    image: {{.Busybox}}
+    pid: host
+    capabilities: [all]
+    command: ["/bin/sh", "-c", "i=0; until p=$(pidof containerd) && [ -S /proc/$p/root/run/containerd/containerd.sock ]; do i=$((i+1)); if [ $i -gt 120 ]; then echo no containerd during onboot; exit 1; fi; sleep 1; done; echo containerd is up during onboot"]
 services:
   - name: ticker
     image: {{.Busybox}}
@@ -32,9 +42,12 @@ func TestServices(t *testing.T) {
 	vm := boot(t, prefix, nil)
 
 	const wait = 3 * time.Minute
-	// The console shell starts right after onboot, before containerd.
-	c := vm.Expect(0, `keel: console shell started`, wait)
-	i := vm.Expect(c, `keel: containerd ready`, wait)
+	// containerd starts with onboot; the console shell right after onboot,
+	// and the services once both are done.
+	vm.Expect(0, `keel: containerd ready`, wait)
+	i := vm.Expect(0, `\] 000-wait-containerd: containerd is up during onboot$`, wait)
+	i = vm.Expect(i, `keel: onboot 000-wait-containerd exit=0 `, wait)
+	i = vm.Expect(i, `keel: console shell started`, wait)
 	i = vm.Expect(i, `keel: services started count=2`, wait)
 	t.Logf("%s", vm.Lines()[i])
 
