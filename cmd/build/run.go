@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,47 +12,46 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keel-os/keel/pkg/qemu"
 )
 
-// listFlag collects a flag that may repeat.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
-// runCommand is `keel run NAME`: boot NAME-kernel, NAME-initrd.img and
-// NAME-cmdline under QEMU with the serial console on this terminal. It
-// returns when the guest is gone: nil for a clean power-off or halt.
-func runCommand(args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: keel run [flags] NAME\n\nBoots NAME-kernel, NAME-initrd.img and NAME-cmdline (as written by keel build) under QEMU.\nThe serial console is this terminal: ctrl-a x quits, ctrl-a c is QEMU's monitor.\n\nflags:")
-		fs.PrintDefaults()
+func newRunCmd() *cobra.Command {
+	var (
+		m                     qemu.Machine
+		accel, cmdline, extra string
+	)
+	cmd := &cobra.Command{
+		Use:   "run [flags] NAME",
+		Short: "boot a built image under QEMU",
+		Long: `Boots NAME-kernel, NAME-initrd.img and NAME-cmdline (as written by keel build) under QEMU.
+The serial console is this terminal: ctrl-a x quits, ctrl-a c is QEMU's monitor.`,
+		Args: wantArgs(1, 1, "exactly one NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQEMU(cmd, args[0], m, accel, cmdline, extra)
+		},
 	}
-	var m qemu.Machine
-	var disks, publish listFlag
-	accel := fs.String("accel", "auto", "accelerator: auto (KVM only where it truly works), kvm or tcg")
+	fs := cmd.Flags()
+	fs.StringVar(&accel, "accel", "auto", "accelerator: auto (KVM only where it truly works), kvm or tcg")
 	fs.IntVar(&m.Memory, "mem", 1024, "guest memory in MiB (must hold the unpacked initrd)")
 	fs.IntVar(&m.CPUs, "cpus", 2, "guest vCPUs")
-	fs.Var(&disks, "disk", "raw disk image to attach as a virtio disk (repeatable)")
-	fs.Var(&publish, "publish", "forward a host TCP port to the guest, HOST:GUEST (repeatable)")
+	fs.StringArrayVar(&m.Disks, "disk", nil, "raw disk image to attach as a virtio disk (repeatable)")
+	fs.StringArrayVar(&m.Publish, "publish", nil, "forward a host TCP port to the guest, HOST:GUEST (repeatable)")
 	fs.BoolVar(&m.NoNetwork, "no-network", false, "boot with no network card")
 	fs.BoolVar(&m.NoReboot, "no-reboot", false, "exit when the guest reboots instead of restarting it")
 	fs.StringVar(&m.QMP, "qmp", "", "serve QEMU's QMP on this unix socket path")
-	cmdline := fs.String("cmdline", "", "kernel command line (default: the contents of NAME-cmdline)")
-	extra := fs.String("append", "", "words to append to the kernel command line, e.g. keel.oneshot")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("run: want exactly one NAME")
-	}
-	name := fs.Arg(0)
+	fs.StringVar(&cmdline, "cmdline", "", "kernel command line (default: the contents of NAME-cmdline)")
+	fs.StringVar(&extra, "append", "", "words to append to the kernel command line, e.g. keel.oneshot")
+	return cmd
+}
+
+// runQEMU is `keel run NAME`: boot NAME-kernel, NAME-initrd.img and
+// NAME-cmdline under QEMU with the serial console on this terminal. It
+// returns when the guest is gone: nil for a clean power-off or halt.
+func runQEMU(cobraCmd *cobra.Command, name string, m qemu.Machine, accel, cmdline, extra string) error {
 	m.Kernel, m.Initrd = name+"-kernel", name+"-initrd.img"
-	m.Disks, m.Publish = disks, publish
-	m.Cmdline = *cmdline
+	m.Cmdline = cmdline
 	if m.Cmdline == "" {
 		b, err := os.ReadFile(name + "-cmdline")
 		if err != nil {
@@ -61,20 +59,20 @@ func runCommand(args []string) error {
 		}
 		m.Cmdline = strings.TrimSpace(string(b))
 	}
-	if *extra != "" {
-		m.Cmdline = strings.TrimSpace(m.Cmdline + " " + *extra)
+	if extra != "" {
+		m.Cmdline = strings.TrimSpace(m.Cmdline + " " + extra)
 	}
 
 	ctx := context.Background()
-	switch *accel {
+	switch accel {
 	case "auto":
 		var why string
 		m.Accel, why = qemu.Detect(ctx, m.Kernel)
 		fmt.Fprintf(os.Stderr, "keel: run %s accel=%s (%s)\n", name, m.Accel, why)
 	case qemu.KVM, qemu.TCG:
-		m.Accel = *accel
+		m.Accel = accel
 	default:
-		return fmt.Errorf("run: -accel %q: want auto, kvm or tcg", *accel)
+		return usageErrorf(cobraCmd, "--accel %q: want auto, kvm or tcg", accel)
 	}
 
 	cmd, err := m.Command(ctx)
