@@ -41,14 +41,14 @@ image digests the build used. A build of several files is named after the last o
 		Args: wantArgs(1, -1, "a YAML file"),
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&name, "name", "", "name of the outputs (default: the last FILE without .yml)")
-	fs.StringVar(&dir, "dir", ".", "output directory")
+	fs.StringVar(&name, "name", "", "`NAME` of the outputs (default: the last FILE without .yml)")
+	fs.StringVar(&dir, "dir", ".", "`DIR` to write the outputs in")
 	shown := addProgressFlags(fs)
 	fs.BoolVar(&dryRun, "dry-run", false, "check the YAML files and print them merged: pull and write nothing")
 	fs.BoolVar(&pull, "pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
-	fs.StringVar(&arch, "arch", "amd64", "architecture to build for: amd64 or arm64 (picked from multi-platform images)")
-	fs.StringVar(&lockFile, "lock", "", "build with exactly the image digests recorded in this lock file (NAME.lock.json of an earlier build)")
-	fs.StringArrayVar(&layouts, "layout", nil, "take the images this OCI image layout directory names from it, before the cache and any registry (repeatable)")
+	fs.StringVar(&arch, "arch", "amd64", "architecture (`ARCH`) to build for: amd64 or arm64 (picked from multi-platform images)")
+	fs.StringVar(&lockFile, "lock", "", "build with exactly the image digests recorded in this lock `FILE` (NAME.lock.json of an earlier build)")
+	fs.StringArrayVar(&layouts, "layout", nil, "take the images this OCI image layout `DIR` names from it, before the cache and any registry (repeatable)")
 	output := addOutputFlags(fs)
 	cmd.RunE = func(cmd *cobra.Command, files []string) error {
 		if name == "" {

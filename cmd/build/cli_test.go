@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The CLI tests run the keel binary itself, built once per test run: what
+// a user types, what lands on stdout and stderr, and the exit status.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// keelBinary builds ./cmd/build once, on first use.
+func keelBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "keel-cli-test-*"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "keel")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = errors.New("go build: " + err.Error() + "\n" + string(out))
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// result is what one run of keel did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// keelIn runs keel ARGS in dir with stdin (nil: none).
+func keelIn(t *testing.T, dir string, stdin io.Reader, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(keelBinary(t), args...)
+	cmd.Dir = dir
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("keel %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+func keelRun(t *testing.T, args ...string) result {
+	t.Helper()
+	return keelIn(t, "", nil, args...)
+}
+
+// ok fails the test unless r is a success.
+func (r result) ok(t *testing.T, args ...string) result {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("keel %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func writeFile(t *testing.T, p, s string) string {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCLIHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"help"}, {"-help"},
+		{"build", "--help"}, {"build", "-h"}, {"build", "-help"}, {"help", "build"}, {"build", "x.yml", "--help"},
+		{"cache", "--help"}, {"cache", "export", "--help"}, {"run", "--help"}, {"help", "run"},
+	} {
+		r := keelRun(t, args...)
+		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Usage:\n  keel ") {
+			t.Errorf("keel %s: exit %d, stderr %q, stdout:\n%s", strings.Join(args, " "), r.code, r.stderr, r.stdout)
+		}
+	}
+	// Defaults are shown.
+	r := keelRun(t, "build", "--help")
+	for _, want := range []string{`--dir DIR `, `(default ".")`, `--arch ARCH `, `(default "amd64")`, `(default gzip)`, "-q, --quiet"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("keel build --help has no %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// A command line keel cannot read: exit 2, nothing on stdout, and exactly
+// one line on stderr that names the problem and where the help is.
+func TestCLIBadUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"build", "--bogus", "x.yml"}, "keel: build: unknown flag: --bogus (see `keel build --help`)"},
+		{[]string{"build", "x.yml", "-bogus"}, "keel: build: unknown shorthand flag: 'b' in -bogus (see `keel build --help`)"},
+		{[]string{"build", "x.yml", "--dir"}, "keel: build: flag needs an argument: --dir (see `keel build --help`)"},
+		{[]string{"build"}, "keel: build: want a YAML file (see `keel build --help`)"},
+		{[]string{"build", "--arch", "mips", "x.yml"}, "keel: build: --arch \"mips\": want amd64 or arm64 (see `keel build --help`)"},
+		{[]string{"build", "--format", "iso", "x.yml"}, "keel: build: invalid argument \"iso\" for \"--format\" flag: "},
+		{[]string{"frobnicate"}, "keel: unknown command \"frobnicate\" (see `keel --help`)"},
+		{[]string{"cache", "lss"}, "keel: cache: unknown command \"lss\"; did you mean ls? (see `keel cache --help`)"},
+		{[]string{"cache", "ls", "extra"}, "keel: cache ls: unexpected argument \"extra\": want no arguments (see `keel cache ls --help`)"},
+		{[]string{"version", "--nope"}, "keel: version: unknown flag: --nope (see `keel version --help`)"},
+		{[]string{"run", "--mem", "lots", "x"}, "keel: run: invalid argument \"lots\" for \"--mem\" flag: "},
+	} {
+		r := keelRun(t, c.args...)
+		lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+		if r.code != exitUsage || r.stdout != "" || len(lines) != 1 || !strings.HasPrefix(lines[0], c.want) || !strings.HasSuffix(r.stderr, "\n") {
+			t.Errorf("keel %s: exit %d, stdout %q, stderr %q; want exit 2 and the one line %q",
+				strings.Join(c.args, " "), r.code, r.stdout, r.stderr, c.want)
+		}
+	}
+}
+
+// A failure that is not the command line's: exit 1, one line.
+func TestCLIFailure(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("KEEL_CACHE", filepath.Join(dir, "cache"))
+	yml := writeFile(t, filepath.Join(dir, "bad.yml"), "kernel:\n  image: k\n  cmdlin: x\ninit: [i]\n")
+	r := keelRun(t, "validate", yml)
+	if want := "keel: " + yml + ":3:3: kernel: unknown key \"cmdlin\" (did you mean \"cmdline\"?)\n"; r.code != 1 || r.stderr != want || r.stdout != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and %q", r.code, r.stdout, r.stderr, want)
+	}
+}
+
+func TestCLIVersion(t *testing.T) {
+	want := keelRun(t, "version").ok(t, "version").stdout
+	if !strings.HasPrefix(want, "keel ") || strings.Count(want, "\n") != 1 {
+		t.Fatalf("keel version: %q", want)
+	}
+	for _, flag := range []string{"--version", "-version"} {
+		if r := keelRun(t, flag).ok(t, flag); r.stdout != want || r.stderr != "" {
+			t.Errorf("keel %s: %q %q, want %q as keel version", flag, r.stdout, r.stderr, want)
+		}
+	}
+}
+
+func TestCLICompletion(t *testing.T) {
+	for shell, want := range map[string]string{
+		"bash": "__start_keel()",
+		"zsh":  "#compdef keel",
+		"fish": "complete -c keel ",
+	} {
+		r := keelRun(t, "completion", shell).ok(t, "completion", shell)
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("keel completion %s has no %q", shell, want)
+		}
+	}
+	// The completion of a subcommand, asked as the shell asks.
+	r := keelRun(t, "__complete", "cache", "").ok(t)
+	for _, want := range []string{"ls\t", "import\t", "export\t"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("completion of keel cache: no %q in\n%s", want, r.stdout)
+		}
+	}
+}
+
+// Flags after the arguments, flags before, old one-dash spellings: one
+// and the same build.
+func TestCLIFlagsAnywhere(t *testing.T) {
+	_, host := testImages(t)
+	dir := t.TempDir()
+	t.Setenv("KEEL_CACHE", filepath.Join(dir, "cache"))
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	yml := writeFile(t, filepath.Join(dir, "demo.yml"), strings.ReplaceAll(testYAML, "{{R}}", host))
+
+	for _, args := range [][]string{
+		{"build", yml, "--dir", filepath.Join(dir, "a"), "--progress", "plain"},
+		{"build", "--dir=" + filepath.Join(dir, "b"), "--progress=plain", yml},
+		{"build", "-dir", filepath.Join(dir, "c"), "-progress=plain", yml},
+		{"build", yml, "-progress", "plain", "-dir", filepath.Join(dir, "d")},
+	} {
+		r := keelRun(t, args...).ok(t, args...)
+		out := args[flagValueIndex(args, "dir")]
+		out = strings.TrimPrefix(out, "--dir=")
+		// Every output, and the lock file, is listed and is 0644.
+		var wrote []string
+		for _, line := range strings.Split(r.stdout, "\n") {
+			if p, ok := strings.CutPrefix(line, "wrote "); ok {
+				wrote = append(wrote, p)
+			}
+		}
+		want := []string{"demo-kernel", "demo-initrd.img", "demo-cmdline", "demo.lock.json"}
+		for i := range want {
+			want[i] = filepath.Join(out, want[i])
+		}
+		if !reflect.DeepEqual(wrote, want) {
+			t.Errorf("keel %s: wrote %q, want %q", strings.Join(args, " "), wrote, want)
+		}
+		for _, p := range want {
+			if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o644 {
+				t.Errorf("%s: %v %v, want mode 0644", p, st.Mode(), err)
+			}
+		}
+	}
+	a, _ := os.ReadFile(filepath.Join(dir, "a", "demo-initrd.img"))
+	d, _ := os.ReadFile(filepath.Join(dir, "d", "demo-initrd.img"))
+	if len(a) == 0 || !bytes.Equal(a, d) {
+		t.Error("the builds differ")
+	}
+}
+
+// flagValueIndex is the index of the word after the one that names flag
+// (--flag, -flag or --flag=value, which is its own value).
+func flagValueIndex(args []string, flag string) int {
+	for i, a := range args {
+		switch {
+		case a == "--"+flag || a == "-"+flag:
+			return i + 1
+		case strings.HasPrefix(a, "--"+flag+"="):
+			return i
+		}
+	}
+	return -1
+}
+
+func TestSingleDashLongFlags(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"build -dir out x.yml", "build --dir out x.yml"},
+		{"build x.yml -dir=out -q -", "build x.yml --dir=out -q -"},
+		// A flag's value is never rewritten, even one that looks like a flag.
+		{"run -append -name x", "run --append -name x"},
+		{"build --name -dir x.yml", "build --name -dir x.yml"},
+		// Nor anything after --, nor what no flag of the command is called.
+		{"build -- -dir", "build -- -dir"},
+		{"build -mem x.yml", "build -mem x.yml"},
+		{"run -mem 2G x", "run --mem 2G x"},
+		{"cache ls -l", "cache ls -l"},
+		{"cache import -tag a:b -arch arm64 f.tar", "cache import --tag a:b --arch arm64 f.tar"},
+		{"-version", "--version"},
+		{"build -help", "build --help"},
+	} {
+		got := strings.Join(singleDashLongFlags(newRootCmd(), strings.Fields(c.in)), " ")
+		if got != c.want {
+			t.Errorf("%q -> %q, want %q", c.in, got, c.want)
+		}
+	}
+}
