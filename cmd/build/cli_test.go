@@ -270,3 +270,39 @@ func TestSingleDashLongFlags(t *testing.T) {
 		}
 	}
 }
+
+// keel build --dry-run prints the merged YAML, which validates as it is;
+// a build of several files is named after the last one.
+func TestCLIMergedBuild(t *testing.T) {
+	_, host := testImages(t)
+	dir := t.TempDir()
+	t.Setenv("KEEL_CACHE", filepath.Join(dir, "cache"))
+	full := strings.ReplaceAll(testYAML, "{{R}}", host)
+	cut := strings.Index(full, "onshutdown:")
+	base := writeFile(t, filepath.Join(dir, "base.yml"), full[:cut])
+	extra := writeFile(t, filepath.Join(dir, "extra.yml"), full[cut:])
+
+	r := keelRun(t, "build", base, extra, "--dry-run").ok(t)
+	for _, want := range []string{"kernel:\n", "name: hello", "name: bye", "name: getty", "cmdline: console=ttyS0 quiet"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("merged YAML has no %q:\n%s", want, r.stdout)
+		}
+	}
+	merged := writeFile(t, filepath.Join(dir, "merged.yml"), r.stdout)
+	want := keelRun(t, "validate", base, extra).ok(t).stdout
+	got := keelRun(t, "validate", merged).ok(t).stdout
+	if strings.TrimPrefix(want, base+" + "+extra) != strings.TrimPrefix(got, merged) {
+		t.Errorf("the merged YAML validates as %q, the files as %q", got, want)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Errorf("--dry-run wrote something: %v", entries)
+	}
+
+	out := filepath.Join(dir, "out")
+	keelRun(t, "build", "-q", "--dir", out, base, extra).ok(t)
+	for _, f := range []string{"extra-kernel", "extra-initrd.img", "extra-cmdline", "extra.lock.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
