@@ -11,6 +11,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	units "github.com/docker/go-units"
+
+	"github.com/keel-os/keel/pkg/oci"
 )
 
 // The CLI tests run the keel binary itself, built once per test run: what
@@ -56,12 +60,16 @@ type result struct {
 	code           int
 }
 
-// keelIn runs keel ARGS in dir with stdin (nil: none).
-func keelIn(t *testing.T, dir string, stdin io.Reader, args ...string) result {
+// keelIn runs keel ARGS in dir with stdin (nil: none) and, when cache is
+// not "", $KEEL_CACHE set to it.
+func keelIn(t *testing.T, dir, cache string, stdin io.Reader, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(keelBinary(t), args...)
 	cmd.Dir = dir
 	cmd.Stdin = stdin
+	if cache != "" {
+		cmd.Env = append(os.Environ(), "KEEL_CACHE="+cache)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -78,7 +86,7 @@ func keelIn(t *testing.T, dir string, stdin io.Reader, args ...string) result {
 
 func keelRun(t *testing.T, args ...string) result {
 	t.Helper()
-	return keelIn(t, "", nil, args...)
+	return keelIn(t, "", "", nil, args...)
 }
 
 // ok fails the test unless r is a success.
@@ -304,5 +312,86 @@ func TestCLIMergedBuild(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// keel cache pull, ls -l, push, and export to standard output read back by
+// import from standard input, in both formats, between caches.
+func TestCLICache(t *testing.T) {
+	_, host := testImages(t)
+	dir := t.TempDir()
+	cache1, cache2 := filepath.Join(dir, "cache1"), filepath.Join(dir, "cache2")
+	ref := host + "/keel/busybox:test"
+
+	r := keelIn(t, "", cache1, nil, "cache", "pull", ref, "--progress=plain").ok(t)
+	c, err := oci.OpenCache(cache1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := c.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := img.Digest()
+	if want := "image " + ref + " " + digest.String() + "\n"; !strings.HasSuffix(r.stdout, want) {
+		t.Errorf("pull printed %q, want it to end with %q", r.stdout, want)
+	}
+
+	r = keelIn(t, "", cache1, nil, "cache", "ls", "-l").ok(t)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "REFERENCE PLATFORM SIZE DIGEST" {
+		t.Fatalf("ls -l:\n%s", r.stdout)
+	}
+	// The size is the manifest's, the config's and the layers'.
+	cf, _ := img.ConfigFile()
+	m, _ := img.Manifest()
+	raw, _ := img.RawManifest()
+	size := int64(len(raw)) + m.Config.Size
+	for _, l := range m.Layers {
+		size += l.Size
+	}
+	if got, want := strings.Fields(lines[1]), []string{ref, cf.OS + "/" + cf.Architecture, units.HumanSize(float64(size)), digest.String()}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ls -l row %q, want %q", got, want)
+	}
+
+	// push, then pull the pushed name into another cache.
+	dest := host + "/copy/busybox:1"
+	r = keelIn(t, "", cache1, nil, "cache", "push", ref, dest).ok(t)
+	if want := "pushed " + host + "/copy/busybox@" + digest.String() + "\n"; r.stdout != want {
+		t.Errorf("push printed %q, want %q", r.stdout, want)
+	}
+	keelIn(t, "", cache2, nil, "cache", "pull", "-q", dest).ok(t)
+	if r := keelIn(t, "", cache2, nil, "cache", "ls").ok(t); r.stdout != dest+"\n" {
+		t.Errorf("cache2 holds %q, want %s", r.stdout, dest)
+	}
+
+	for _, format := range []string{"oci", "docker-archive"} {
+		r := keelIn(t, "", cache1, nil, "cache", "export", ref, "-", "--format", format).ok(t)
+		cache3 := filepath.Join(t.TempDir(), "cache")
+		in := keelIn(t, "", cache3, strings.NewReader(r.stdout), "cache", "import", "-").ok(t)
+		if in.stdout != "imported "+ref+"\n" {
+			t.Errorf("%s: import - printed %q", format, in.stdout)
+		}
+		c3, err := oci.OpenCache(cache3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c3.Image(ref)
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		if d, _ := got.Digest(); d != digest {
+			t.Errorf("%s: round trip gave %s, want %s", format, d, digest)
+		}
+		// The same bytes to a file, 0644.
+		file := filepath.Join(t.TempDir(), "x.tar")
+		keelIn(t, "", cache1, nil, "cache", "export", "--format="+format, ref, file).ok(t)
+		b, err := os.ReadFile(file)
+		if st, _ := os.Stat(file); err != nil || string(b) != r.stdout || st.Mode().Perm() != 0o644 {
+			t.Errorf("%s: the file differs from standard output, or is not 0644 (%v)", format, err)
+		}
+	}
+	if r := keelIn(t, "", cache1, nil, "cache", "export", "--format", "zip", ref, "-"); r.code != exitUsage || r.stdout != "" {
+		t.Errorf("--format zip: exit %d, stdout %d bytes", r.code, len(r.stdout))
 	}
 }
