@@ -1,9 +1,13 @@
 package main
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -393,5 +397,159 @@ func TestCLICache(t *testing.T) {
 	}
 	if r := keelIn(t, "", cache1, nil, "cache", "export", "--format", "zip", ref, "-"); r.code != exitUsage || r.stdout != "" {
 		t.Errorf("--format zip: exit %d, stdout %d bytes", r.code, len(r.stdout))
+	}
+}
+
+// keel run's argument forms, checked through the QEMU command line that
+// --dry-run prints: nothing is booted, and nothing is created.
+func TestCLIRunForms(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "demo-kernel"), "bzImage")
+	writeFile(t, filepath.Join(dir, "demo-initrd.img"), "initrd")
+	writeFile(t, filepath.Join(dir, "demo-cmdline"), "console=ttyS0 quiet\n")
+	writeFile(t, filepath.Join(dir, "demo.lock.json"), "{}")
+	// A tar-kernel-initrd output, as keel build --format tar-kernel-initrd
+	// writes it, and a tar that is not one.
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	for _, f := range []struct{ name, data string }{{"kernel", "bzImage"}, {"initrd.img", "initrd"}, {"cmdline", "console=ttyS0 from-tar\n"}} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
+		io.WriteString(tw, f.data)
+	}
+	tw.Close()
+	writeFile(t, filepath.Join(dir, "packed-initrd.tar"), tb.String())
+	writeFile(t, filepath.Join(dir, "other.tar"), string(tarBytes(t, file{name: "kernel", data: "k"})))
+
+	run := func(args ...string) result {
+		t.Helper()
+		return keelIn(t, dir, "", nil, append([]string{"run", "--dry-run", "--accel", "tcg"}, args...)...)
+	}
+	base := run("demo").ok(t, "run demo").stdout
+	for _, want := range []string{
+		"qemu-system-x86_64 ", " -kernel demo-kernel ", " -initrd demo-initrd.img ", " -append 'console=ttyS0 quiet' ",
+		" -m 1024 ", " -smp 2 ", " -accel tcg,thread=multi ", " -serial mon:stdio ", " -qmp unix:demo-state/qmp.sock,server=on,wait=off",
+	} {
+		if !strings.Contains(base, want) {
+			t.Errorf("keel run demo: no %q in\n%s", want, base)
+		}
+	}
+	// Any of NAME's files, and linuxkit's "run qemu", name the same boot.
+	for _, args := range [][]string{{"demo-kernel"}, {"demo-initrd.img"}, {"demo-cmdline"}, {"demo.lock.json"}, {"qemu", "demo"}, {"qemu", "demo-kernel"}} {
+		if got := run(args...).ok(t, args...).stdout; got != base {
+			t.Errorf("keel run %s:\n%s\nwant as keel run demo:\n%s", strings.Join(args, " "), got, base)
+		}
+	}
+	// A tar-kernel-initrd output, by NAME or by file: its files are taken
+	// into the state directory (only named, in a dry run).
+	for _, arg := range []string{"packed", "packed-initrd.tar"} {
+		got := run(arg).ok(t, arg).stdout
+		for _, want := range []string{" -kernel packed-state/kernel ", " -initrd packed-state/initrd.img ", " -append 'console=ttyS0 from-tar' "} {
+			if !strings.Contains(got, want) {
+				t.Errorf("keel run %s: no %q in\n%s", arg, want, got)
+			}
+		}
+	}
+
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--mem", "2G", "--cpus", "4", "demo"}, []string{" -m 2048 ", " -smp 4 "}},
+		{[]string{"-mem", "512", "demo"}, []string{" -m 512 "}},
+		{[]string{"demo", "--append", "keel.oneshot"}, []string{" -append 'console=ttyS0 quiet keel.oneshot' "}},
+		{[]string{"demo", "--cmdline", "console=hvc0"}, []string{" -append console=hvc0 "}},
+		{[]string{"demo", "--disk", "file=data.qcow2,size=1G", "--disk", "size=512M", "--disk", "old.img"}, []string{
+			" -drive file=data.qcow2,if=virtio,format=qcow2,cache=writeback ",
+			" -drive file=demo-state/disk1.img,if=virtio,format=raw,cache=writeback ",
+			" -drive file=old.img,if=virtio,format=raw,cache=writeback ",
+		}},
+		{[]string{"demo", "--state", "st", "--disk", "size=1G,format=qcow2"}, []string{
+			" -drive file=st/disk0.qcow2,if=virtio,format=qcow2,cache=writeback ", " -qmp unix:st/qmp.sock,server=on,wait=off",
+		}},
+		{[]string{"demo", "--publish", "8080:80", "--publish", "127.0.0.1:5353:53/udp"}, []string{
+			" -netdev user,id=net0,hostfwd=tcp::8080-:80,hostfwd=udp:127.0.0.1:5353-:53 ",
+		}},
+		{[]string{"demo", "--detached"}, []string{" -serial file:demo-state/console.log ", " -daemonize -pidfile demo-state/qemu.pid"}},
+		{[]string{"demo", "--no-network", "--no-reboot", "--qmp", "/tmp/q.sock"}, []string{" -qmp unix:/tmp/q.sock,server=on,wait=off -no-reboot"}},
+	} {
+		got := run(c.args...).ok(t, c.args...).stdout
+		for _, want := range c.want {
+			if !strings.Contains(got, want) {
+				t.Errorf("keel run %s: no %q in\n%s", strings.Join(c.args, " "), want, got)
+			}
+		}
+	}
+	if got := run("demo", "--no-network").stdout; strings.Contains(got, "-netdev") {
+		t.Errorf("--no-network: %s", got)
+	}
+
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"nothing"}, 1, "keel: run: nothing: no nothing-kernel or nothing-initrd.tar: "},
+		{[]string{"other.tar"}, 1, "keel: run: other.tar: not a tar-kernel-initrd output: "},
+		{[]string{"demo", "--publish", "80"}, 2, "keel: run: --publish: publish \"80\": no guest port"},
+		{[]string{"demo", "--disk", "size=1G,format=vmdk"}, 2, "keel: run: --disk: disk \"size=1G,format=vmdk\": format \"vmdk\": want raw or qcow2"},
+		{[]string{"demo", "--mem", "2X"}, 2, "keel: run: invalid argument \"2X\" for \"--mem\" flag: memory \"2X\": "},
+		{[]string{"demo", "extra"}, 2, "keel: run: unexpected argument \"extra\": want one NAME"},
+		{[]string{"--stop"}, 2, "keel: run: --stop: want NAME or --state DIR"},
+	} {
+		r := run(c.args...)
+		if r.code != c.code || !strings.HasPrefix(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("keel run %s: exit %d, stderr %q; want exit %d and one line %q", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.want)
+		}
+	}
+	// A dry run made nothing: no state directory, no disk.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 6 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the dry runs left %q", names)
+	}
+}
+
+// keel run --stop powers off the VM of a state directory through its QMP
+// socket (served here by a stand-in for QEMU).
+func TestCLIRunStop(t *testing.T) {
+	state := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(state, "qmp.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan []string, 1)
+	go func() {
+		var cmds []string
+		defer func() { got <- cmds }()
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "{\"QMP\": {}}\n")
+		sc := bufio.NewScanner(conn)
+		for sc.Scan() {
+			var req struct{ Execute string }
+			json.Unmarshal(sc.Bytes(), &req)
+			cmds = append(cmds, req.Execute)
+			io.WriteString(conn, "{\"return\": {}}\n")
+			if req.Execute == "system_powerdown" {
+				return // QEMU exits once the guest has powered off
+			}
+		}
+	}()
+	r := keelRun(t, "run", "--stop", "--state", state).ok(t)
+	if want := "stopped " + state + ": the guest powered off\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+	if cmds := <-got; !reflect.DeepEqual(cmds, []string{"qmp_capabilities", "system_powerdown"}) {
+		t.Errorf("QMP commands %q", cmds)
+	}
+	if r := keelRun(t, "run", "--stop", "--state", t.TempDir()); r.code != 1 || !strings.Contains(r.stderr, "no VM answers on ") {
+		t.Errorf("--stop with no VM: exit %d, %q", r.code, r.stderr)
 	}
 }
