@@ -394,7 +394,7 @@ func TestDispatch(t *testing.T) {
 		"frobnicate":  "unknown command \"frobnicate\" (see `keel --help`)",
 		"buidl x.yml": "unknown command \"buidl\"; did you mean build? (see `keel --help`)",
 		"":            "want a command: build, cache, completion, run, validate, version (see `keel --help`)",
-		"cache":       "cache: want a command: clean, export, import, ls, rm (see `keel cache --help`)",
+		"cache":       "cache: want a command: clean, export, import, ls, pull, push, rm (see `keel cache --help`)",
 	} {
 		err := dispatch(strings.Fields(args))
 		if err == nil || !errors.As(err, new(usageError)) || err.Error() != want {
