@@ -2,7 +2,7 @@
 // and boots them under QEMU.
 package main
 
-//go:generate go run . gen-docs ../../docs/cli.md
+//go:generate env KEEL_UPDATE_DOCS=1 go test -count=1 -run TestCLIDocs .
 
 import (
 	"errors"
@@ -77,7 +77,7 @@ func usageErrorf(cmd *cobra.Command, format string, args ...any) error {
 // newRootCmd makes the keel command and its subcommands.
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "keel",
+		Use:   "keel COMMAND",
 		Short: "build bootable Linux images from a YAML list of OCI images, and boot them",
 		Long: `keel builds a kernel, an initrd and a kernel command line from a LinuxKit-style YAML
 file that lists OCI images, and boots them under QEMU.
@@ -85,6 +85,8 @@ file that lists OCI images, and boots them under QEMU.
 Flags go before or after the arguments. Long flags take two dashes
 (--dir) or, as in earlier keel versions, one (-dir).`,
 		Version: keelVersion(),
+		// docs/cli.md is compared with what the commands say: no date in it.
+		DisableAutoGenTag: true,
 		// main prints the error, once; a usage error says where the help is
 		// rather than printing all of it.
 		SilenceErrors: true,
@@ -101,12 +103,12 @@ Flags go before or after the arguments. Long flags take two dashes
 		newRunCmd(),
 		newCacheCmd(),
 		newVersionCmd(),
-		newGenDocsCmd(),
 	)
 	// The help command and completion are made here rather than when the
-	// command runs, so that gen-docs sees them as `keel --help` does.
+	// command runs, so that docs/cli.md shows them as `keel --help` does.
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	root.InitDefaultVersionFlag()
 	return root
 }
 
