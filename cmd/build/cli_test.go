@@ -114,7 +114,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"-h"}, {"help"}, {"-help"},
 		{"build", "--help"}, {"build", "-h"}, {"build", "-help"}, {"help", "build"}, {"build", "x.yml", "--help"},
-		{"cache", "--help"}, {"cache", "export", "--help"}, {"run", "--help"}, {"help", "run"},
+		{"cache", "--help"}, {"cache", "export", "--help"}, {"run", "--help"}, {"help", "run"}, {"help", "cache", "ls"},
 	} {
 		r := keelRun(t, args...)
 		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Usage:\n  keel ") {
@@ -144,6 +144,8 @@ func TestCLIBadUsage(t *testing.T) {
 		{[]string{"build", "--arch", "mips", "x.yml"}, "keel: build: --arch \"mips\": want amd64 or arm64 (see `keel build --help`)"},
 		{[]string{"build", "--format", "iso", "x.yml"}, "keel: build: invalid argument \"iso\" for \"--format\" flag: "},
 		{[]string{"frobnicate"}, "keel: unknown command \"frobnicate\" (see `keel --help`)"},
+		{[]string{"help", "frobnicate"}, "keel: help: no command \"frobnicate\" (see `keel --help`)"},
+		{[]string{"help", "cache", "frob"}, "keel: help: no command \"cache frob\" (see `keel --help`)"},
 		{[]string{"cache", "lss"}, "keel: cache: unknown command \"lss\"; did you mean ls? (see `keel cache --help`)"},
 		{[]string{"cache", "ls", "extra"}, "keel: cache ls: unexpected argument \"extra\": want no arguments (see `keel cache ls --help`)"},
 		{[]string{"version", "--nope"}, "keel: version: unknown flag: --nope (see `keel version --help`)"},

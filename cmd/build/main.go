@@ -104,9 +104,9 @@ Flags go before or after the arguments. Long flags take two dashes
 		newCacheCmd(),
 		newVersionCmd(),
 	)
-	// The help command and completion are made here rather than when the
-	// command runs, so that docs/cli.md shows them as `keel --help` does.
-	root.InitDefaultHelpCmd()
+	root.SetHelpCommand(newHelpCmd(root))
+	// Completion and --version are made here rather than when the command
+	// runs, so that docs/cli.md shows them as `keel --help` does.
 	root.InitDefaultCompletionCmd()
 	root.InitDefaultVersionFlag()
 	return root
@@ -147,6 +147,36 @@ func wantArgs(min, max int, what string) cobra.PositionalArgs {
 			return usageErrorf(c, "unexpected argument %q: want %s", args[max], what)
 		}
 		return nil
+	}
+}
+
+// newHelpCmd is `keel help [COMMAND...]`. Unlike cobra's own, it fails
+// with a usage error for a command that does not exist instead of
+// printing the root's help and exiting 0.
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]...",
+		Short: "show a command's help",
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, _, err := root.Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return usageErrorf(root, "help: no command %q", strings.Join(args, " "))
+			}
+			return cmd.Help()
+		},
 	}
 }
 
