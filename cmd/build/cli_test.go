@@ -420,6 +420,7 @@ func TestCLIRunForms(t *testing.T) {
 	}
 	tw.Close()
 	writeFile(t, filepath.Join(dir, "packed-initrd.tar"), tb.String())
+	writeFile(t, filepath.Join(dir, "packed.lock.json"), "{}")
 	writeFile(t, filepath.Join(dir, "other.tar"), string(tarBytes(t, file{name: "kernel", data: "k"})))
 
 	run := func(args ...string) result {
@@ -443,7 +444,7 @@ func TestCLIRunForms(t *testing.T) {
 	}
 	// A tar-kernel-initrd output, by NAME or by file: its files are taken
 	// into the state directory (only named, in a dry run).
-	for _, arg := range []string{"packed", "packed-initrd.tar"} {
+	for _, arg := range []string{"packed", "packed-initrd.tar", "packed.lock.json"} {
 		got := run(arg).ok(t, arg).stdout
 		for _, want := range []string{" -kernel packed-state/kernel ", " -initrd packed-state/initrd.img ", " -append 'console=ttyS0 from-tar' "} {
 			if !strings.Contains(got, want) {
@@ -505,7 +506,7 @@ func TestCLIRunForms(t *testing.T) {
 	}
 	// A dry run made nothing: no state directory, no disk.
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 6 {
+	if len(entries) != 7 {
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())

@@ -43,11 +43,12 @@ func targetName(arg string) string {
 // initrd.img and cmdline).
 func findTarget(arg string) (bootTarget, error) {
 	name := targetName(arg)
+	if name != arg && strings.HasSuffix(arg, tarSuffix) {
+		return bootTarget{name: name, tar: arg}, nil
+	}
 	out := initrd.Outputs{Dir: filepath.Dir(name), Name: filepath.Base(name)}
 	switch {
-	case name != arg && strings.HasSuffix(arg, tarSuffix):
-		return bootTarget{name: name, tar: arg}, nil
-	case name != arg || isFile(out.Kernel()):
+	case isFile(out.Kernel()):
 		return bootTarget{name: name}, nil
 	case isFile(out.KernelInitrdTar()):
 		return bootTarget{name: name, tar: out.KernelInitrdTar()}, nil
