@@ -50,6 +50,17 @@ image digests the build used. A build of several files is named after the last o
 	fs.StringVar(&lockFile, "lock", "", "build with exactly the image digests recorded in this lock `FILE` (NAME.lock.json of an earlier build)")
 	fs.StringArrayVar(&layouts, "layout", nil, "take the images this OCI image layout `DIR` names from it, before the cache and any registry (repeatable)")
 	output := addOutputFlags(fs)
+	completeFlag(cmd, "arch", "amd64", "arm64")
+	completeFlag(cmd, "progress", progress.Modes...)
+	var formats, compressions []string
+	for _, f := range initrd.Formats {
+		formats = append(formats, string(f))
+	}
+	for _, c := range initrd.Compressions {
+		compressions = append(compressions, string(c))
+	}
+	completeFlag(cmd, "format", formats...)
+	completeFlag(cmd, "compress", compressions...)
 	cmd.RunE = func(cmd *cobra.Command, files []string) error {
 		if name == "" {
 			name = outputName(files[len(files)-1])

@@ -205,6 +205,7 @@ A file is written whole or not at all, with mode 0644.`,
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", string(oci.DockerArchive), "archive format: oci (an OCI image layout tar) or docker-archive")
+	completeFlag(cmd, "format", string(oci.OCIArchive), string(oci.DockerArchive))
 	return cmd
 }
 

@@ -194,6 +194,18 @@ func TestCLICompletion(t *testing.T) {
 			t.Errorf("keel completion %s has no %q", shell, want)
 		}
 	}
+	// Flag values, asked as the shell asks.
+	for args, want := range map[string]string{
+		"build x.yml --format ":      "kernel+initrd\ntar\ntar-kernel-initrd\n",
+		"build --compress ":          "gzip\nzstd\nlz4\nnone\n",
+		"run --accel ":               "auto\nkvm\ntcg\n",
+		"cache export x - --format ": "oci\ndocker-archive\n",
+	} {
+		r := keelRun(t, append([]string{"__complete"}, append(strings.Fields(args), "")...)...).ok(t)
+		if !strings.HasPrefix(r.stdout, want) {
+			t.Errorf("completion of keel %s: %q, want %q first", args, r.stdout, want)
+		}
+	}
 	// The completion of a subcommand, asked as the shell asks.
 	r := keelRun(t, "__complete", "cache", "").ok(t)
 	for _, want := range []string{"ls\t", "import\t", "export\t"} {

@@ -180,6 +180,11 @@ func newHelpCmd(root *cobra.Command) *cobra.Command {
 	}
 }
 
+// completeFlag makes the shell complete flag's value from values.
+func completeFlag(cmd *cobra.Command, flag string, values ...string) {
+	cmd.RegisterFlagCompletionFunc(flag, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+}
+
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

@@ -104,6 +104,7 @@ QMP socket.`,
 	fs.BoolVar(&o.stop, "stop", false, "power off the VM of NAME (or --state DIR) started with --detached, and wait for it")
 	fs.DurationVar(&o.stopGrace, "stop-timeout", time.Minute, "with --stop: how long the guest has to power off before QEMU is told to quit")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the QEMU command line and stop: boot nothing, create nothing")
+	completeFlag(cmd, "accel", "auto", qemu.KVM, qemu.TCG)
 	return cmd
 }
 
