@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keel-os/keel/pkg/bundle"
@@ -21,46 +22,66 @@ import (
 	"github.com/keel-os/keel/pkg/progress"
 )
 
-func buildCommand(args []string) error {
-	fs := newFlagSet("build", "FILE.yml...",
-		"Merges the YAML files (\"-\" is standard input), resolves every image (the --layout directories first, then the local cache,\nthen its registry) and writes NAME-kernel, NAME-initrd.img and NAME-cmdline into the output directory.")
-	name := fs.String("name", "", "name of the outputs (default: FILE without .yml)")
-	dir := fs.String("dir", ".", "output directory")
+func newBuildCmd() *cobra.Command {
+	var (
+		name, dir, arch, lockFile string
+		dryRun, pull              bool
+		layouts                   []string
+	)
+	cmd := &cobra.Command{
+		Use:   "build [flags] FILE.yml...",
+		Short: "build a kernel, initrd and cmdline from YAML files",
+		Long: `Merges the YAML files ("-" is standard input) in order, resolves every image (the --layout
+directories first, then the local cache, then its registry) and writes NAME-kernel,
+NAME-initrd.img and NAME-cmdline into the output directory, with NAME.lock.json, the
+image digests the build used. A build of several files is named after the last one.`,
+		Example: `  keel build examples/demo.yml --dir out
+  keel build base.yml extra.yml --format tar-kernel-initrd
+  generate-yaml | keel build --name sys -`,
+		Args: wantArgs(1, -1, "a YAML file"),
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&name, "name", "", "`NAME` of the outputs (default: the last FILE without .yml)")
+	fs.StringVar(&dir, "dir", ".", "`DIR` to write the outputs in")
 	shown := addProgressFlags(fs)
-	dryRun := fs.Bool("dry-run", false, "check the YAML files and stop: pull and write nothing")
-	pull := fs.Bool("pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
-	arch := fs.String("arch", "amd64", "architecture to build for: amd64 or arm64 (picked from multi-platform images)")
-	lockFile := fs.String("lock", "", "build with exactly the image digests recorded in this lock file (NAME.lock.json of an earlier build)")
-	var layouts []string
-	fs.Func("layout", "take the images this OCI image layout directory names from it, before the cache and any registry (repeatable)",
-		func(dir string) error { layouts = append(layouts, dir); return nil })
+	fs.BoolVar(&dryRun, "dry-run", false, "check the YAML files and print them merged: pull and write nothing")
+	fs.BoolVar(&pull, "pull", false, "pull every image again, even when the cache has it (a tag may have moved)")
+	fs.StringVar(&arch, "arch", "amd64", "architecture (`ARCH`) to build for: amd64 or arm64 (picked from multi-platform images)")
+	fs.StringVar(&lockFile, "lock", "", "build with exactly the image digests recorded in this lock `FILE` (NAME.lock.json of an earlier build)")
+	fs.StringArrayVar(&layouts, "layout", nil, "take the images this OCI image layout `DIR` names from it, before the cache and any registry (repeatable)")
 	output := addOutputFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+	completeFlag(cmd, "arch", "amd64", "arm64")
+	completeFlag(cmd, "progress", progress.Modes...)
+	var formats, compressions []string
+	for _, f := range initrd.Formats {
+		formats = append(formats, string(f))
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("build: want a YAML file")
+	for _, c := range initrd.Compressions {
+		compressions = append(compressions, string(c))
 	}
-	files := fs.Args()
-	if *name == "" {
-		*name = outputName(files[0])
-	}
-	if *arch != "amd64" && *arch != "arm64" {
-		return fmt.Errorf("build: -arch %q: want amd64 or arm64", *arch)
-	}
-	if *dryRun {
-		if _, err := openLayouts(layouts); err != nil {
-			return err
+	completeFlag(cmd, "format", formats...)
+	completeFlag(cmd, "compress", compressions...)
+	cmd.RunE = func(cmd *cobra.Command, files []string) error {
+		if name == "" {
+			name = outputName(files[len(files)-1])
 		}
-		return validateFiles(files)
+		if arch != "amd64" && arch != "arm64" {
+			return usageErrorf(cmd, "--arch %q: want amd64 or arm64", arch)
+		}
+		if dryRun {
+			if _, err := openLayouts(layouts); err != nil {
+				return err
+			}
+			return printMerged(cmd.OutOrStdout(), files)
+		}
+		display := shown.display(os.Stdout, os.Stderr)
+		// Closed before main prints an error: no live line is left under it.
+		defer display.Close()
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return buildRepairing(ctx, files, initrd.Outputs{Dir: dir, Name: name}, buildOptions{progress: display, tasks: display, pull: pull, output: output, arch: arch, lock: lockFile, layouts: layouts})
 	}
-	display := shown.display(os.Stdout, os.Stderr)
-	// Closed before main prints an error: no live line is left under it.
-	defer display.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return buildRepairing(ctx, files, initrd.Outputs{Dir: *dir, Name: *name}, buildOptions{progress: display, tasks: display, pull: *pull, output: output, arch: *arch, lock: *lockFile, layouts: layouts})
+	return cmd
 }
 
 // buildOptions are the flags of keel build that are not about outputs.
@@ -97,16 +118,31 @@ func outputName(file string) string {
 	return base
 }
 
-func validateCommand(args []string) error {
-	fs := newFlagSet("validate", "FILE.yml...", "Checks YAML files without pulling or building anything.")
-	if err := fs.Parse(args); err != nil {
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE.yml...",
+		Short: "check YAML files without building them",
+		Long:  "Checks YAML files, merged in order, without pulling or building anything.",
+		Args:  wantArgs(1, -1, "a YAML file"),
+		RunE: func(_ *cobra.Command, files []string) error {
+			return validateFiles(files)
+		},
+	}
+}
+
+// printMerged checks YAML files as validate does, then prints their merged
+// configuration as YAML, as linuxkit build --dry-run does.
+func printMerged(w io.Writer, files []string) error {
+	cfg, err := loadConfig(files)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return fmt.Errorf("validate: want a YAML file")
+	b, err := cfg.Metadata("yaml")
+	if err != nil {
+		return err
 	}
-	return validateFiles(fs.Args())
+	_, err = w.Write(b)
+	return err
 }
 
 // validateFiles loads (and merges) YAML files without building them.
@@ -234,10 +270,11 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 		}
 		lock.Images[ref] = d.String()
 	}
-	if err := oci.WriteLock(filepath.Join(out.Dir, out.Name+".lock.json"), lock); err != nil {
+	lockFile := filepath.Join(out.Dir, out.Name+".lock.json")
+	if err := oci.WriteLock(lockFile, lock); err != nil {
 		return err
 	}
-	reportOutputs(progress, out, stats)
+	reportOutputs(progress, out, stats, lockFile)
 	return nil
 }
 

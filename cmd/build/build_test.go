@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -389,11 +390,16 @@ func TestBuildReportsBadYAML(t *testing.T) {
 }
 
 func TestDispatch(t *testing.T) {
-	if err := dispatch([]string{"frobnicate"}); err == nil || err.Error() != `unknown command "frobnicate" (see `+"`keel help`"+`)` {
-		t.Errorf("unknown command: %v", err)
-	}
-	if err := dispatch([]string{"cache"}); err == nil {
-		t.Error("cache without ls accepted")
+	for args, want := range map[string]string{
+		"frobnicate":  "unknown command \"frobnicate\" (see `keel --help`)",
+		"buidl x.yml": "unknown command \"buidl\"; did you mean build? (see `keel --help`)",
+		"":            "want a command: build, cache, completion, run, validate, version (see `keel --help`)",
+		"cache":       "cache: want a command: clean, export, import, ls, pull, push, rm (see `keel cache --help`)",
+	} {
+		err := dispatch(strings.Fields(args))
+		if err == nil || !errors.As(err, new(usageError)) || err.Error() != want {
+			t.Errorf("keel %s: error %v, want the usage error %s", args, err, want)
+		}
 	}
 	for file, want := range map[string]string{"a/demo.yml": "demo", "x.yaml": "x", "noext": "noext", "/p/.yml": ".yml"} {
 		if got := outputName(file); got != want {

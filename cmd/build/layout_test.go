@@ -68,7 +68,7 @@ func TestBuildFromLayout(t *testing.T) {
 		t.Fatalf("second build, cache only: %v", err)
 	}
 
-	if err := buildCommand([]string{"--dry-run", "--layout", filepath.Join(dir, "nope"), yml}); err == nil ||
+	if err := dispatch([]string{"build", "--dry-run", "--layout", filepath.Join(dir, "nope"), yml}); err == nil ||
 		!strings.Contains(err.Error(), "--layout: layout "+filepath.Join(dir, "nope")+": ") {
 		t.Errorf("missing layout: %v", err)
 	}

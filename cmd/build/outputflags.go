@@ -1,12 +1,13 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/keel-os/keel/pkg/initrd"
 )
@@ -35,6 +36,8 @@ func (f formatFlag) String() string {
 	return strings.Join(s, ",")
 }
 
+func (formatFlag) Type() string { return "format" }
+
 func (f formatFlag) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		x, err := initrd.ParseFormat(strings.TrimSpace(s))
@@ -55,6 +58,8 @@ func (f compressFlag) String() string {
 	return string(f.o.compression)
 }
 
+func (compressFlag) Type() string { return "compression" }
+
 func (f compressFlag) Set(v string) error {
 	c, err := initrd.ParseCompression(v)
 	f.o.compression = c
@@ -62,9 +67,9 @@ func (f compressFlag) Set(v string) error {
 }
 
 // addOutputFlags registers --format, --compress and --no-segment-cache.
-func addOutputFlags(fs *flag.FlagSet) *outputOptions {
+func addOutputFlags(fs *pflag.FlagSet) *outputOptions {
 	o := &outputOptions{compression: initrd.Gzip}
-	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd; repeat for several")
+	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd; repeat, or give several with commas")
 	fs.Var(compressFlag{o}, "compress", "initrd compression: gzip, zstd, lz4 or none")
 	fs.BoolVar(&o.noSegmentCache, "no-segment-cache", false, "make every initrd segment anew instead of reusing cached ones")
 	return o
@@ -84,8 +89,8 @@ func (o *outputOptions) apply(out *initrd.Outputs, b *initrd.Build, cacheDir str
 	}
 }
 
-// report prints what was written.
-func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats) {
+// reportOutputs prints what was written: the outputs, then the lock file.
+func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats, lockFile string) {
 	fmt.Fprintf(w, "initrd: %d segments written, %d reused from the cache\n", st.Written, st.Reused)
 	// Extended attributes reach the booted system through a manifest PID 1
 	// applies (pkg/xattrs); say which may not get there rather than lose
@@ -97,7 +102,7 @@ func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats) {
 			fmt.Fprintf(os.Stderr, "keel: warning: %s\n", d)
 		}
 	}
-	for _, p := range out.Files() {
+	for _, p := range append(out.Files(), lockFile) {
 		fmt.Fprintf(w, "wrote %s\n", p)
 	}
 }

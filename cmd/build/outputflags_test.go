@@ -1,17 +1,18 @@
 package main
 
 import (
-	"flag"
 	"io"
 	"reflect"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/keel-os/keel/pkg/initrd"
 )
 
 func TestOutputFlags(t *testing.T) {
 	parse := func(args ...string) (*outputOptions, error) {
-		fs := flag.NewFlagSet("build", flag.ContinueOnError)
+		fs := pflag.NewFlagSet("build", pflag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		o := addOutputFlags(fs)
 		return o, fs.Parse(args)
@@ -20,7 +21,7 @@ func TestOutputFlags(t *testing.T) {
 	if err != nil || o.formats != nil || o.compression != initrd.Gzip || o.noSegmentCache {
 		t.Errorf("defaults: %+v, %v", o, err)
 	}
-	o, err = parse("-format", "tar,kernel+initrd", "-format", "tar-kernel-initrd", "-compress", "lz4", "-no-segment-cache")
+	o, err = parse("--format", "tar,kernel+initrd", "--format", "tar-kernel-initrd", "--compress", "lz4", "--no-segment-cache")
 	want := []initrd.Format{initrd.FormatTar, initrd.FormatKernelInitrd, initrd.FormatTarKernelInitrd}
 	if err != nil || !reflect.DeepEqual(o.formats, want) || o.compression != initrd.LZ4 || !o.noSegmentCache {
 		t.Errorf("set: %+v, %v", o, err)
@@ -31,7 +32,7 @@ func TestOutputFlags(t *testing.T) {
 	if !reflect.DeepEqual(out.Formats, want) || b.Compression != initrd.LZ4 || b.SegmentCache != "" {
 		t.Errorf("apply: %+v %+v", out, b)
 	}
-	for _, bad := range [][]string{{"-format", "iso"}, {"-compress", "xz"}, {"-format", "tar,"}} {
+	for _, bad := range [][]string{{"--format", "iso"}, {"--compress", "xz"}, {"--format", "tar,"}} {
 		if _, err := parse(bad...); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

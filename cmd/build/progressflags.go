@@ -1,34 +1,43 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/keel-os/keel/pkg/progress"
 )
 
-// progressOptions are keel build's -progress and -q.
+// progressOptions are keel build's --progress and -q.
 type progressOptions struct {
 	mode  string
 	quiet bool
 }
 
-// addProgressFlags registers -progress and -q.
-func addProgressFlags(fs *flag.FlagSet) *progressOptions {
+// addProgressFlags registers --progress and -q.
+func addProgressFlags(fs *pflag.FlagSet) *progressOptions {
 	o := &progressOptions{mode: "auto"}
-	fs.Func("progress", "how to show pulls and writes: auto (tty when standard error is a terminal, else plain), plain (one line each, on standard output), tty (redrawn live on standard error) or none (default auto)", func(s string) error {
-		if !slices.Contains(progress.Modes, s) {
-			return fmt.Errorf("want one of %s", strings.Join(progress.Modes, ", "))
-		}
-		o.mode = s
-		return nil
-	})
-	fs.BoolVar(&o.quiet, "q", false, "print nothing but errors (-progress=none)")
+	fs.Var((*progressMode)(&o.mode), "progress", "how to show pulls and writes: auto (tty when standard error is a terminal, else plain), plain (one line each, on standard output), tty (redrawn live on standard error) or none")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but errors (--progress=none)")
 	return o
+}
+
+// progressMode is --progress: one of progress.Modes.
+type progressMode string
+
+func (m *progressMode) String() string { return string(*m) }
+func (m *progressMode) Type() string   { return "mode" }
+
+func (m *progressMode) Set(s string) error {
+	if !slices.Contains(progress.Modes, s) {
+		return fmt.Errorf("want one of %s", strings.Join(progress.Modes, ", "))
+	}
+	*m = progressMode(s)
+	return nil
 }
 
 // display makes the display the options ask for. The live display draws

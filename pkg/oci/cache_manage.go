@@ -7,9 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // Remove drops ref from the cache's index. Its blobs stay until Clean.
@@ -116,36 +114,6 @@ func reach(idx v1.ImageIndex, keep map[string]bool) error {
 				keep[l.Digest.String()] = true
 			}
 		}
-	}
-	return nil
-}
-
-// Export writes the cached image ref to file as a docker-archive tar that
-// Import (and `docker load`) read back. The file appears whole or not at all.
-func (c *Cache) Export(ref, file string) error {
-	img, err := c.Image(ref)
-	if err != nil {
-		return err
-	}
-	cref, _ := CanonicalRef(ref)
-	tag, err := name.NewTag(cref)
-	if err != nil {
-		return fmt.Errorf("export %s: only a tagged reference can be exported: %w", cref, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("export %s: %w", cref, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tarball.Write(tag, img, tmp); err != nil {
-		tmp.Close()
-		return fmt.Errorf("export %s to %s: %w", cref, file, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("export %s to %s: %w", cref, file, err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("export %s: %w", cref, err)
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func TestCacheRemoveCleanExportImport(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "a.tar")
-	if err := c.Export("test/a:1", out); err != nil {
+	if err := c.Export("test/a:1", out, DockerArchive); err != nil {
 		t.Fatal(err)
 	}
 

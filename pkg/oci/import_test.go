@@ -345,7 +345,7 @@ func TestImportFallsBackToDockerManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	docker := filepath.Join(t.TempDir(), "d.tar")
-	if err := c.Export("test/d:1", docker); err != nil {
+	if err := c.Export("test/d:1", docker, DockerArchive); err != nil {
 		t.Fatal(err)
 	}
 	// Rewrite it with an oci-layout and an index.json naming nothing.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 )
 
 // Binary is the QEMU system emulator keel uses.
@@ -25,9 +24,10 @@ type Machine struct {
 	Memory int // MiB; 0 means 1024
 	CPUs   int // 0 means 2
 
-	// Disks are raw disk images attached as virtio block devices.
-	Disks []string
-	// Publish forwards host TCP ports to the guest: "8080:80".
+	// Disks are attached as virtio block devices, in order.
+	Disks []Disk
+	// Publish forwards host ports to the guest, each as ParsePublish
+	// reads it: "8080:80", "127.0.0.1:8053:53/udp".
 	Publish []string
 	// NoNetwork leaves the guest without a network card.
 	NoNetwork bool
@@ -36,9 +36,18 @@ type Machine struct {
 	QMP string
 	// NoReboot makes a guest reboot end QEMU instead of restarting the guest.
 	NoReboot bool
+
+	// Detached runs QEMU in the background (-daemonize): it returns once
+	// the VM runs, its pid in PIDFile and the serial console written to
+	// ConsoleFile, as there is no terminal to show it on. Both are needed.
+	Detached    bool
+	ConsoleFile string
+	PIDFile     string
 }
 
-// Args is the QEMU command line for m. The serial console is on stdio.
+// Args is the QEMU command line for m. The serial console is on stdio,
+// or in ConsoleFile for a detached VM. This is the one place the command
+// line is put together, for keel run and the boot tests alike.
 func (m *Machine) Args() ([]string, error) {
 	mem, cpus := m.Memory, m.CPUs
 	if mem == 0 {
@@ -47,13 +56,20 @@ func (m *Machine) Args() ([]string, error) {
 	if cpus == 0 {
 		cpus = 2
 	}
+	serial := "mon:stdio"
+	if m.Detached {
+		if m.ConsoleFile == "" || m.PIDFile == "" {
+			return nil, fmt.Errorf("a detached VM needs a console file and a pid file")
+		}
+		serial = "file:" + m.ConsoleFile
+	}
 	a := []string{
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-M", "q35", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Cmdline,
 		// mon:stdio puts the serial console on the terminal, with QEMU's
 		// monitor behind ctrl-a c and quit behind ctrl-a x.
-		"-serial", "mon:stdio",
+		"-serial", serial,
 		"-device", "virtio-rng-pci",
 	}
 	switch m.Accel {
@@ -68,28 +84,30 @@ func (m *Machine) Args() ([]string, error) {
 	if !m.NoNetwork {
 		netdev := "user,id=net0"
 		for _, p := range m.Publish {
-			host, guest, ok := strings.Cut(p, ":")
-			if _, err := strconv.ParseUint(host, 10, 16); !ok || err != nil {
-				return nil, fmt.Errorf("publish %q: want HOSTPORT:GUESTPORT", p)
+			f, err := ParsePublish(p)
+			if err != nil {
+				return nil, err
 			}
-			if _, err := strconv.ParseUint(guest, 10, 16); err != nil {
-				return nil, fmt.Errorf("publish %q: want HOSTPORT:GUESTPORT", p)
-			}
-			netdev += fmt.Sprintf(",hostfwd=tcp::%s-:%s", host, guest)
+			netdev += "," + f.hostfwd()
 		}
 		a = append(a, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=")
+	} else if len(m.Publish) > 0 {
+		return nil, fmt.Errorf("ports are published to a guest with no network")
 	}
-	for i, d := range m.Disks {
-		if _, err := os.Stat(d); err != nil {
-			return nil, fmt.Errorf("disk %d: %w", i, err)
+	for _, d := range m.Disks {
+		if d.Path == "" {
+			return nil, fmt.Errorf("a disk has no file")
 		}
-		a = append(a, "-drive", fmt.Sprintf("file=%s,if=virtio,format=raw,cache=writeback", d))
+		a = append(a, "-drive", d.drive())
 	}
 	if m.QMP != "" {
 		a = append(a, "-qmp", "unix:"+m.QMP+",server=on,wait=off")
 	}
 	if m.NoReboot {
 		a = append(a, "-no-reboot")
+	}
+	if m.Detached {
+		a = append(a, "-daemonize", "-pidfile", m.PIDFile)
 	}
 	return a, nil
 }
@@ -107,6 +125,11 @@ func (m *Machine) Command(ctx context.Context) (*exec.Cmd, error) {
 	for _, f := range []string{m.Kernel, m.Initrd} {
 		if _, err := os.Stat(f); err != nil {
 			return nil, fmt.Errorf("boot files: %w", err)
+		}
+	}
+	for i, d := range m.Disks {
+		if _, err := os.Stat(d.Path); err != nil {
+			return nil, fmt.Errorf("disk %d: %w", i, err)
 		}
 	}
 	if _, err := exec.LookPath(Binary); err != nil {

@@ -36,7 +36,9 @@ func TestArgsErrors(t *testing.T) {
 		{Accel: TCG, Publish: []string{"80"}},
 		{Accel: TCG, Publish: []string{"x:80"}},
 		{Accel: TCG, Publish: []string{"8080:99999"}},
-		{Accel: TCG, Disks: []string{"/nonexistent/disk.img"}},
+		{Accel: TCG, Publish: []string{"8080:80"}, NoNetwork: true},
+		{Accel: TCG, Disks: []Disk{{Size: 1 << 30}}},
+		{Accel: TCG, Detached: true, ConsoleFile: "c.log"},
 	} {
 		if _, err := m.Args(); err == nil {
 			t.Errorf("%+v: want an error", m)
@@ -47,7 +49,7 @@ func TestArgsErrors(t *testing.T) {
 func TestArgsDisk(t *testing.T) {
 	d := filepath.Join(t.TempDir(), "d.img")
 	os.WriteFile(d, nil, 0o644)
-	m := &Machine{Accel: KVM, Disks: []string{d}}
+	m := &Machine{Accel: KVM, Disks: []Disk{{Path: d}}}
 	a, err := m.Args()
 	if err != nil {
 		t.Fatal(err)

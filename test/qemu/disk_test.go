@@ -86,7 +86,7 @@ func TestDiskDataSurvivesPowerOff(t *testing.T) {
 	}
 
 	prefix := buildImage(t, "disk", diskYAML)
-	vm := boot(t, prefix, func(m *qemu.Machine) { m.Disks = []string{disk} })
+	vm := boot(t, prefix, func(m *qemu.Machine) { m.Disks = []qemu.Disk{{Path: disk}} })
 	const wait = 3 * time.Minute
 	i := vm.Expect(0, `\] 000-mount-data: data mounted$`, wait)
 	vm.Expect(i, `keel: console shell started`, wait)
