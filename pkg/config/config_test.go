@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -100,8 +101,8 @@ func TestParseErrors(t *testing.T) {
 			`t.yml:4:10: onboot[0].net: invalid value "bridge": want "host", "new" or "none", or the absolute path of a namespace`},
 		{"bad capability", "onboot:\n  - name: a\n    image: b\n    capabilities: [CAP_FLY]\n",
 			`t.yml:4:20: onboot[0].capabilities[0]: unknown capability "CAP_FLY"`},
-		{"bad bind", "onboot:\n  - name: a\n    image: b\n    binds: [/var:var]\n",
-			`t.yml:4:13: onboot[0].binds[0]: invalid bind "/var:var": the destination must be an absolute path`},
+		{"bad bind", "onboot:\n  - name: a\n    image: b\n    binds: [\"/var::ro\"]\n",
+			`t.yml:4:13: onboot[0].binds[0]: invalid bind "/var::ro": the destination is empty`},
 		{"bad env", "onboot:\n  - name: a\n    image: b\n    env: [NOEQUALS]\n",
 			`t.yml:4:11: onboot[0].env[0]: invalid variable "NOEQUALS": want KEY=value`},
 		{"repeated key", "kernel:\n  image: a\n  image: b\n",
@@ -187,6 +188,42 @@ services:
 	want := `t.yml:10:30: services[0].uid: "format" names 4 entries (onboot[0], onboot[1], onshutdown[0], onshutdown[1]): it is the id of the last, onshutdown[1], as in LinuxKit`
 	if len(cfg.Warnings) != 1 || cfg.Warnings[0].Error() != want {
 		t.Errorf("warnings = %v\nwant %s", cfg.Warnings, want)
+	}
+}
+
+// LinuxKit's build passes a relative mount destination through to runc,
+// which takes it from the container's root; keel accepts it and says so,
+// at the line of each one.
+func TestParseRelativeDestinations(t *testing.T) {
+	const yml = `onboot:
+  - name: a
+    image: b
+    binds: [/etc:etc-copy]
+    binds.add: ["/var:../var2:ro"]
+    tmpfs: ["scratch:size=1m"]
+    mounts:
+      - type: overlay
+        source: overlay
+        destination: writeable-host-etc
+        options: [lowerdir=/etc]
+      - {type: tmpfs, destination: /abs}
+`
+	cfg, err := Parse("t.yml", []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range cfg.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`t.yml:4:13: onboot[0].binds[0]: relative destination "etc-copy" is taken from the container's root, as runc does: "/etc-copy" (write it so)`,
+		`t.yml:5:17: onboot[0].binds.add[0]: relative destination "../var2" is taken from the container's root, as runc does: "/var2" (write it so)`,
+		`t.yml:6:13: onboot[0].tmpfs[0]: relative destination "scratch" is taken from the container's root, as runc does: "/scratch" (write it so)`,
+		`t.yml:10:22: onboot[0].mounts[0].destination: relative destination "writeable-host-etc" is taken from the container's root, as runc does: "/writeable-host-etc" (write it so)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
