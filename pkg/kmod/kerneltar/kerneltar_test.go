@@ -1,4 +1,4 @@
-package initrd
+package kerneltar
 
 import (
 	"archive/tar"
@@ -29,7 +29,11 @@ func TestModuleIndexOfARealKernel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("KEEL_TEST_KERNEL_TAR: %v", err)
 	}
-	b, err := BuildModuleIndex(bytes.NewReader(raw))
+	releases, err := Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Index(releases)
 	if err != nil {
 		t.Fatal(err)
 	}
