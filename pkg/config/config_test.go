@@ -115,8 +115,6 @@ func TestParseErrors(t *testing.T) {
 			`t.yml:4:11: files[0].mode: invalid mode "rwx": want octal permissions such as "0644"`},
 		{"directory not bool", "files:\n  - path: x\n    symlink: y\n    directory: yes\n",
 			`t.yml:4:16: files[0].directory: expected true or false, got a string`},
-		{"kernel without image", "kernel:\n  cmdline: x\n",
-			`t.yml:2:3: kernel: image is required`},
 		{"null string", "kernel:\n  image: ~\n",
 			"t.yml:2:10: kernel.image: expected a string, got null"},
 		{"two documents", "kernel:\n  image: k\n---\ninit: [i]\n", "t.yml:3:1: a second YAML document: give one configuration per file"},

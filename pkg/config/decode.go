@@ -325,7 +325,6 @@ func (d *decoder) config(cfg *Config, n *yaml.Node) {
 func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 	n = resolve(n)
 	k.Pos = d.pos(n)
-	var hasImage bool
 	optional := func(field string, out **string) func(v *yaml.Node) {
 		return func(v *yaml.Node) {
 			var s string
@@ -334,9 +333,11 @@ func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 			}
 		}
 	}
-	if !d.mapping(n, "kernel", fields{
+	// No key is required: as in LinuxKit, a file merged after another may
+	// set only the fields it changes (Merge); Validate wants an image in
+	// the merged result.
+	d.mapping(n, "kernel", fields{
 		"image": func(v *yaml.Node) {
-			hasImage = true
 			if d.str(v, "kernel.image", &k.Image) {
 				d.imageRef(v, "kernel.image", k.Image)
 			}
@@ -351,12 +352,7 @@ func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 		},
 		"tar":   optional("kernel.tar", &k.Tar),
 		"ucode": optional("kernel.ucode", &k.UCode),
-	}) {
-		return
-	}
-	if !hasImage {
-		d.errorf(n, "kernel", "image is required")
-	}
+	})
 }
 
 // imageRef checks that ref parses the way the image cache will parse it.

@@ -378,6 +378,15 @@ func TestMerge(t *testing.T) {
 	if len(cfg.Init) != 2 || cfg.Init[1].Ref != "i:2" || strings.Join(names, ",") != "one,two,s1,s2" || len(cfg.Files) != 1 || cfg.File != a {
 		t.Errorf("merged = %+v", cfg)
 	}
+	// A later file may set only the kernel fields it changes, as
+	// LinuxKit's schema requires none; the merged result needs an image.
+	os.WriteFile(b, []byte("kernel:\n  cmdline: console=hvc0\n"), 0o644)
+	if cfg, err := Load(a, b); err != nil || cfg.Kernel.Image != "k:1" || cfg.Kernel.Cmdline != "console=hvc0" {
+		t.Errorf("kernel cmdline only in the later file: %+v, %v", cfg, err)
+	}
+	if _, err := Load(b); err == nil || err.Error() != b+":1:1: kernel: a kernel image is required\n"+b+":1:1: init: at least one init image is required" {
+		t.Errorf("no kernel image at all: %v", err)
+	}
 	os.WriteFile(b, []byte("services:\n  - {name: s1, image: y}\n"), 0o644)
 	_, err = Load(a, b)
 	want := b + `:2:12: services[1].name: duplicate name "s1" (first used at ` + a + ":8:12)"

@@ -213,3 +213,159 @@ func TestDepmodFilesWithKmod(t *testing.T) {
 		t.Errorf("modprobe -c:\n%s\nwant:\n%s", strings.Join(dumped, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// copyTree copies the module tree at src to root/lib/modules/release, and
+// returns that directory.
+func copyTree(t *testing.T, src, root, release string) string {
+	t.Helper()
+	dst := filepath.Join(root, "lib/modules", release)
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// lines is the sorted non-comment lines of a file.
+func lines(t *testing.T, p string) []string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The depmod files of the real lean tree (KMOD_TEST_TREE) say what the
+// host's depmod says of the same tree, and kmod's modprobe resolves every
+// module, alias and symbol the same through both.
+func TestDepmodFilesMatchDepmod(t *testing.T) {
+	modprobe := kmodModprobe(t)
+	depmod := filepath.Join(filepath.Dir(modprobe), "depmod")
+	tree := realTree(t)
+	src := os.Getenv("KMOD_TEST_TREE")
+	var release string
+	for _, m := range tree.Modules() {
+		if release = m.Info.Release(); release != "" {
+			break
+		}
+	}
+	conf := filepath.Join(t.TempDir(), "empty.conf")
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Theirs: depmod run on a copy, which holds what the tree holds
+	// (modules.order, modules.builtin) but no index yet.
+	theirRoot := t.TempDir()
+	theirs := copyTree(t, src, theirRoot, release)
+	for _, f := range tree.DepmodFiles() {
+		os.Remove(filepath.Join(theirs, f.Path))
+	}
+	if out, err := exec.Command(depmod, "-b", theirRoot, "-C", conf, release).CombinedOutput(); err != nil {
+		t.Fatalf("depmod: %v\n%s", err, out)
+	}
+	// Ours, on another copy.
+	ourRoot := t.TempDir()
+	ours := copyTree(t, src, ourRoot, release)
+	for _, f := range tree.DepmodFiles() {
+		if err := os.WriteFile(filepath.Join(ours, f.Path), f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, name := range []string{"modules.alias", "modules.symbols", "modules.softdep"} {
+		if a, b := lines(t, filepath.Join(ours, name)), lines(t, filepath.Join(theirs, name)); !slices.Equal(a, b) {
+			t.Errorf("%s differs from depmod's:\nours:\n%s\ndepmod's:\n%s", name, strings.Join(a, "\n"), strings.Join(b, "\n"))
+		}
+	}
+	// modules.dep: the same modules need the same others (depmod may list
+	// them in another valid order); in ours, each needs none listed before it.
+	deps := func(root string) map[string][]string {
+		out := map[string][]string{}
+		for _, l := range lines(t, filepath.Join(root, "modules.dep")) {
+			m, rest, _ := strings.Cut(l, ":")
+			out[m] = strings.Fields(rest)
+		}
+		return out
+	}
+	ourDeps, theirDeps := deps(ours), deps(theirs)
+	if len(ourDeps) != len(theirDeps) || len(ourDeps) == 0 {
+		t.Errorf("modules.dep has %d modules, depmod's %d", len(ourDeps), len(theirDeps))
+	}
+	for m, want := range theirDeps {
+		got := ourDeps[m]
+		if !sameSet(got, want) {
+			t.Errorf("modules.dep: %s needs %q, depmod says %q", m, got, want)
+		}
+		for i, d := range got {
+			for _, later := range got[:i] {
+				if slices.Contains(ourDeps[d], later) {
+					t.Errorf("modules.dep: %s: %s is listed after %s, which it needs", m, d, later)
+				}
+			}
+		}
+	}
+
+	// kmod's modprobe through the .bin indexes: the same modules for every
+	// module of the tree, and the same alias and symbol indexes.
+	probe := func(root, dir string, args ...string) string {
+		out, err := exec.Command(modprobe, append([]string{"-d", root, "-S", release, "-C", conf}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Errorf("modprobe %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.ReplaceAll(string(out), dir+"/", "")
+	}
+	sortedLines := func(s string) []string {
+		l := strings.Split(strings.TrimSpace(s), "\n")
+		slices.Sort(l)
+		return l
+	}
+	for _, m := range tree.Modules() {
+		a, b := probe(ourRoot, ours, "-D", m.Name), probe(theirRoot, theirs, "-D", m.Name)
+		if !slices.Equal(sortedLines(a), sortedLines(b)) {
+			t.Errorf("modprobe -D %s:\n%s\nwith depmod's files:\n%s", m.Name, a, b)
+		}
+	}
+	for _, name := range []string{"ext4", "crc32c", "fs-overlay", "char-major-10-200", "symbol:tun_get_socket"} {
+		a, b := probe(ourRoot, ours, "-D", name), probe(theirRoot, theirs, "-D", name)
+		if a != b {
+			t.Errorf("modprobe -D %s:\n%s\nwith depmod's files:\n%s", name, a, b)
+		}
+	}
+	dump := func(root, dir string) []string {
+		var out []string
+		for _, l := range sortedLines(probe(root, dir, "-c")) {
+			if strings.HasPrefix(l, "alias ") || strings.HasPrefix(l, "softdep ") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	if a, b := dump(ourRoot, ours), dump(theirRoot, theirs); !slices.Equal(a, b) || len(a) < 100 {
+		t.Errorf("modprobe -c: %d lines, %d with depmod's files; they differ or are too few", len(a), len(b))
+	}
+}
