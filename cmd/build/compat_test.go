@@ -470,7 +470,7 @@ files:
 	{
 		// What the guest's modprobe needs: depmod's files for the kernel's
 		// module tree, over any the kernel image's tar holds.
-		name: "module tree for modprobe",
+		name:  "module tree for modprobe",
 		files: []string{compatBase},
 		check: func(t *testing.T, b *compatBuild) {
 			for _, f := range []string{"modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin", "modules.softdep", "modules.symbols", "modules.symbols.bin", "modules.builtin.bin"} {
