@@ -100,11 +100,13 @@ func Read(r io.Reader) ([]Release, error) {
 			// A file that is not a readable module is still indexed by name
 			// and path: loading it by name then fails in the kernel, with
 			// the kernel's reason, rather than failing the build here.
+			// So is one whose symbol table cannot be read: it just
+			// exports nothing in modules.symbols.
 			info, err := kmod.ReadInfo(bytes.NewReader(data))
 			if err != nil {
 				info = &kmod.Info{}
-			} else if info.Exports, err = kmod.ReadExports(bytes.NewReader(data)); err != nil {
-				return nil, fmt.Errorf("modules tar: %s: %w", name, err)
+			} else {
+				info.Exports, _ = kmod.ReadExports(bytes.NewReader(data))
 			}
 			get(rel).modules = append(get(rel).modules, &kmod.Module{Name: kmod.NormalizeName(p), Path: p, Size: h.Size, Info: info})
 		}
