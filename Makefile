@@ -9,7 +9,7 @@ OUT     := out
 KEEL    := $(BIN)/keel
 
 # Debian packages the build, the tests and the demo need.
-APT_PACKAGES := qemu-system-x86 busybox-static libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq
+APT_PACKAGES := qemu-system-x86 busybox-static kmod libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq
 
 .PHONY: all deps keel images demo demo-build test test-go test-boot bench clean
 

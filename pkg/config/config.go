@@ -379,7 +379,9 @@ func (id ID) MarshalJSON() ([]byte, error) {
 const FirstID = 100
 
 // IDs maps each container name to the uid and gid allocated to it, which a
-// `uid`, `gid` or `additionalGids` may name.
+// `uid`, `gid` or `additionalGids` may name. Onboot and onshutdown names
+// may repeat: each entry still takes the next id, and the name maps to the
+// last one's, as LinuxKit's build does.
 func (c *Config) IDs() map[string]uint32 {
 	m := map[string]uint32{}
 	id := uint32(FirstID)
@@ -387,6 +389,22 @@ func (c *Config) IDs() map[string]uint32 {
 		for _, img := range l {
 			m[img.Name] = id
 			id++
+		}
+	}
+	return m
+}
+
+// idOwners maps each container name to the entries that bear it
+// ("onboot[0]", ...), in the order IDs allocates them: the last one's id is
+// the one a name resolves to.
+func (c *Config) idOwners() map[string][]string {
+	m := map[string][]string{}
+	for _, l := range []struct {
+		field  string
+		images []Image
+	}{{"onboot", c.Onboot}, {"onshutdown", c.Onshutdown}, {"services", c.Services}} {
+		for i, img := range l.images {
+			m[img.Name] = append(m[img.Name], fmt.Sprintf("%s[%d]", l.field, i))
 		}
 	}
 	return m

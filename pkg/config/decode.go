@@ -47,18 +47,21 @@ func Parse(file string, data []byte) (*Config, error) {
 	if len(d.errs) > 0 {
 		return nil, d.sorted()
 	}
+	cfg.Warnings = sortErrors(d.warns)
 	return cfg, nil
 }
 
 // sorted is the errors in file order, whatever order the checks ran in.
-func (d *decoder) sorted() Errors {
-	slices.SortStableFunc(d.errs, func(a, b *Error) int {
+func (d *decoder) sorted() Errors { return sortErrors(d.errs) }
+
+func sortErrors(es []*Error) []*Error {
+	slices.SortStableFunc(es, func(a, b *Error) int {
 		if a.Pos.Line != b.Pos.Line {
 			return a.Pos.Line - b.Pos.Line
 		}
 		return a.Pos.Column - b.Pos.Column
 	})
-	return d.errs
+	return es
 }
 
 // maxNodes bounds the size of a document with its aliases expanded, so that
@@ -98,14 +101,20 @@ func checkSize(file string, root *yaml.Node) error {
 // decoder walks a yaml.Node tree and collects errors instead of stopping at
 // the first one.
 type decoder struct {
-	file string
-	errs Errors
+	file  string
+	errs  Errors
+	warns []*Error
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.file, Line: n.Line, Column: n.Column} }
 
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
 	d.errs = append(d.errs, &Error{Pos: d.pos(n), Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// warnf records something accepted that the user should change.
+func (d *decoder) warnf(n *yaml.Node, field, format string, args ...any) {
+	d.warns = append(d.warns, &Error{Pos: d.pos(n), Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 // resolve follows aliases so that anchors (&x / *x) work everywhere.
@@ -308,8 +317,7 @@ func (d *decoder) config(cfg *Config, n *yaml.Node) {
 		},
 		"trust": func(v *yaml.Node) {
 			// LinuxKit's Docker Content Trust: keel pins digests instead.
-			cfg.Warnings = append(cfg.Warnings, &Error{Pos: d.pos(v), Field: "trust",
-				Msg: "ignored: keel does not use Docker Content Trust (pin images by digest instead)"})
+			d.warnf(v, "trust", "ignored: keel does not use Docker Content Trust (pin images by digest instead)")
 		},
 	})
 }
@@ -317,7 +325,6 @@ func (d *decoder) config(cfg *Config, n *yaml.Node) {
 func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 	n = resolve(n)
 	k.Pos = d.pos(n)
-	var hasImage bool
 	optional := func(field string, out **string) func(v *yaml.Node) {
 		return func(v *yaml.Node) {
 			var s string
@@ -326,9 +333,11 @@ func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 			}
 		}
 	}
-	if !d.mapping(n, "kernel", fields{
+	// No key is required: as in LinuxKit, a file merged after another may
+	// set only the fields it changes (Merge); Validate wants an image in
+	// the merged result.
+	d.mapping(n, "kernel", fields{
 		"image": func(v *yaml.Node) {
-			hasImage = true
 			if d.str(v, "kernel.image", &k.Image) {
 				d.imageRef(v, "kernel.image", k.Image)
 			}
@@ -343,12 +352,7 @@ func (d *decoder) kernel(k *Kernel, n *yaml.Node) {
 		},
 		"tar":   optional("kernel.tar", &k.Tar),
 		"ucode": optional("kernel.ucode", &k.UCode),
-	}) {
-		return
-	}
-	if !hasImage {
-		d.errorf(n, "kernel", "image is required")
-	}
+	})
 }
 
 // imageRef checks that ref parses the way the image cache will parse it.

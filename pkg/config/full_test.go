@@ -230,7 +230,7 @@ var badInputs = []struct{ name, yaml, want string }{
 	{"capability all with others", "onboot:\n  - name: a\n    image: b\n    capabilities: [all, CAP_CHOWN]\n", `t.yml:4:20: onboot[0].capabilities[0]: "all" must be the only entry of capabilities`},
 	{"unknown capability", "onboot:\n  - name: a\n    image: b\n    ambient: [CAP_FLY]\n", `t.yml:4:15: onboot[0].ambient[0]: unknown capability "CAP_FLY"`},
 	{"bad namespace", "onboot:\n  - name: a\n    image: b\n    pid: none\n", `t.yml:4:10: onboot[0].pid: invalid value "none": want "host" or "new", or the absolute path of a namespace`},
-	{"bad tmpfs", "onboot:\n  - name: a\n    image: b\n    tmpfs: [tmp]\n", `t.yml:4:13: onboot[0].tmpfs[0]: invalid tmpfs "tmp": want /destination[:options]`},
+	{"bad tmpfs", "onboot:\n  - name: a\n    image: b\n    tmpfs: [\":size=1m\"]\n", `t.yml:4:13: onboot[0].tmpfs[0]: invalid tmpfs ":size=1m": want /destination[:options]`},
 	{"bind bad source", "onboot:\n  - name: a\n    image: b\n    binds.add: [\"./x:/x\"]\n", `t.yml:4:17: onboot[0].binds.add[0]: invalid bind "./x:/x": the source must be an absolute path or a volume name`},
 	{"mount without type", "onboot:\n  - name: a\n    image: b\n    mounts: [{source: /x, destination: /y}]\n", `t.yml:4:14: onboot[0].mounts[0]: the mount at "/y" has no type`},
 	{"mount unknown key", "onboot:\n  - name: a\n    image: b\n    mounts: [{dest: /y}]\n", `t.yml:4:15: onboot[0].mounts[0]: unknown key "dest" (known keys: destination, gidMappings, options, source, type, uidMappings)`},
@@ -377,6 +377,15 @@ func TestMerge(t *testing.T) {
 	}
 	if len(cfg.Init) != 2 || cfg.Init[1].Ref != "i:2" || strings.Join(names, ",") != "one,two,s1,s2" || len(cfg.Files) != 1 || cfg.File != a {
 		t.Errorf("merged = %+v", cfg)
+	}
+	// A later file may set only the kernel fields it changes, as
+	// LinuxKit's schema requires none; the merged result needs an image.
+	os.WriteFile(b, []byte("kernel:\n  cmdline: console=hvc0\n"), 0o644)
+	if cfg, err := Load(a, b); err != nil || cfg.Kernel.Image != "k:1" || cfg.Kernel.Cmdline != "console=hvc0" {
+		t.Errorf("kernel cmdline only in the later file: %+v, %v", cfg, err)
+	}
+	if _, err := Load(b); err == nil || err.Error() != b+":1:1: kernel: a kernel image is required\n"+b+":1:1: init: at least one init image is required" {
+		t.Errorf("no kernel image at all: %v", err)
 	}
 	os.WriteFile(b, []byte("services:\n  - {name: s1, image: y}\n"), 0o644)
 	_, err = Load(a, b)

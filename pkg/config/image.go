@@ -189,6 +189,16 @@ func (d *decoder) imageConfigFields(ic *ImageConfig, field string) fields {
 			}
 		}
 	}
+	binds := func(key string, out *[]string) func(v *yaml.Node) {
+		return func(v *yaml.Node) {
+			strs(key, out, checkBind)(v)
+			for i, b := range *out {
+				if _, dst, _, err := ParseBind(b); err == nil {
+					d.relativeDestination(elem(v, i), fmt.Sprintf("%s.%s[%d]", field, key, i), dst)
+				}
+			}
+		}
+	}
 	ns := func(key string, out *string, extra ...string) func(v *yaml.Node) {
 		return func(v *yaml.Node) { d.namespace(v, field+"."+key, out, extra...) }
 	}
@@ -205,12 +215,26 @@ func (d *decoder) imageConfigFields(ic *ImageConfig, field string) fields {
 			for i := range ic.Mounts {
 				if err := completeMount(&ic.Mounts[i]); err != nil {
 					d.errorf(elem(v, i), fmt.Sprintf("%s[%d]", f, i), "%v", err)
+					continue
+				}
+				at := elem(v, i)
+				if dn := mappingValue(at, "destination"); dn != nil {
+					at = dn
+				}
+				d.relativeDestination(at, fmt.Sprintf("%s[%d].destination", f, i), ic.Mounts[i].Destination)
+			}
+		},
+		"binds":     binds("binds", &ic.Binds),
+		"binds.add": binds("binds.add", &ic.BindsAdd),
+		"tmpfs": func(v *yaml.Node) {
+			f := field + ".tmpfs"
+			strs("tmpfs", &ic.Tmpfs, checkTmpfs)(v)
+			for i, t := range ic.Tmpfs {
+				if dst, _, err := ParseTmpfs(t); err == nil {
+					d.relativeDestination(elem(v, i), fmt.Sprintf("%s[%d]", f, i), dst)
 				}
 			}
 		},
-		"binds":     strs("binds", &ic.Binds, checkBind),
-		"binds.add": strs("binds.add", &ic.BindsAdd, checkBind),
-		"tmpfs":     strs("tmpfs", &ic.Tmpfs, checkTmpfs),
 		"devices": func(v *yaml.Node) {
 			ic.Devices = []Device{}
 			d.list(v, field+".devices", func(_ int, e *yaml.Node, f string) {
@@ -357,6 +381,38 @@ func (d *decoder) checkEach(n *yaml.Node, field string, values []string, check f
 	}
 }
 
+// relativeDestination warns about a mount destination that is not
+// absolute. LinuxKit's build passes one through and runc takes it from the
+// container's root (LinuxKit's own tests mount at "writeable-host-etc"), so
+// keel accepts it too; the spec makes it absolute (ContainerPath).
+func (d *decoder) relativeDestination(n *yaml.Node, field, dst string) {
+	if path.IsAbs(dst) {
+		return
+	}
+	d.warnf(n, field, "relative destination %q is taken from the container's root, as runc does: %q (write it so)", dst, ContainerPath(dst))
+}
+
+// ContainerPath is where runc mounts a destination: a relative one is
+// taken from the container's root, and the path is cleaned, so ".." cannot
+// climb above that root.
+func ContainerPath(dst string) string {
+	return path.Clean("/" + dst)
+}
+
+// mappingValue is the value of key in the mapping n, or nil.
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return resolve(n.Content[i+1])
+		}
+	}
+	return nil
+}
+
 func checkEnv(s string) error {
 	k, _, ok := strings.Cut(s, "=")
 	if !ok || k == "" {
@@ -388,15 +444,17 @@ func checkPropagation(s string) error {
 }
 
 // ParseBind splits "src:dst[:opts]" into its parts; opts are separated by
-// commas. src is an absolute path or the name of a volume.
+// commas. src is an absolute path or the name of a volume; dst should be
+// absolute, and a relative one is taken from the container's root
+// (ContainerPath), as runc does.
 func ParseBind(s string) (src, dst string, opts []string, err error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 {
 		return "", "", nil, fmt.Errorf("invalid bind %q: want src:dst[:options]", s)
 	}
 	src, dst = parts[0], parts[1]
-	if !path.IsAbs(dst) {
-		return "", "", nil, fmt.Errorf("invalid bind %q: the destination must be an absolute path", s)
+	if dst == "" {
+		return "", "", nil, fmt.Errorf("invalid bind %q: the destination is empty", s)
 	}
 	if !path.IsAbs(src) && !validVolumeName.MatchString(src) {
 		return "", "", nil, fmt.Errorf("invalid bind %q: the source must be an absolute path or a volume name", s)
@@ -417,10 +475,11 @@ func checkBind(s string) error {
 	return err
 }
 
-// ParseTmpfs splits "dst[:opts]".
+// ParseTmpfs splits "dst[:opts]"; a relative dst is taken from the
+// container's root (ContainerPath), as runc does.
 func ParseTmpfs(s string) (dst string, opts []string, err error) {
 	dst, o, hasOpts := strings.Cut(s, ":")
-	if !path.IsAbs(dst) {
+	if dst == "" {
 		return "", nil, fmt.Errorf("invalid tmpfs %q: want /destination[:options]", s)
 	}
 	if hasOpts {
@@ -515,9 +574,6 @@ func completeMount(m *specs.Mount) error {
 	}
 	if m.Destination == "" {
 		return fmt.Errorf("the %s mount has no destination", m.Type)
-	}
-	if !path.IsAbs(m.Destination) {
-		return fmt.Errorf("invalid destination %q: want an absolute path", m.Destination)
 	}
 	return nil
 }

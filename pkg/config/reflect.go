@@ -30,16 +30,15 @@ func (d *decoder) value(n *yaml.Node, field string, out reflect.Value) bool {
 	case reflect.Struct:
 		fs := fields{}
 		ok := true
-		t := out.Type()
-		for i := 0; i < t.NumField(); i++ {
-			sf := t.Field(i)
-			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-			if name == "" || name == "-" || !sf.IsExported() {
-				continue
-			}
-			fv := out.Field(i)
-			fs[name] = func(v *yaml.Node) {
-				if !d.value(v, field+"."+name, fv) {
+		for _, jf := range jsonFields(out.Type()) {
+			fs[jf.name] = func(v *yaml.Node) {
+				fv, settable := fieldByIndex(out, jf.index)
+				if !settable {
+					d.errorf(v, field+"."+jf.name, "keel cannot decode this field (in an unexported embedded pointer)")
+					ok = false
+					return
+				}
+				if !d.value(v, field+"."+jf.name, fv) {
 					ok = false
 				}
 			}
@@ -158,4 +157,117 @@ func (d *decoder) integer(n *yaml.Node, field string) (int64, bool) {
 		return 0, false
 	}
 	return i, true
+}
+
+// jsonField is one key of a struct's JSON form and the field that holds it.
+type jsonField struct {
+	name   string
+	index  []int // as reflect.Value.FieldByIndex takes it
+	tagged bool
+}
+
+// jsonFields lists the keys encoding/json reads and writes for the struct
+// type t, so that the YAML takes exactly the keys config.json has. Its
+// rules: a field's key is its tag's name, else its Go name; "-" and
+// unexported fields are skipped; the fields of an embedded struct with no
+// tag name are promoted (runtime-spec's LinuxWeightDevice takes major and
+// minor from an embedded LinuxBlockIODevice); a shallower field hides a
+// deeper one of the same key, and two at one depth hide each other unless
+// only one is tagged.
+func jsonFields(t reflect.Type) []jsonField {
+	type level struct {
+		t     reflect.Type
+		index []int
+	}
+	var all []jsonField
+	seen := map[reflect.Type]bool{}
+	for next := []level{{t, nil}}; len(next) > 0; {
+		current := next
+		next = nil
+		for _, l := range current {
+			if seen[l.t] {
+				continue
+			}
+			seen[l.t] = true
+			for i := 0; i < l.t.NumField(); i++ {
+				sf := l.t.Field(i)
+				ft := sf.Type
+				if ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				if sf.Anonymous {
+					if !sf.IsExported() && ft.Kind() != reflect.Struct {
+						continue
+					}
+				} else if !sf.IsExported() {
+					continue
+				}
+				tag := sf.Tag.Get("json")
+				if tag == "-" {
+					continue
+				}
+				name, _, _ := strings.Cut(tag, ",")
+				index := append(append([]int{}, l.index...), i)
+				if name == "" && sf.Anonymous && ft.Kind() == reflect.Struct {
+					next = append(next, level{ft, index})
+					continue
+				}
+				jf := jsonField{name: name, index: index, tagged: name != ""}
+				if name == "" {
+					jf.name = sf.Name
+				}
+				all = append(all, jf)
+			}
+		}
+	}
+	// Dominance, by key: the shallowest fields win; of several at that
+	// depth, a lone tagged one wins, and otherwise the key is dropped.
+	byName := map[string][]jsonField{}
+	var order []string
+	for _, f := range all {
+		if _, ok := byName[f.name]; !ok {
+			order = append(order, f.name)
+		}
+		byName[f.name] = append(byName[f.name], f)
+	}
+	var out []jsonField
+	for _, name := range order {
+		fs := byName[name]
+		depth := len(fs[0].index) // all is in depth order
+		var top, tagged []jsonField
+		for _, f := range fs {
+			if len(f.index) == depth {
+				top = append(top, f)
+				if f.tagged {
+					tagged = append(tagged, f)
+				}
+			}
+		}
+		switch {
+		case len(top) == 1:
+			out = append(out, top[0])
+		case len(tagged) == 1:
+			out = append(out, tagged[0])
+		}
+	}
+	return out
+}
+
+// fieldByIndex is v's field at index, allocating the embedded pointers on
+// the way as encoding/json does; settable is false where it cannot (a nil
+// pointer to an unexported embedded struct).
+func fieldByIndex(v reflect.Value, index []int) (f reflect.Value, settable bool) {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				if !v.CanSet() {
+					return reflect.Value{}, false
+				}
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v, v.CanSet()
 }

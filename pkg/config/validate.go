@@ -3,10 +3,12 @@ package config
 import (
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Validate checks the configuration as a whole: what a build needs, names
-// and paths that must be unique, the names a uid or gid refers to, the
+// and paths that must be unique (service names, not onboot or onshutdown
+// ones: their bundles are NNN-name, as in LinuxKit), the names a uid or gid refers to, the
 // volumes binds refer to, the services depends_on refers to (and that they
 // form no cycle), and file sources that must exist. Parse has
 // already checked each entry on its own.
@@ -31,12 +33,18 @@ func (c *Config) Validate() error {
 		}
 		vols[v.Name] = v.Pos
 	}
+	owners := c.idOwners()
 	checkID := func(id *ID, field string) {
 		if id == nil {
 			return
 		}
 		if _, err := id.Resolve(ids); err != nil {
 			add(id.Pos, field, "%v", err)
+			return
+		}
+		if o := owners[id.Name]; len(o) > 1 {
+			c.Warnings = append(c.Warnings, &Error{Pos: id.Pos, Field: field,
+				Msg: fmt.Sprintf("%q names %d entries (%s): it is the id of the last, %s, as in LinuxKit", id.Name, len(o), strings.Join(o, ", "), o[len(o)-1])})
 		}
 	}
 	for _, l := range []struct {
@@ -46,9 +54,13 @@ func (c *Config) Validate() error {
 		first := map[string]Pos{}
 		for i, img := range l.images {
 			f := fmt.Sprintf("%s[%d]", l.field, i)
-			if p, dup := first[img.Name]; dup {
+			// Services run side by side, each a containerd container
+			// named after its entry; onboot and onshutdown entries run
+			// one at a time from NNN-name bundles, so LinuxKit's own
+			// examples list two "format" or two "mount" entries.
+			if p, dup := first[img.Name]; dup && l.field == "services" {
 				add(img.NamePos, f+".name", "duplicate name %q (first used at %s)", img.Name, p)
-			} else {
+			} else if !dup {
 				first[img.Name] = img.NamePos
 			}
 			checkID(img.UID, f+".uid")

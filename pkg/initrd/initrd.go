@@ -82,8 +82,10 @@ type Contents struct {
 	// root after the init images.
 	Modules *Layer
 	Bundles []Bundle
-	// ModuleIndex, when set, is written at kmod.IndexPath.
-	ModuleIndex []byte
+	// ModuleFiles are the files made from Modules (kerneltar.GuestFiles):
+	// the module index at kmod.IndexPath and depmod's files, written
+	// over the tar's.
+	ModuleFiles []kmod.File
 	// Files are written last into the root, over anything else.
 	Files []config.File
 	// Overlays says that the init images' PID 1 mounts a writable
@@ -128,10 +130,14 @@ func writeRoot(a *Archive, c Contents) error {
 		return err
 	}
 	root = append(root, base)
-	if c.ModuleIndex != nil {
-		idx, err := memoryLayer("module index", []*tar.Header{
-			{Name: kmod.IndexPath, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(c.ModuleIndex))},
-		}, map[string][]byte{kmod.IndexPath: c.ModuleIndex})
+	if len(c.ModuleFiles) > 0 {
+		var hs []*tar.Header
+		data := map[string][]byte{}
+		for _, f := range c.ModuleFiles {
+			hs = append(hs, &tar.Header{Name: f.Path, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f.Data))})
+			data[f.Path] = f.Data
+		}
+		idx, err := memoryLayer("module index", hs, data)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
+	"github.com/keel-os/keel/pkg/kmod"
+	"github.com/keel-os/keel/pkg/kmod/kerneltar"
 	"github.com/keel-os/keel/pkg/progress"
 )
 
@@ -205,7 +207,7 @@ func Write(o Outputs, b Build) error {
 			Open: func() (io.ReadCloser, error) { return os.Open(modules) },
 			ID:   kid,
 		}
-		if c.ModuleIndex, err = moduleIndex(modules); err != nil {
+		if c.ModuleFiles, err = moduleFiles(modules); err != nil {
 			return fmt.Errorf("kernel image %s: %w", b.Kernel.Ref, err)
 		}
 	}
@@ -465,19 +467,15 @@ func tarAddFile(tw *tar.Writer, name, file string, mtime int64) error {
 	return err
 }
 
-// moduleIndex reads the modules of the kernel.tar at p into the index
-// written at kmod.IndexPath.
-func moduleIndex(p string) ([]byte, error) {
+// moduleFiles reads the modules of the kernel.tar at p into the module
+// index and depmod's files (kerneltar.GuestFiles).
+func moduleFiles(p string) ([]kmod.File, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	ix, err := BuildModuleIndex(f)
-	if err != nil {
-		return nil, err
-	}
-	return ix, nil
+	return kerneltar.GuestFiles(f)
 }
 
 // Mtime is the time stamped on every initrd entry: $SOURCE_DATE_EPOCH

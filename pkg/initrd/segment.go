@@ -146,8 +146,8 @@ func (c Contents) segments() ([]segment, error) {
 	if c.Modules != nil {
 		parts = append(parts, "modules", c.Modules.ID)
 	}
-	if c.ModuleIndex != nil {
-		parts = append(parts, "index", digestOf(c.ModuleIndex))
+	for _, f := range c.ModuleFiles {
+		parts = append(parts, "module file", f.Path, digestOf(f.Data))
 	}
 	files, err := json.Marshal(c.Files)
 	if err != nil {

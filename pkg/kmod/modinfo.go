@@ -37,6 +37,9 @@ type Info struct {
 	// for; the kernel refuses a module whose vermagic does not match.
 	Vermagic string
 	License  string
+	// Exports are the symbols the module exports to others (ReadExports),
+	// for modules.symbols; ReadInfo leaves them empty.
+	Exports []string
 }
 
 // Release is the kernel release at the front of Vermagic, e.g.

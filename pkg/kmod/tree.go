@@ -33,6 +33,54 @@ type Tree struct {
 	// aliases maps a literal alias (no glob characters) to the modules that
 	// declare it; "crc32c" is one, as softdeps use such names.
 	aliases map[string][]string
+	// order is each module's position in modules.order, by path (SetOrder).
+	order map[string]int
+}
+
+// SetOrder records the order of modules.order (module paths, one a line,
+// as the kernel's build wrote them): depmod lists modules in that order,
+// and where several modules answer to one alias, the first one is
+// preferred. Modules it does not list come after, by path.
+func (t *Tree) SetOrder(paths []string) {
+	t.order = make(map[string]int, len(paths))
+	for i, p := range paths {
+		p = strings.TrimSpace(p)
+		// modules.order names the .ko of a module whose file may be
+		// compressed (.ko.xz) in the tree.
+		if _, seen := t.order[p]; p != "" && !seen {
+			t.order[p] = i
+		}
+	}
+}
+
+// ordered returns the modules in modules.order order (SetOrder), the rest
+// after them by path.
+func (t *Tree) ordered() []*Module {
+	ms := t.Modules()
+	pos := func(m *Module) (int, bool) {
+		if i, ok := t.order[m.Path]; ok {
+			return i, true
+		}
+		for _, ext := range moduleExts[1:] {
+			if base, ok := strings.CutSuffix(m.Path, ext); ok {
+				i, ok := t.order[base+".ko"]
+				return i, ok
+			}
+		}
+		return 0, false
+	}
+	sort.SliceStable(ms, func(i, j int) bool {
+		a, aok := pos(ms[i])
+		b, bok := pos(ms[j])
+		switch {
+		case aok && bok:
+			return a < b
+		case aok != bok:
+			return aok
+		}
+		return false // both unlisted: by path, as Modules sorted them
+	})
+	return ms
 }
 
 // NewTree makes a tree of the given modules and built-in module names. When
@@ -92,7 +140,13 @@ func LoadTree(fsys fs.FS) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewTree(modules, builtin), nil
+	order, err := readList(fsys, "modules.order")
+	if err != nil {
+		return nil, err
+	}
+	t := NewTree(modules, builtin)
+	t.SetOrder(order)
+	return t, nil
 }
 
 func readModule(fsys fs.FS, p string) (*Module, error) {
@@ -119,30 +173,43 @@ func readModule(fsys fs.FS, p string) (*Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", p, err)
 	}
+	if info.Exports, err = ReadExports(ra); err != nil {
+		return nil, fmt.Errorf("module %s: %w", p, err)
+	}
 	return &Module{Name: NormalizeName(p), Path: p, Size: st.Size(), Info: info}, nil
 }
 
 // readBuiltin reads modules.builtin: one path of a built-in module a line.
 func readBuiltin(fsys fs.FS) ([]string, error) {
-	f, err := fsys.Open("modules.builtin")
+	lines, err := readList(fsys, "modules.builtin")
+	for i, l := range lines {
+		lines[i] = NormalizeName(l)
+	}
+	return lines, err
+}
+
+// readList reads the non-empty lines of the file name, trimmed; a missing
+// file is an empty list.
+func readList(fsys fs.FS, name string) ([]string, error) {
+	f, err := fsys.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read modules.builtin: %w", err)
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	defer f.Close()
-	var names []string
+	var lines []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if line := strings.TrimSpace(sc.Text()); line != "" {
-			names = append(names, NormalizeName(line))
+			lines = append(lines, line)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read modules.builtin: %w", err)
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	return names, nil
+	return lines, nil
 }
 
 // Module returns the module called name (dashes or underscores).

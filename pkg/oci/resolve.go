@@ -101,20 +101,65 @@ func (r *Resolver) Image(ctx context.Context, ref string) (v1.Image, error) {
 }
 
 // Refresh makes the cache hold the newest ref: from a layout that has it,
-// or pulled from its registry (keel build --pull).
+// or pulled from its registry (keel build --pull). keel's own base images
+// (LocalNamespace) have no registry: the cache's copy is the newest.
 func (r *Resolver) Refresh(ctx context.Context, ref string) error {
 	if _, ok, err := r.fromLayouts(ref); ok || err != nil {
 		return err
 	}
+	if nref, err := parseRemoteRef(ref); err == nil && isLocalImage(nref) {
+		if img, err := r.Cache.Image(ref); err == nil && checkPlatform(img, r.platform()) == nil {
+			r.logf("image %s: made by `make images`, kept from the cache\n", ref)
+			return nil
+		}
+	}
 	return r.Pull(ctx, ref)
+}
+
+// LocalNamespace is the namespace of keel's own base images (keel/kernel,
+// keel/init, keel/busybox, keel/boot), which `make images` makes into the
+// local cache. On Docker Hub, keel/ belongs to someone else: a missing
+// base image must never be fetched from there instead.
+const LocalNamespace = "keel/"
+
+// ErrLocalImage is returned for a pull of one of keel's base images from
+// Docker Hub.
+var ErrLocalImage = errors.New("keel's base images are made by `make images` into the local cache, never pulled from Docker Hub")
+
+// isLocalImage reports whether ref names one of keel's base images: the
+// LocalNamespace of the default registry (docker.io), which is where a
+// name without a registry points.
+func isLocalImage(ref name.Reference) bool {
+	return ref.Context().RegistryStr() == name.DefaultRegistry &&
+		strings.HasPrefix(ref.Context().RepositoryStr(), LocalNamespace)
+}
+
+// localImageError says that ref, one of keel's base images, is missing
+// from the cache, or is there for another platform only, and how to make
+// it.
+func (r *Resolver) localImageError(ref string) error {
+	want := r.platform()
+	if img, err := r.Cache.Image(ref); err == nil {
+		if cf, err := img.ConfigFile(); err == nil && checkPlatform(img, want) != nil {
+			return fmt.Errorf("no %s for %s/%s: the cache %s has it for %s/%s only, and %w",
+				ref, want.OS, want.Architecture, r.Cache.Dir, cf.OS, cf.Architecture, ErrLocalImage)
+		}
+	}
+	return fmt.Errorf("%s is not in the cache %s, and %w: run `make images` (with KEEL_CACHE=%s, if that is the cache you build with)",
+		ref, r.Cache.Dir, ErrLocalImage, r.Cache.Dir)
 }
 
 // Pull fetches ref from its registry into the cache, whether or not the
 // cache already has it. Blobs the cache holds are not fetched again.
+// keel's own base images (LocalNamespace) are refused: they are made, not
+// pulled.
 func (r *Resolver) Pull(ctx context.Context, ref string) error {
 	nref, err := parseRemoteRef(ref)
 	if err != nil {
 		return err
+	}
+	if isLocalImage(nref) {
+		return r.localImageError(ref)
 	}
 	platform := r.platform()
 	kc := r.Keychain

@@ -376,7 +376,9 @@ func capabilities(names []string) ([]string, error) {
 
 // mountList is LinuxKit's: the defaults, then tmpfs, binds and mounts,
 // each replacing a mount at the same destination, sorted by destination
-// (so that /dev comes before /dev/pts).
+// (so that /dev comes before /dev/pts). Destinations are made absolute as
+// runc resolves them (config.ContainerPath): LinuxKit passes a relative one
+// through, and config.json should say where the mount really is.
 func mountList(e config.ImageConfig, readonly bool) ([]specs.Mount, error) {
 	byDst := map[string]specs.Mount{}
 	for _, m := range defaultMounts(readonly) {
@@ -387,7 +389,7 @@ func mountList(e config.ImageConfig, readonly bool) ([]specs.Mount, error) {
 		if err != nil {
 			return nil, err
 		}
-		dst = path.Clean(dst)
+		dst = config.ContainerPath(dst)
 		byDst[dst] = specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: opts}
 	}
 	for _, b := range e.Binds {
@@ -403,14 +405,14 @@ func mountList(e config.ImageConfig, readonly bool) ([]specs.Mount, error) {
 		} else if !slices.Contains(opts, "rbind") && !slices.Contains(opts, "bind") {
 			opts = append(opts, "rbind")
 		}
-		dst = path.Clean(dst)
+		dst = config.ContainerPath(dst)
 		byDst[dst] = specs.Mount{Destination: dst, Type: "bind", Source: path.Clean(src), Options: opts}
 	}
 	for _, m := range e.Mounts {
 		if m.Type == "bind" && !path.IsAbs(m.Source) {
 			return nil, fmt.Errorf("mount of %q at %s: volumes are not built by keel yet", m.Source, m.Destination)
 		}
-		m.Destination = path.Clean(m.Destination)
+		m.Destination = config.ContainerPath(m.Destination)
 		byDst[m.Destination] = m
 	}
 	out := make([]specs.Mount, 0, len(byDst))

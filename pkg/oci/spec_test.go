@@ -414,3 +414,43 @@ func TestRuntimeSpecTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A relative destination, from the YAML or a label, lands in config.json
+// where runc would mount it: from the container's root. It replaces an
+// absolute mount at the same place, as two spellings of one path do.
+func TestRuntimeSpecRelativeDestinations(t *testing.T) {
+	label := `{"binds": ["/etc:label-etc"]}`
+	img := imageConfig(v1.Config{Cmd: []string{"x"}, Labels: map[string]string{config.LabelKey: label}})
+	e, ids := parseEntry(t, "onboot", `
+name: a
+image: x
+binds.add: ["/var:../var2:ro"]
+tmpfs: ["scratch:size=1m", /dev/shm]
+mounts:
+  - {type: overlay, source: overlay, destination: writeable-host-etc, options: [lowerdir=/etc]}
+  - {type: tmpfs, destination: dev/shm, options: [size=2m]}`)
+	s, _, err := Specs(bundle.Onboot, e, img, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mountStrings(s)
+	for _, want := range []string{
+		"/etc->/label-etc=bind:rw,rbind,rshared",
+		"/var->/var2=bind:ro,rbind",
+		"/scratch=tmpfs:size=1m",
+		"/writeable-host-etc=overlay:lowerdir=/etc",
+		"/dev/shm=tmpfs:size=2m",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no %s in %q", want, got)
+		}
+	}
+	for _, m := range s.Mounts {
+		if !strings.HasPrefix(m.Destination, "/") {
+			t.Errorf("relative destination %q in config.json", m.Destination)
+		}
+	}
+	if n := strings.Count(strings.Join(got, " "), "/dev/shm="); n != 1 {
+		t.Errorf("%d mounts at /dev/shm, want 1: %q", n, got)
+	}
+}

@@ -1,4 +1,4 @@
-package initrd
+package kerneltar
 
 import (
 	"archive/tar"
@@ -29,7 +29,11 @@ func TestModuleIndexOfARealKernel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("KEEL_TEST_KERNEL_TAR: %v", err)
 	}
-	b, err := BuildModuleIndex(bytes.NewReader(raw))
+	releases, err := Read(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Index(releases)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,5 +149,53 @@ func TestModuleIndexOfARealKernel(t *testing.T) {
 				t.Errorf("closure %q: %s does not come after its dependency %s", names, m.Name, d)
 			}
 		}
+	}
+}
+
+// What the build adds to the guest from a real kernel.tar: the index, and
+// depmod's files in the release's directory, the same as the tree read
+// from disk gives (KMOD_TEST_TREE, that tar unpacked): exported symbols
+// and the module order come through the tar as they do from the disk.
+func TestGuestFilesOfARealKernel(t *testing.T) {
+	p, dir := os.Getenv("KEEL_TEST_KERNEL_TAR"), os.Getenv("KMOD_TEST_TREE")
+	if p == "" || dir == "" {
+		t.Skip("KEEL_TEST_KERNEL_TAR or KMOD_TEST_TREE not set (make test-go sets both)")
+	}
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := GuestFiles(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := kmod.LoadTree(os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]byte{}
+	for _, f := range files {
+		got[f.Path] = f.Data
+	}
+	if _, ok := got[kmod.IndexPath]; !ok {
+		t.Errorf("no %s", kmod.IndexPath)
+	}
+	var release string
+	for _, m := range tree.Modules() {
+		if release = m.Info.Release(); release != "" {
+			break
+		}
+	}
+	for _, f := range tree.DepmodFiles() {
+		p := path.Join("lib/modules", release, f.Path)
+		if !bytes.Equal(got[p], f.Data) {
+			t.Errorf("%s: %d bytes from the tar, %d from the tree on disk", p, len(got[p]), len(f.Data))
+		}
+	}
+	if sym := got[path.Join("lib/modules", release, "modules.symbols")]; bytes.Count(sym, []byte("\n")) < 100 {
+		t.Errorf("modules.symbols has %d lines", bytes.Count(sym, []byte("\n")))
+	}
+	if len(files) != 1+len(tree.DepmodFiles()) {
+		t.Errorf("%d files, want the index and %d depmod files", len(files), len(tree.DepmodFiles()))
 	}
 }
