@@ -50,6 +50,9 @@ type Containerd struct {
 	Ready time.Duration
 	// Backoff spaces the restarts; 0.5 s doubling to 30 s if zero.
 	Backoff Backoff
+	// Cgroup, when set, is the cgroup v2 directory containerd is started
+	// in (below CgroupRoot, /sys/fs/cgroup if empty), so that Idle works.
+	Cgroup, CgroupRoot string
 
 	mu     sync.Mutex
 	client *containerd.Client
@@ -59,6 +62,27 @@ type Containerd struct {
 	log    *logfile.File
 	// stopped is set by Stop: a Start racing a shutdown starts nothing.
 	stopped bool
+	idle    bool // containerd yields the CPU (Idle)
+}
+
+// Idle makes containerd, and the shims it starts, yield the CPU to every
+// other process (on), or stop yielding. Set before Start, it holds from the
+// daemon's first instruction. Without a Cgroup it does nothing; a kernel
+// without cgroup cpu.idle makes it a warning.
+func (c *Containerd) Idle(on bool) {
+	// Under mu, as start's write is: the last said is the one in force.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = on
+	if c.Cgroup == "" {
+		return
+	}
+	if _, err := os.Stat(c.Cgroup); err != nil {
+		return // not made yet: start sets it
+	}
+	if err := (containerdCgroup{dir: c.Cgroup}).idle(on); err != nil {
+		c.Log.Warn("containerd", "err", err)
+	}
 }
 
 func (c *Containerd) defaults() {
@@ -185,6 +209,16 @@ func (c *Containerd) start(ctx context.Context) (Process, error) {
 	cmd.Env = c.Env
 	// Its own process group: a ctrl-c on the console is not for it.
 	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	if c.Cgroup != "" {
+		cg, err := c.cgroup()
+		if err != nil {
+			c.Log.Warn("containerd: started outside its cgroup", "err", err)
+		} else {
+			defer cg.Close()
+			cmd.SysProcAttr.UseCgroupFD = true
+			cmd.SysProcAttr.CgroupFD = int(cg.Fd())
+		}
+	}
 	exited, err := c.Reaper.Start(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", c.Binary, err)
@@ -212,6 +246,26 @@ func (c *Containerd) start(ctx context.Context) (Process, error) {
 	}
 	c.Log.Info("containerd ready", "pid", cmd.Process.Pid, "duration", time.Since(start).Round(time.Millisecond))
 	return p, nil
+}
+
+// cgroup makes containerd's cgroup, with cpu.idle as Idle last said, and
+// opens it.
+func (c *Containerd) cgroup() (*os.File, error) {
+	root := c.CgroupRoot
+	if root == "" {
+		root = "/sys/fs/cgroup"
+	}
+	g := containerdCgroup{dir: c.Cgroup}
+	f, err := g.open(root)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := g.idle(c.idle); err != nil && c.idle {
+		c.Log.Warn("containerd", "err", err)
+	}
+	return f, nil
 }
 
 // daemonProcess is the running containerd.

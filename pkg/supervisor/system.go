@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -83,7 +84,8 @@ func NewSystem(s *System) *System {
 		Done:     func(r Result) { bootreport.Mark(kindName(r.Bundle) + " " + r.Bundle.Name) },
 	}
 	if s.Containerd == nil {
-		s.Containerd = &Containerd{Reaper: s.Reaper, Log: s.Log}
+		s.Containerd = &Containerd{Reaper: s.Reaper, Log: s.Log,
+			Cgroup: filepath.Join("/sys/fs/cgroup", DefaultContainerdCgroup)}
 	}
 	s.services = &Services{Containerd: s.Containerd, Preparer: s.preparer, Log: s.Log, LogDir: s.LogDir,
 		Running: func(name string) { bootreport.Mark("service " + name) },
@@ -95,7 +97,8 @@ func NewSystem(s *System) *System {
 // shell, then the services. containerd, when the image has services,
 // starts at once and comes up while onboot runs, as LinuxKit's rc scripts
 // start it too: onboot containers are serial, so a second CPU is
-// otherwise idle. It waits for onboot only when an onboot container
+// otherwise idle. Until onboot is done it yields the CPU (Containerd.Idle),
+// so onboot, with one CPU, is as quick as without it. It waits for onboot only when an onboot container
 // reaches a path containerd uses (onbootPreparesContainerd). The services
 // start once onboot is done. A shutdown (Shutdown) ends Boot wherever it is:
 // what was not started yet is never started.
@@ -127,10 +130,13 @@ func (s *System) Boot() {
 		if name, why := onbootPreparesContainerd(bundles, s.Containerd.paths()); name != "" {
 			s.Log.Info("containerd waits for onboot", "bundle", name, "reason", why)
 		} else {
+			// It yields the CPU to onboot, which is what boot waits for.
+			s.Containerd.Idle(true)
 			containerd = s.startContainerd(ctx)
 		}
 	}
 	results := s.onboot.RunAll(ctx, bundles)
+	s.Containerd.Idle(false)
 	if ctx.Err() != nil {
 		return
 	}

@@ -21,7 +21,7 @@ onboot:
     image: {{.Busybox}}
     pid: host
     capabilities: [all]
-    command: ["/bin/sh", "-c", "i=0; until p=$(pidof containerd) && [ -S /proc/$p/root/run/containerd/containerd.sock ]; do i=$((i+1)); if [ $i -gt 120 ]; then echo no containerd during onboot; exit 1; fi; sleep 1; done; echo containerd is up during onboot"]
+    command: ["/bin/sh", "-c", "i=0; until p=$(pidof containerd) && [ -S /proc/$p/root/run/containerd/containerd.sock ]; do i=$((i+1)); if [ $i -gt 120 ]; then echo no containerd during onboot; exit 1; fi; sleep 1; done; echo containerd is up during onboot; echo containerd cpu.idle=$(cat /proc/$p/root/sys/fs/cgroup/podruntime/containerd/cpu.idle)"]
 services:
   - name: ticker
     image: {{.Busybox}}
@@ -46,11 +46,16 @@ func TestServices(t *testing.T) {
 	// and the services once both are done.
 	vm.Expect(0, `keel: containerd ready`, wait)
 	i := vm.Expect(0, `\] 000-wait-containerd: containerd is up during onboot$`, wait)
+	// Until onboot is done, containerd yields the CPU to it.
+	vm.Expect(0, `\] 000-wait-containerd: containerd cpu.idle=1$`, wait)
 	i = vm.Expect(i, `keel: onboot 000-wait-containerd exit=0 `, wait)
 	i = vm.Expect(i, `keel: console shell started`, wait)
 	i = vm.Expect(i, `keel: services started count=2`, wait)
 	t.Logf("%s", vm.Lines()[i])
 
+	// Then no more; it and its shim stay in their cgroup.
+	i = vm.run(i, "cat /sys/fs/cgroup/podruntime/containerd/cpu.idle", `^0$`)
+	i = vm.run(i, "cat /proc/$(pidof containerd)/cgroup", `^0::/podruntime/containerd$`)
 	i = vm.run(i, "ctr -n services.linuxkit task ls | grep ticker", `^ticker\s+\d+\s+RUNNING`)
 	i = vm.run(i, "sleep 2; keel logs ticker -n 1", `^tick \d+$`)
 
