@@ -5,6 +5,8 @@ import (
 	"io"
 	"path"
 	"strings"
+
+	"github.com/keel-os/keel/pkg/cpio"
 )
 
 // Archive is an initrd's cpio stream as it is being written. It remembers
@@ -12,7 +14,7 @@ import (
 // children (the kernel does not create missing parents), and it stamps
 // every entry with the same mtime so that builds are reproducible.
 type Archive struct {
-	cw    *CPIOWriter
+	cw    *cpio.Writer
 	mtime int64
 	dirs  map[string]bool
 	// xattrWarnings warns of the extended attributes of the layers that may not
@@ -31,7 +33,7 @@ func (a *Archive) XattrWarnings() []string { return a.xattrWarnings }
 // NewArchive starts an archive written to w with every mtime set to mtime
 // (seconds since the epoch).
 func NewArchive(w io.Writer, mtime int64) *Archive {
-	return &Archive{cw: NewCPIOWriter(w), mtime: mtime, dirs: map[string]bool{}}
+	return &Archive{cw: cpio.NewWriter(w), mtime: mtime, dirs: map[string]bool{}}
 }
 
 // MkdirAll writes name and its missing parents as directories owned by
@@ -61,13 +63,13 @@ func (a *Archive) Dir(name string, perm, uid, gid uint32) error {
 		return nil
 	}
 	a.dirs[name] = true
-	return a.cw.WriteHeader(&CPIOHeader{Name: name, Mode: ModeDir | perm&ModePerm, UID: uid, GID: gid, Nlink: 2, Mtime: a.mtime})
+	return a.cw.WriteHeader(&cpio.Header{Name: name, Mode: cpio.ModeDir | perm&cpio.ModePerm, UID: uid, GID: gid, Nlink: 2, Mtime: a.mtime})
 }
 
 // Entry writes the header of a non-directory entry, creating its missing
 // parents first; a regular file's data follows through Write.
-func (a *Archive) Entry(h CPIOHeader) (ino uint32, err error) {
-	if h.Mode&ModeType == ModeDir {
+func (a *Archive) Entry(h cpio.Header) (ino uint32, err error) {
+	if h.Mode&cpio.ModeType == cpio.ModeDir {
 		return 0, fmt.Errorf("initrd: %s: directories are written with Dir", h.Name)
 	}
 	if err := a.MkdirAll(parent(h.Name)); err != nil {
@@ -82,7 +84,7 @@ func (a *Archive) Entry(h CPIOHeader) (ino uint32, err error) {
 
 // WriteFile writes a regular file owned by root with the given contents.
 func (a *Archive) WriteFile(name string, perm uint32, data []byte) error {
-	if _, err := a.Entry(CPIOHeader{Name: name, Mode: ModeRegular | perm&ModePerm, Size: int64(len(data))}); err != nil {
+	if _, err := a.Entry(cpio.Header{Name: name, Mode: cpio.ModeRegular | perm&cpio.ModePerm, Size: int64(len(data))}); err != nil {
 		return err
 	}
 	_, err := a.cw.Write(data)

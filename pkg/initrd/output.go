@@ -290,7 +290,7 @@ func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool,
 		}
 		// The kernel looks for the next archive on a 4-byte boundary and
 		// skips zeros.
-		if _, err := out.Write(make([]byte, pad4(n))); err != nil {
+		if _, err := out.Write(make([]byte, (4-n%4)%4)); err != nil {
 			return fmt.Errorf("write initrd: %w", err)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/keel-os/keel/pkg/cpio"
 )
 
 // Whiteout names of the OCI layer format.
@@ -107,7 +109,7 @@ func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []s
 		for _, d := range fsys.dirs() {
 			perm, uid, gid := uint32(0o755), uint32(0), uint32(0)
 			if n := fsys.nodes[d]; n != nil {
-				perm, uid, gid = uint32(n.mode)&ModePerm, uint32(n.uid), uint32(n.gid)
+				perm, uid, gid = uint32(n.mode)&cpio.ModePerm, uint32(n.uid), uint32(n.gid)
 				manifest.add(join(prefix, d), n.xattrs)
 			}
 			if err := a.Dir(join(prefix, d), perm, uid, gid); err != nil {
@@ -532,16 +534,16 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 		}
 		delete(plan, at{li, seq})
 		m := w.meta
-		ch := CPIOHeader{
+		ch := cpio.Header{
 			Name: join(prefixes[0], w.name),
-			Mode: cpioType(m.typ) | uint32(m.mode)&ModePerm,
+			Mode: cpioType(m.typ) | uint32(m.mode)&cpio.ModePerm,
 			UID:  uint32(m.uid), GID: uint32(m.gid),
 			Linkname:  m.linkname,
 			Rdevmajor: uint32(m.major), Rdevminor: uint32(m.minor),
 		}
 		shared := len(prefixes) > 1 && (w.group != nil || m.typ == tar.TypeReg)
 		if w.group != nil {
-			ch.Mode = ModeRegular | uint32(m.mode)&ModePerm
+			ch.Mode = cpio.ModeRegular | uint32(m.mode)&cpio.ModePerm
 			ch.Linkname = ""
 			ch.Ino, ch.Nlink = w.group.ino, w.group.nlink*uint32(len(prefixes))
 		} else if shared {
@@ -589,17 +591,17 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 func cpioType(typ byte) uint32 {
 	switch typ {
 	case tar.TypeDir:
-		return ModeDir
+		return cpio.ModeDir
 	case tar.TypeSymlink:
-		return ModeSymlink
+		return cpio.ModeSymlink
 	case tar.TypeChar:
-		return ModeChar
+		return cpio.ModeChar
 	case tar.TypeBlock:
-		return ModeBlock
+		return cpio.ModeBlock
 	case tar.TypeFifo:
-		return ModeFIFO
+		return cpio.ModeFIFO
 	}
-	return ModeRegular
+	return cpio.ModeRegular
 }
 
 // eachEntry calls fn for every header of the layer's tar, numbered from 0.
