@@ -413,14 +413,25 @@ func writeImageTar(p string, task *progress.Task, c Contents, mtime int64, kerne
 				return err
 			}
 		}
-		// The uncompressed segments stream through a pipe into the tar
-		// writer: nothing is held whole.
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(WriteCPIO(pw, c, mtime)) }()
-		err := cpioToTar(tw, pr, map[string]bool{"boot": true})
-		pr.CloseWithError(io.ErrClosedPipe)
-		return err
+		// The segments' entries go straight into the tar, streamed from
+		// the layers as they are into the initrd.
+		return writeTree(newTarSink(tw, "boot"), c, mtime)
 	})
+}
+
+// writeTree writes the whole tree of the contents, every segment one
+// after the other, into sink.
+func writeTree(sink Sink, c Contents, mtime int64) error {
+	segs, err := c.segments()
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if _, err := s.writeTo(sink, mtime); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeTarFile writes the tar that fill makes at p; task, when not nil,

@@ -477,10 +477,11 @@ type write struct {
 	group *inode
 }
 
-// inode is the cpio identity of a hard-linked file.
+// inode is a hard-linked file: how many names it has, and the first
+// written, which carries the data.
 type inode struct {
-	ino   uint32
 	nlink uint32
+	first string
 }
 
 // plan maps every surviving non-directory entry to its write.
@@ -534,54 +535,54 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 		}
 		delete(plan, at{li, seq})
 		m := w.meta
-		ch := cpio.Header{
+		e := Entry{
 			Name: join(prefixes[0], w.name),
 			Mode: cpioType(m.typ) | uint32(m.mode)&cpio.ModePerm,
 			UID:  uint32(m.uid), GID: uint32(m.gid),
-			Linkname:  m.linkname,
-			Rdevmajor: uint32(m.major), Rdevminor: uint32(m.minor),
+			Linkname: m.linkname,
+			Devmajor: uint32(m.major), Devminor: uint32(m.minor),
 		}
 		shared := len(prefixes) > 1 && (w.group != nil || m.typ == tar.TypeReg)
 		if w.group != nil {
-			ch.Mode = cpio.ModeRegular | uint32(m.mode)&cpio.ModePerm
-			ch.Linkname = ""
-			ch.Ino, ch.Nlink = w.group.ino, w.group.nlink*uint32(len(prefixes))
+			e.Mode = cpio.ModeRegular | uint32(m.mode)&cpio.ModePerm
+			e.Linkname = ""
+			e.Nlink = w.group.nlink * uint32(len(prefixes))
+			if w.data {
+				w.group.first = e.Name
+			} else if e.HardLink = w.group.first; e.HardLink == "" {
+				return fmt.Errorf("%s: hard link comes before the file's data", e.Name)
+			}
 		} else if shared {
-			ch.Nlink = uint32(len(prefixes))
+			e.Nlink = uint32(len(prefixes))
 		}
 		if w.data {
-			ch.Size = m.size
+			e.Size = m.size
 		}
-		ino, err := a.Entry(ch)
-		if err != nil {
+		if err := a.Entry(e, data); err != nil {
 			return err
-		}
-		if w.group != nil && w.group.ino == 0 {
-			w.group.ino = ino
-		}
-		if w.data && m.size > 0 {
-			if _, err := io.CopyN(a, data, m.size); err != nil {
-				return fmt.Errorf("%s: copy data: %w", h.Name, err)
-			}
 		}
 		// An inode's attributes are listed once: under the name that
 		// carries its data.
 		if w.group == nil || w.data {
-			manifest.add(ch.Name, m.xattrs)
+			manifest.add(e.Name, m.xattrs)
 		}
 		// The same entry under the other prefixes: a regular file is
 		// another name of the inode just written, with no data; anything
 		// else is written again.
+		first := e.Name
+		if w.group != nil {
+			first = w.group.first
+		}
 		for _, prefix := range prefixes[1:] {
-			ch.Name = join(prefix, w.name)
+			e.Name = join(prefix, w.name)
 			if shared {
-				ch.Ino, ch.Size = ino, 0
+				e.HardLink, e.Size = first, 0
 			}
-			if _, err := a.Entry(ch); err != nil {
+			if err := a.Entry(e, nil); err != nil {
 				return err
 			}
 			if !shared {
-				manifest.add(ch.Name, m.xattrs)
+				manifest.add(e.Name, m.xattrs)
 			}
 		}
 		return nil
