@@ -55,7 +55,9 @@ type squashfsSink struct {
 	dirs []Entry
 }
 
-func (s *squashfsSink) path(name string) string { return filepath.Join(s.root, filepath.FromSlash(name)) }
+func (s *squashfsSink) path(name string) string {
+	return filepath.Join(s.root, filepath.FromSlash(name))
+}
 
 func (s *squashfsSink) Add(e Entry, data io.Reader) error {
 	p := s.path(e.Name)
