@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,10 +71,14 @@ const (
 	// FormatTarKernelInitrd writes NAME-initrd.tar holding kernel,
 	// initrd.img and cmdline.
 	FormatTarKernelInitrd Format = "tar-kernel-initrd"
+	// FormatKernelSquashfs writes NAME-kernel, NAME-cmdline, a small
+	// NAME-squashfs-initrd.img and NAME-squashfs.img, a disk holding the
+	// system as squashfs (see squashfsroot.go).
+	FormatKernelSquashfs Format = "kernel+squashfs"
 )
 
 // Formats lists the accepted values of --format.
-var Formats = []Format{FormatKernelInitrd, FormatTar, FormatTarKernelInitrd}
+var Formats = []Format{FormatKernelInitrd, FormatTar, FormatTarKernelInitrd, FormatKernelSquashfs}
 
 // ParseFormat checks a --format value.
 func ParseFormat(s string) (Format, error) {
@@ -107,6 +112,11 @@ func (o Outputs) Tar() string { return filepath.Join(o.Dir, o.Name+".tar") }
 // KernelInitrdTar is the file of the tar-kernel-initrd format.
 func (o Outputs) KernelInitrdTar() string { return filepath.Join(o.Dir, o.Name+"-initrd.tar") }
 
+// SquashfsInitrd and SquashfsDisk are the small initrd and the disk of the
+// kernel+squashfs format.
+func (o Outputs) SquashfsInitrd() string { return filepath.Join(o.Dir, o.Name+"-squashfs-initrd.img") }
+func (o Outputs) SquashfsDisk() string   { return filepath.Join(o.Dir, o.Name+"-squashfs.img") }
+
 // formats are the formats asked for, each once, in the order given.
 func (o Outputs) formats() []Format {
 	if len(o.Formats) == 0 {
@@ -134,9 +144,34 @@ func (o Outputs) Files() []string {
 			out = append(out, o.Tar())
 		case FormatTarKernelInitrd:
 			out = append(out, o.KernelInitrdTar())
+		case FormatKernelSquashfs:
+			out = append(out, o.Kernel(), o.SquashfsInitrd(), o.SquashfsDisk(), o.Cmdline())
+		}
+	}
+	return dedup(out)
+}
+
+// dedup keeps the first of each string.
+func dedup(s []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
 		}
 	}
 	return out
+}
+
+// needs reports whether any of the formats asked for is one of fs.
+func (o Outputs) needs(fs ...Format) bool {
+	for _, f := range o.formats() {
+		if slices.Contains(fs, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // Build is everything the outputs are made from.
@@ -210,12 +245,15 @@ func Write(o Outputs, b Build) error {
 		}
 	}
 
+	// The initrd of the whole system, for the formats that hold it.
 	initrd := filepath.Join(tmp, "initrd.img")
-	task := b.Progress.Start("initrd " + filepath.Base(o.Initrd()))
-	err = writeInitrd(initrd, c, b, comp, has.ucode, ucode, tmp, task)
-	if err != nil {
-		task.Abandon()
-		return err
+	if o.needs(FormatKernelInitrd, FormatTarKernelInitrd) {
+		task := b.Progress.Start("initrd " + filepath.Base(o.Initrd()))
+		err = writeInitrd(initrd, c, b, comp, has.ucode, ucode, tmp, task)
+		if err != nil {
+			task.Abandon()
+			return err
+		}
 	}
 	cmdline := filepath.Join(tmp, "cmdline")
 	if err := os.WriteFile(cmdline, []byte(b.Cmdline+"\n"), 0o644); err != nil {
@@ -243,9 +281,27 @@ func Write(o Outputs, b Build) error {
 				return fmt.Errorf("write %s: %w", o.Tar(), err)
 			}
 			moves = append(moves, move{p, o.Tar()})
+		case FormatKernelSquashfs:
+			disk, small := filepath.Join(tmp, "squashfs.img"), filepath.Join(tmp, "squashfs-initrd.img")
+			task := b.Progress.Start("squashfs " + filepath.Base(o.SquashfsDisk()))
+			part, err := WriteSquashfsDisk(disk, tmp, c, b.Mtime)
+			if err != nil {
+				task.Abandon()
+				return fmt.Errorf("write %s: %w", o.SquashfsDisk(), err)
+			}
+			task.End(part)
+			if err := writeSmallInitrd(small, tmp, c, modules, part, b.Mtime, comp); err != nil {
+				return fmt.Errorf("write %s: %w", o.SquashfsInitrd(), err)
+			}
+			moves = append(moves, move{kernel, o.Kernel()}, move{small, o.SquashfsInitrd()}, move{disk, o.SquashfsDisk()}, move{cmdline, o.Cmdline()})
 		}
 	}
+	moved := map[string]bool{}
 	for _, m := range moves {
+		if moved[m.to] {
+			continue // kernel and cmdline, shared by two formats
+		}
+		moved[m.to] = true
 		if err := os.Chmod(m.from, 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", m.to, err)
 		}
