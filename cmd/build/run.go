@@ -53,6 +53,9 @@ func runCommand(args []string) error {
 	name := fs.Arg(0)
 	m.Kernel, m.Initrd = name+"-kernel", name+"-initrd.img"
 	m.Disks, m.Publish = disks, publish
+	if squashfsBoot(&m.Initrd, &m.Disks, name) {
+		fmt.Fprintf(os.Stderr, "keel: run %s as kernel+squashfs: initrd %s, disk %s\n", name, m.Initrd, m.Disks[0])
+	}
 	m.Cmdline = *cmdline
 	if m.Cmdline == "" {
 		b, err := os.ReadFile(name + "-cmdline")
