@@ -1,0 +1,33 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func TestRunPicksKernelSquashfs(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "x")
+	touch := func(suffix string) {
+		if err := os.WriteFile(name+suffix, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch("-squashfs-initrd.img")
+	touch("-squashfs.img")
+	initrd, disks := name+"-initrd.img", []string{"extra.img"}
+	if !squashfsBoot(&initrd, &disks, name) {
+		t.Fatal("kernel+squashfs files not picked")
+	}
+	if initrd != name+"-squashfs-initrd.img" || !reflect.DeepEqual(disks, []string{name + "-squashfs.img", "extra.img"}) {
+		t.Errorf("initrd %s, disks %q", initrd, disks)
+	}
+	// With an initrd of its own, NAME boots as kernel+initrd, as before.
+	touch("-initrd.img")
+	initrd, disks = name+"-initrd.img", nil
+	if squashfsBoot(&initrd, &disks, name) || initrd != name+"-initrd.img" || len(disks) != 0 {
+		t.Errorf("kernel+initrd build booted as kernel+squashfs: %s %q", initrd, disks)
+	}
+}
