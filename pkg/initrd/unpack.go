@@ -547,10 +547,13 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 			e.Mode = cpio.ModeRegular | uint32(m.mode)&cpio.ModePerm
 			e.Linkname = ""
 			e.Nlink = w.group.nlink * uint32(len(prefixes))
-			if w.data {
+			switch {
+			case w.data:
 				w.group.first = e.Name
-			} else if e.HardLink = w.group.first; e.HardLink == "" {
+			case w.group.first == "":
 				return fmt.Errorf("%s: hard link comes before the file's data", e.Name)
+			default:
+				e.HardLink = w.group.first
 			}
 		} else if shared {
 			e.Nlink = uint32(len(prefixes))
