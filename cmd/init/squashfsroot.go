@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -70,9 +71,48 @@ func squashfsRoot(log *slog.Logger) (done bool, err error) {
 	// Unmounted before the move, or they would stay under the new root.
 	unix.Unmount("/sys", unix.MNT_DETACH)
 	unix.Unmount("/dev", unix.MNT_DETACH)
+	// The small initrd's files would hold RAM for the life of the VM,
+	// out of reach under the new root: they go, as switch_root does.
+	freed := freeInitramfs(log)
 	if err := mount.MoveRoot(newRootDir); err != nil {
 		return false, err
 	}
-	log.Info("root on squashfs", "device", dev, "partition", part, "duration", time.Since(start).Round(time.Millisecond))
+	log.Info("root on squashfs", "device", dev, "partition", part, "freed", fmt.Sprintf("%dkB", freed>>10),
+		"duration", time.Since(start).Round(time.Millisecond))
+	// This binary is one of those files: run the new root's /init (the
+	// same PID 1, from the same init images) so that its pages are freed
+	// too. It finds / off the initramfs and boots on. Should the exec
+	// fail, this one boots on.
+	if err := unix.Exec("/init", os.Args, os.Environ()); err != nil {
+		log.Warn("squashfs root: exec /init", "err", err)
+	}
 	return true, nil
+}
+
+// freeInitramfs removes the small initrd's files, but for the mounts the
+// new root is made of, and returns how many bytes of files it removed.
+func freeInitramfs(log *slog.Logger) (freed int64) {
+	es, err := os.ReadDir("/")
+	if err != nil {
+		log.Warn("squashfs root: free initramfs", "err", err)
+		return 0
+	}
+	for _, e := range es {
+		p := "/" + e.Name()
+		if p == squashfsDir || p == newRootDir {
+			continue
+		}
+		filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if info, err := d.Info(); err == nil {
+					freed += info.Size()
+				}
+			}
+			return nil
+		})
+		if err := os.RemoveAll(p); err != nil {
+			log.Warn("squashfs root: free initramfs", "path", p, "err", err)
+		}
+	}
+	return freed
 }

@@ -289,7 +289,10 @@ func Write(o Outputs, b Build) error {
 				task.Abandon()
 				return fmt.Errorf("write %s: %w", o.SquashfsDisk(), err)
 			}
-			task.End(part)
+			if st, err := os.Stat(disk); err == nil {
+				task.Add(st.Size())
+			}
+			task.End("partition " + part)
 			if err := writeSmallInitrd(small, tmp, c, modules, part, b.Mtime, comp); err != nil {
 				return fmt.Errorf("write %s: %w", o.SquashfsInitrd(), err)
 			}
