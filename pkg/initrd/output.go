@@ -293,7 +293,7 @@ func Write(o Outputs, b Build) error {
 				task.Add(st.Size())
 			}
 			task.End("partition " + part)
-			if err := writeSmallInitrd(small, tmp, c, modules, part, b.Mtime, comp); err != nil {
+			if err := writeSmallInitrd(small, tmp, c, modules, part, b.Mtime, comp, has.ucode, ucode); err != nil {
 				return fmt.Errorf("write %s: %w", o.SquashfsInitrd(), err)
 			}
 			moves = append(moves, move{kernel, o.Kernel()}, move{small, o.SquashfsInitrd()}, move{disk, o.SquashfsDisk()}, move{cmdline, o.Cmdline()})
@@ -343,13 +343,7 @@ func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool,
 	}
 	defer out.Close()
 	if hasUcode {
-		n, err := appendFile(out, ucode)
-		if err != nil {
-			return fmt.Errorf("write initrd: microcode: %w", err)
-		}
-		// The kernel looks for the next archive on a 4-byte boundary and
-		// skips zeros.
-		if _, err := out.Write(make([]byte, (4-n%4)%4)); err != nil {
+		if err := writeMicrocode(out, ucode); err != nil {
 			return fmt.Errorf("write initrd: %w", err)
 		}
 	}
@@ -363,6 +357,19 @@ func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool,
 	}
 	task.End(fmt.Sprintf("%s, %d segments, %d reused", comp, len(segs), st.stats.Reused))
 	return nil
+}
+
+// writeMicrocode puts the microcode cpio at p in front of an initrd, as
+// is: the kernel looks for it there, uncompressed.
+func writeMicrocode(w io.Writer, p string) error {
+	n, err := appendFile(w, p)
+	if err != nil {
+		return fmt.Errorf("microcode: %w", err)
+	}
+	// The kernel looks for the next archive on a 4-byte boundary and
+	// skips zeros.
+	_, err = w.Write(make([]byte, (4-n%4)%4))
+	return err
 }
 
 func appendFile(w io.Writer, p string) (int64, error) {

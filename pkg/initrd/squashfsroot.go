@@ -117,8 +117,9 @@ func guidOf(b []byte) string {
 // writeSmallInitrd writes the initrd of a kernel+squashfs build at p: PID
 // 1 (the init images' /init alone), /dev/console, the modules of
 // bundle.SquashfsModules with their dependencies and an index of just
-// those, and bundle.SquashfsRootFile naming the partition.
-func writeSmallInitrd(p, tmp string, c Contents, modulesTar string, partName string, mtime int64, comp Compression) error {
+// those, and bundle.SquashfsRootFile naming the partition; the microcode
+// cpio in front, if any, as in the full initrd.
+func writeSmallInitrd(p, tmp string, c Contents, modulesTar string, partName string, mtime int64, comp Compression, hasUcode bool, ucode string) error {
 	var root []Layer
 	if c.Modules != nil {
 		keep, index, err := squashfsModules(c.ModuleIndex)
@@ -164,6 +165,11 @@ func writeSmallInitrd(p, tmp string, c Contents, modulesTar string, partName str
 		return err
 	}
 	defer out.Close()
+	if hasUcode {
+		if err := writeMicrocode(out, ucode); err != nil {
+			return fmt.Errorf("write squashfs initrd: %w", err)
+		}
+	}
 	err = compressWith(comp, out, func(w io.Writer) error {
 		cs := newCPIOSink(w)
 		// PID 1 only: the rest of the init images is on the disk.

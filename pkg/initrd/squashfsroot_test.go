@@ -23,8 +23,8 @@ func squashfsBuild(t *testing.T) Build {
 	for _, m := range append([]string{"virtio_net"}, bundle.SquashfsModules...) {
 		mods = append(mods, tarEntry{"lib/modules/6.1.0-t/kernel/" + m + ".ko", "not ELF " + m})
 	}
-	b.Kernel.Image = testImage(t, tarEntry{"kernel", "bzImage"}, tarEntry{"kernel.tar", tarBytesOf(t, mods...)})
-	b.KernelFiles = KernelFiles{}
+	b.Kernel.Image = testImage(t, tarEntry{"kernel", "bzImage"}, tarEntry{"kernel.tar", tarBytesOf(t, mods...)},
+		tarEntry{"ucode.cpio", "070701 early microcode, 30 B!!"})
 	return b
 }
 
@@ -68,6 +68,9 @@ func TestWriteKernelSquashfs(t *testing.T) {
 		t.Errorf("partition name %q", part)
 	}
 	small, _ := os.ReadFile(o.SquashfsInitrd())
+	if !bytes.HasPrefix(small, []byte("070701 early microcode")) {
+		t.Error("the small initrd does not start with the microcode")
+	}
 	names, data := readInitrd(t, Gzip, small)
 	if data[strings.TrimPrefix(bundle.SquashfsRootFile, "/")] != part+"\n" {
 		t.Errorf("%s = %q, want the partition name %q", bundle.SquashfsRootFile, data[strings.TrimPrefix(bundle.SquashfsRootFile, "/")], part)
