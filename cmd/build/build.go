@@ -20,6 +20,7 @@ import (
 	"github.com/keel-os/keel/pkg/initrd"
 	"github.com/keel-os/keel/pkg/oci"
 	"github.com/keel-os/keel/pkg/progress"
+	"github.com/keel-os/keel/pkg/spec"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -410,7 +411,7 @@ func (r *images) dependencies(ctx context.Context, cfg *config.Config) ([]config
 		if err != nil {
 			return nil, err
 		}
-		if merged[i], err = oci.WithLabel(entry, img.Image); err != nil {
+		if merged[i], err = spec.WithLabel(entry, img.Image); err != nil {
 			return nil, fmt.Errorf("%s: services[%d] %s: %w", entry.Pos, i, entry.Name, err)
 		}
 	}
@@ -424,7 +425,7 @@ func (r *images) bundle(ctx context.Context, kind bundle.Kind, index int, entry 
 	if err != nil {
 		return initrd.Bundle{}, err
 	}
-	spec, runtime, err := oci.Specs(kind, entry, img.Image, ids)
+	spec, runtime, err := spec.Specs(kind, entry, img.Image, ids)
 	if err != nil {
 		return initrd.Bundle{}, err
 	}

@@ -69,7 +69,7 @@ func (f compressFlag) Set(v string) error {
 // addOutputFlags registers --format, --compress and --no-segment-cache.
 func addOutputFlags(fs *pflag.FlagSet) *outputOptions {
 	o := &outputOptions{compression: initrd.Gzip}
-	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd; repeat, or give several with commas")
+	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd, kernel+squashfs; repeat, or give several with commas")
 	fs.Var(compressFlag{o}, "compress", "initrd compression: gzip, zstd, lz4 or none")
 	fs.BoolVar(&o.noSegmentCache, "no-segment-cache", false, "make every initrd segment anew instead of reusing cached ones")
 	return o

@@ -147,6 +147,9 @@ func runVM(c *cobra.Command, arg string, o runOptions) error {
 		}
 		m.Disks = append(m.Disks, d)
 	}
+	if target.tar == "" && squashfsBoot(&m.Initrd, &m.Disks, target.name) {
+		fmt.Fprintf(os.Stderr, "keel: run %s as kernel+squashfs: initrd %s, disk %s\n", target.name, m.Initrd, m.Disks[0].Path)
+	}
 	for _, p := range o.publish {
 		if _, err := qemu.ParsePublish(p); err != nil {
 			return usageErrorf(c, "--publish: %v", err)

@@ -210,6 +210,11 @@ func switchRoot(log *slog.Logger) {
 	if !initramfs {
 		return
 	}
+	if done, err := squashfsRoot(log); done {
+		return
+	} else if err != nil {
+		log.Error("root on squashfs failed, staying on the initramfs", "err", err)
+	}
 	// KEEL_ROOT=tmpfs on the kernel command line copies the image into a
 	// tmpfs instead of binding it: slower, but an ordinary, limitable tmpfs.
 	copyRoot := os.Getenv("KEEL_ROOT") == "tmpfs"

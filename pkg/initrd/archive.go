@@ -1,18 +1,56 @@
 package initrd
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"path"
 	"strings"
+
+	"github.com/keel-os/keel/pkg/cpio"
 )
 
-// Archive is an initrd's cpio stream as it is being written. It remembers
-// the directories written so that every parent comes once and before its
+// Entry is one file of a tree being written into a Sink. Its file type
+// and permission bits are a stat mode (cpio.Mode*), the one vocabulary
+// every sink understands.
+type Entry struct {
+	// Name is the path in the tree, relative, without a leading "/".
+	Name     string
+	Mode     uint32
+	UID, GID uint32
+	Mtime    int64
+	// Size is a regular file's data length; the data follows the entry.
+	Size int64
+	// Linkname is a symlink's target.
+	Linkname string
+	// Devmajor and Devminor are a device node's numbers.
+	Devmajor, Devminor uint32
+	// Nlink, when 2 or more, is how many names a regular file has in the
+	// tree. The first name carries the data; the others come later, with
+	// HardLink set. A cpio sink must know the count at the first name.
+	Nlink uint32
+	// HardLink, for a later name of a file with several names, is the
+	// name that carried its data; such an entry has no data of its own.
+	HardLink string
+}
+
+// A Sink receives the entries of a flattened tree: every directory before
+// what lies in it, each name at most once (directories are deduplicated
+// by Archive), and a regular file's data right after its entry. Sinks
+// write an initrd's cpio segments (cpioSink), the tar output (tarSink),
+// and the squashfs image (squashfsSink).
+type Sink interface {
+	// Add writes e; data holds exactly e.Size bytes for a regular file
+	// with data, and is nil otherwise.
+	Add(e Entry, data io.Reader) error
+}
+
+// Archive is a tree as it is being written into a sink. It remembers the
+// directories written so that every parent comes once and before its
 // children (the kernel does not create missing parents), and it stamps
 // every entry with the same mtime so that builds are reproducible.
 type Archive struct {
-	cw    *CPIOWriter
+	sink  Sink
 	mtime int64
 	dirs  map[string]bool
 	// xattrWarnings warns of the extended attributes of the layers that may not
@@ -28,10 +66,16 @@ func (a *Archive) warn(lines ...string) { a.xattrWarnings = append(a.xattrWarnin
 // and kind, naming a few of the files.
 func (a *Archive) XattrWarnings() []string { return a.xattrWarnings }
 
-// NewArchive starts an archive written to w with every mtime set to mtime
-// (seconds since the epoch).
+// NewArchive starts a newc cpio archive written to w with every mtime set
+// to mtime (seconds since the epoch). Close ends it.
 func NewArchive(w io.Writer, mtime int64) *Archive {
-	return &Archive{cw: NewCPIOWriter(w), mtime: mtime, dirs: map[string]bool{}}
+	return NewArchiveTo(newCPIOSink(w), mtime)
+}
+
+// NewArchiveTo starts a tree written into s with every mtime set to
+// mtime. Close closes s if it is an io.Closer.
+func NewArchiveTo(s Sink, mtime int64) *Archive {
+	return &Archive{sink: s, mtime: mtime, dirs: map[string]bool{}}
 }
 
 // MkdirAll writes name and its missing parents as directories owned by
@@ -61,39 +105,39 @@ func (a *Archive) Dir(name string, perm, uid, gid uint32) error {
 		return nil
 	}
 	a.dirs[name] = true
-	return a.cw.WriteHeader(&CPIOHeader{Name: name, Mode: ModeDir | perm&ModePerm, UID: uid, GID: gid, Nlink: 2, Mtime: a.mtime})
+	return a.sink.Add(Entry{Name: name, Mode: cpio.ModeDir | perm&cpio.ModePerm, UID: uid, GID: gid, Nlink: 2, Mtime: a.mtime}, nil)
 }
 
-// Entry writes the header of a non-directory entry, creating its missing
-// parents first; a regular file's data follows through Write.
-func (a *Archive) Entry(h CPIOHeader) (ino uint32, err error) {
-	if h.Mode&ModeType == ModeDir {
-		return 0, fmt.Errorf("initrd: %s: directories are written with Dir", h.Name)
+// Entry writes a non-directory entry, creating its missing parents first;
+// data holds a regular file's e.Size bytes (nil for none).
+func (a *Archive) Entry(e Entry, data io.Reader) error {
+	if e.Mode&cpio.ModeType == cpio.ModeDir {
+		return fmt.Errorf("initrd: %s: directories are written with Dir", e.Name)
 	}
-	if err := a.MkdirAll(parent(h.Name)); err != nil {
-		return 0, err
+	if err := a.MkdirAll(parent(e.Name)); err != nil {
+		return err
 	}
-	h.Mtime = a.mtime
-	if err := a.cw.WriteHeader(&h); err != nil {
-		return 0, err
+	e.Mtime = a.mtime
+	if e.Size == 0 || e.HardLink != "" {
+		data = nil
+	} else if data == nil {
+		return fmt.Errorf("initrd: %s: %d bytes of data missing", e.Name, e.Size)
 	}
-	return h.Ino, nil
+	return a.sink.Add(e, data)
 }
 
 // WriteFile writes a regular file owned by root with the given contents.
 func (a *Archive) WriteFile(name string, perm uint32, data []byte) error {
-	if _, err := a.Entry(CPIOHeader{Name: name, Mode: ModeRegular | perm&ModePerm, Size: int64(len(data))}); err != nil {
-		return err
-	}
-	_, err := a.cw.Write(data)
-	return err
+	return a.Entry(Entry{Name: name, Mode: cpio.ModeRegular | perm&cpio.ModePerm, Size: int64(len(data))}, bytes.NewReader(data))
 }
 
-// Write writes data of the current entry.
-func (a *Archive) Write(p []byte) (int, error) { return a.cw.Write(p) }
-
-// Close writes the trailer and flushes.
-func (a *Archive) Close() error { return a.cw.Close() }
+// Close ends the tree: for a cpio archive, its trailer.
+func (a *Archive) Close() error {
+	if c, ok := a.sink.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
 
 // parent is name's directory, "" at the top.
 func parent(name string) string {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,10 +73,14 @@ const (
 	// FormatTarKernelInitrd writes NAME-initrd.tar holding kernel,
 	// initrd.img and cmdline.
 	FormatTarKernelInitrd Format = "tar-kernel-initrd"
+	// FormatKernelSquashfs writes NAME-kernel, NAME-cmdline, a small
+	// NAME-squashfs-initrd.img and NAME-squashfs.img, a disk holding the
+	// system as squashfs (see squashfsroot.go).
+	FormatKernelSquashfs Format = "kernel+squashfs"
 )
 
 // Formats lists the accepted values of --format.
-var Formats = []Format{FormatKernelInitrd, FormatTar, FormatTarKernelInitrd}
+var Formats = []Format{FormatKernelInitrd, FormatTar, FormatTarKernelInitrd, FormatKernelSquashfs}
 
 // ParseFormat checks a --format value.
 func ParseFormat(s string) (Format, error) {
@@ -109,6 +114,11 @@ func (o Outputs) Tar() string { return filepath.Join(o.Dir, o.Name+".tar") }
 // KernelInitrdTar is the file of the tar-kernel-initrd format.
 func (o Outputs) KernelInitrdTar() string { return filepath.Join(o.Dir, o.Name+"-initrd.tar") }
 
+// SquashfsInitrd and SquashfsDisk are the small initrd and the disk of the
+// kernel+squashfs format.
+func (o Outputs) SquashfsInitrd() string { return filepath.Join(o.Dir, o.Name+"-squashfs-initrd.img") }
+func (o Outputs) SquashfsDisk() string   { return filepath.Join(o.Dir, o.Name+"-squashfs.img") }
+
 // formats are the formats asked for, each once, in the order given.
 func (o Outputs) formats() []Format {
 	if len(o.Formats) == 0 {
@@ -136,9 +146,34 @@ func (o Outputs) Files() []string {
 			out = append(out, o.Tar())
 		case FormatTarKernelInitrd:
 			out = append(out, o.KernelInitrdTar())
+		case FormatKernelSquashfs:
+			out = append(out, o.Kernel(), o.SquashfsInitrd(), o.SquashfsDisk(), o.Cmdline())
+		}
+	}
+	return dedup(out)
+}
+
+// dedup keeps the first of each string.
+func dedup(s []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
 		}
 	}
 	return out
+}
+
+// needs reports whether any of the formats asked for is one of fs.
+func (o Outputs) needs(fs ...Format) bool {
+	for _, f := range o.formats() {
+		if slices.Contains(fs, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // Build is everything the outputs are made from.
@@ -212,12 +247,15 @@ func Write(o Outputs, b Build) error {
 		}
 	}
 
+	// The initrd of the whole system, for the formats that hold it.
 	initrd := filepath.Join(tmp, "initrd.img")
-	task := b.Progress.Start("initrd " + filepath.Base(o.Initrd()))
-	err = writeInitrd(initrd, c, b, comp, has.ucode, ucode, tmp, task)
-	if err != nil {
-		task.Abandon()
-		return err
+	if o.needs(FormatKernelInitrd, FormatTarKernelInitrd) {
+		task := b.Progress.Start("initrd " + filepath.Base(o.Initrd()))
+		err = writeInitrd(initrd, c, b, comp, has.ucode, ucode, tmp, task)
+		if err != nil {
+			task.Abandon()
+			return err
+		}
 	}
 	cmdline := filepath.Join(tmp, "cmdline")
 	if err := os.WriteFile(cmdline, []byte(b.Cmdline+"\n"), 0o644); err != nil {
@@ -245,9 +283,30 @@ func Write(o Outputs, b Build) error {
 				return fmt.Errorf("write %s: %w", o.Tar(), err)
 			}
 			moves = append(moves, move{p, o.Tar()})
+		case FormatKernelSquashfs:
+			disk, small := filepath.Join(tmp, "squashfs.img"), filepath.Join(tmp, "squashfs-initrd.img")
+			task := b.Progress.Start("squashfs " + filepath.Base(o.SquashfsDisk()))
+			part, err := WriteSquashfsDisk(disk, tmp, c, b.Mtime)
+			if err != nil {
+				task.Abandon()
+				return fmt.Errorf("write %s: %w", o.SquashfsDisk(), err)
+			}
+			if st, err := os.Stat(disk); err == nil {
+				task.Add(st.Size())
+			}
+			task.End("partition " + part)
+			if err := writeSmallInitrd(small, tmp, c, modules, part, b.Mtime, comp, has.ucode, ucode); err != nil {
+				return fmt.Errorf("write %s: %w", o.SquashfsInitrd(), err)
+			}
+			moves = append(moves, move{kernel, o.Kernel()}, move{small, o.SquashfsInitrd()}, move{disk, o.SquashfsDisk()}, move{cmdline, o.Cmdline()})
 		}
 	}
+	moved := map[string]bool{}
 	for _, m := range moves {
+		if moved[m.to] {
+			continue // kernel and cmdline, shared by two formats
+		}
+		moved[m.to] = true
 		if err := os.Chmod(m.from, 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", m.to, err)
 		}
@@ -286,13 +345,7 @@ func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool,
 	}
 	defer out.Close()
 	if hasUcode {
-		n, err := appendFile(out, ucode)
-		if err != nil {
-			return fmt.Errorf("write initrd: microcode: %w", err)
-		}
-		// The kernel looks for the next archive on a 4-byte boundary and
-		// skips zeros.
-		if _, err := out.Write(make([]byte, pad4(n))); err != nil {
+		if err := writeMicrocode(out, ucode); err != nil {
 			return fmt.Errorf("write initrd: %w", err)
 		}
 	}
@@ -306,6 +359,19 @@ func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool,
 	}
 	task.End(fmt.Sprintf("%s, %d segments, %d reused", comp, len(segs), st.stats.Reused))
 	return nil
+}
+
+// writeMicrocode puts the microcode cpio at p in front of an initrd, as
+// is: the kernel looks for it there, uncompressed.
+func writeMicrocode(w io.Writer, p string) error {
+	n, err := appendFile(w, p)
+	if err != nil {
+		return fmt.Errorf("microcode: %w", err)
+	}
+	// The kernel looks for the next archive on a 4-byte boundary and
+	// skips zeros.
+	_, err = w.Write(make([]byte, (4-n%4)%4))
+	return err
 }
 
 func appendFile(w io.Writer, p string) (int64, error) {
@@ -415,14 +481,25 @@ func writeImageTar(p string, task *progress.Task, c Contents, mtime int64, kerne
 				return err
 			}
 		}
-		// The uncompressed segments stream through a pipe into the tar
-		// writer: nothing is held whole.
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(WriteCPIO(pw, c, mtime)) }()
-		err := cpioToTar(tw, pr, map[string]bool{"boot": true})
-		pr.CloseWithError(io.ErrClosedPipe)
-		return err
+		// The segments' entries go straight into the tar, streamed from
+		// the layers as they are into the initrd.
+		return writeTree(newTarSink(tw, "boot"), c, mtime)
 	})
+}
+
+// writeTree writes the whole tree of the contents, every segment one
+// after the other, into sink.
+func writeTree(sink Sink, c Contents, mtime int64) error {
+	segs, err := c.segments()
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if _, err := s.writeTo(sink, mtime); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeTarFile writes the tar that fill makes at p; task, when not nil,

@@ -21,6 +21,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/keel-os/keel/pkg/bundle"
+	"github.com/keel-os/keel/pkg/cpio"
 	"github.com/keel-os/keel/pkg/kmod"
 )
 
@@ -101,7 +102,7 @@ func readInitrd(t *testing.T, c Compression, b []byte) (names []string, data map
 		b = bytes.TrimLeft(b[len("070701 early microcode, 30 B!!"):], "\x00")
 	}
 	raw := decompress(t, c, b)
-	cr := NewCPIOReader(bytes.NewReader(raw))
+	cr := cpio.NewReader(bytes.NewReader(raw))
 	for {
 		h, err := cr.Next()
 		if errors.Is(err, io.EOF) {
@@ -111,7 +112,7 @@ func readInitrd(t *testing.T, c Compression, b []byte) (names []string, data map
 			t.Fatal(err)
 		}
 		names = append(names, h.Name)
-		if h.Mode&ModeType == ModeRegular {
+		if h.Mode&cpio.ModeType == cpio.ModeRegular {
 			d, err := io.ReadAll(cr)
 			if err != nil {
 				t.Fatal(err)
@@ -342,7 +343,7 @@ func TestReadonlyBundlesOfOneImageStoreFilesOnce(t *testing.T) {
 	}
 	img, _ := os.ReadFile(o.Initrd())
 	img = bytes.TrimLeft(img[len("070701 early microcode, 30 B!!"):], "\x00")
-	cr := NewCPIOReader(bytes.NewReader(decompress(t, Gzip, img)))
+	cr := cpio.NewReader(bytes.NewReader(decompress(t, Gzip, img)))
 	type entry struct {
 		archive    int
 		ino, nlink uint32

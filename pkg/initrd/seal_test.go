@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keel-os/keel/pkg/bundle"
+	"github.com/keel-os/keel/pkg/cpio"
 )
 
 // Every segment ends with its seal, and the root segment, first, lists
@@ -18,7 +19,7 @@ func TestEverySegmentEndsWithItsSeal(t *testing.T) {
 	if err := WriteCPIO(&buf, b.Contents, 1700000000); err != nil {
 		t.Fatal(err)
 	}
-	cr := NewCPIOReader(&buf)
+	cr := cpio.NewReader(&buf)
 	var last []string // the last entry of each archive
 	var expected string
 	entries := 0

@@ -88,7 +88,16 @@ type segment struct {
 // write writes the segment as a whole cpio archive and returns its
 // warnings about extended attributes (Archive.XattrWarnings).
 func (s segment) write(w io.Writer, mtime int64) (xattrWarnings []string, err error) {
-	a := NewArchive(w, mtime)
+	cs := newCPIOSink(w)
+	if xattrWarnings, err = s.writeTo(cs, mtime); err != nil {
+		return nil, err
+	}
+	return xattrWarnings, cs.Close()
+}
+
+// writeTo writes the segment's entries into sink, which it does not close.
+func (s segment) writeTo(sink Sink, mtime int64) (xattrWarnings []string, err error) {
+	a := NewArchiveTo(sink, mtime)
 	if err := s.fill(a); err != nil {
 		return nil, err
 	}
@@ -98,7 +107,7 @@ func (s segment) write(w io.Writer, mtime int64) (xattrWarnings []string, err er
 	if err := a.WriteFile(sealsDir+"/"+bundle.SealName(s.name), 0o444, nil); err != nil {
 		return nil, err
 	}
-	return a.XattrWarnings(), a.Close()
+	return a.XattrWarnings(), nil
 }
 
 // sealsDir is bundle.SealsDir inside the archive.

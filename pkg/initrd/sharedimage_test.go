@@ -11,11 +11,12 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/keel-os/keel/pkg/bundle"
+	"github.com/keel-os/keel/pkg/cpio"
 )
 
 // cpioEntry is one entry of an initrd read back, with its data.
 type cpioEntry struct {
-	CPIOHeader
+	cpio.Header
 	archive int
 	data    string
 }
@@ -28,7 +29,7 @@ func readCPIO(t *testing.T, c Contents) (names []string, got map[string]cpioEntr
 		t.Fatal(err)
 	}
 	got = map[string]cpioEntry{}
-	cr := NewCPIOReader(&buf)
+	cr := cpio.NewReader(&buf)
 	for {
 		h, err := cr.Next()
 		if errors.Is(err, io.EOF) {
@@ -79,17 +80,17 @@ func TestWritableBundlesOfOneImageShareALowerDir(t *testing.T) {
 	}
 	lower := got[shared+"/bin/busybox"]
 	if lower.data != "busybox" || lower.Nlink != 4 {
-		t.Errorf("%s/bin/busybox: %+v, want the data and 4 names", shared, lower.CPIOHeader)
+		t.Errorf("%s/bin/busybox: %+v, want the data and 4 names", shared, lower.Header)
 	}
 	for _, n := range []string{shared + "/bin/sh", "containers/services/ro/rootfs/bin/busybox", "containers/services/ro/rootfs/bin/sh"} {
 		if e := got[n]; e.archive != lower.archive || e.Ino != lower.Ino || e.Size != 0 {
-			t.Errorf("%s: %+v, want a link to %+v", n, e.CPIOHeader, lower.CPIOHeader)
+			t.Errorf("%s: %+v, want a link to %+v", n, e.Header, lower.Header)
 		}
 	}
 	// Each writable rootfs is an empty directory naming the shared one.
 	for _, dir := range []string{"containers/onboot/000-hello", "containers/onboot/001-bye"} {
-		if e, ok := got[dir+"/rootfs"]; !ok || e.Mode&ModeType != ModeDir || e.archive != lower.archive {
-			t.Errorf("%s/rootfs: %+v, want a directory in the image's segment", dir, e.CPIOHeader)
+		if e, ok := got[dir+"/rootfs"]; !ok || e.Mode&cpio.ModeType != cpio.ModeDir || e.archive != lower.archive {
+			t.Errorf("%s/rootfs: %+v, want a directory in the image's segment", dir, e.Header)
 		}
 		for _, n := range names {
 			if strings.HasPrefix(n, dir+"/rootfs/") {

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/keel-os/keel/pkg/cpio"
 )
 
 // Whiteout names of the OCI layer format.
@@ -107,7 +109,7 @@ func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []s
 		for _, d := range fsys.dirs() {
 			perm, uid, gid := uint32(0o755), uint32(0), uint32(0)
 			if n := fsys.nodes[d]; n != nil {
-				perm, uid, gid = uint32(n.mode)&ModePerm, uint32(n.uid), uint32(n.gid)
+				perm, uid, gid = uint32(n.mode)&cpio.ModePerm, uint32(n.uid), uint32(n.gid)
 				manifest.add(join(prefix, d), n.xattrs)
 			}
 			if err := a.Dir(join(prefix, d), perm, uid, gid); err != nil {
@@ -475,10 +477,11 @@ type write struct {
 	group *inode
 }
 
-// inode is the cpio identity of a hard-linked file.
+// inode is a hard-linked file: how many names it has, and the first
+// written, which carries the data.
 type inode struct {
-	ino   uint32
 	nlink uint32
+	first string
 }
 
 // plan maps every surviving non-directory entry to its write.
@@ -532,54 +535,57 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 		}
 		delete(plan, at{li, seq})
 		m := w.meta
-		ch := CPIOHeader{
+		e := Entry{
 			Name: join(prefixes[0], w.name),
-			Mode: cpioType(m.typ) | uint32(m.mode)&ModePerm,
+			Mode: cpioType(m.typ) | uint32(m.mode)&cpio.ModePerm,
 			UID:  uint32(m.uid), GID: uint32(m.gid),
-			Linkname:  m.linkname,
-			Rdevmajor: uint32(m.major), Rdevminor: uint32(m.minor),
+			Linkname: m.linkname,
+			Devmajor: uint32(m.major), Devminor: uint32(m.minor),
 		}
 		shared := len(prefixes) > 1 && (w.group != nil || m.typ == tar.TypeReg)
 		if w.group != nil {
-			ch.Mode = ModeRegular | uint32(m.mode)&ModePerm
-			ch.Linkname = ""
-			ch.Ino, ch.Nlink = w.group.ino, w.group.nlink*uint32(len(prefixes))
+			e.Mode = cpio.ModeRegular | uint32(m.mode)&cpio.ModePerm
+			e.Linkname = ""
+			e.Nlink = w.group.nlink * uint32(len(prefixes))
+			switch {
+			case w.data:
+				w.group.first = e.Name
+			case w.group.first == "":
+				return fmt.Errorf("%s: hard link comes before the file's data", e.Name)
+			default:
+				e.HardLink = w.group.first
+			}
 		} else if shared {
-			ch.Nlink = uint32(len(prefixes))
+			e.Nlink = uint32(len(prefixes))
 		}
 		if w.data {
-			ch.Size = m.size
+			e.Size = m.size
 		}
-		ino, err := a.Entry(ch)
-		if err != nil {
+		if err := a.Entry(e, data); err != nil {
 			return err
-		}
-		if w.group != nil && w.group.ino == 0 {
-			w.group.ino = ino
-		}
-		if w.data && m.size > 0 {
-			if _, err := io.CopyN(a, data, m.size); err != nil {
-				return fmt.Errorf("%s: copy data: %w", h.Name, err)
-			}
 		}
 		// An inode's attributes are listed once: under the name that
 		// carries its data.
 		if w.group == nil || w.data {
-			manifest.add(ch.Name, m.xattrs)
+			manifest.add(e.Name, m.xattrs)
 		}
 		// The same entry under the other prefixes: a regular file is
 		// another name of the inode just written, with no data; anything
 		// else is written again.
+		first := e.Name
+		if w.group != nil {
+			first = w.group.first
+		}
 		for _, prefix := range prefixes[1:] {
-			ch.Name = join(prefix, w.name)
+			e.Name = join(prefix, w.name)
 			if shared {
-				ch.Ino, ch.Size = ino, 0
+				e.HardLink, e.Size = first, 0
 			}
-			if _, err := a.Entry(ch); err != nil {
+			if err := a.Entry(e, nil); err != nil {
 				return err
 			}
 			if !shared {
-				manifest.add(ch.Name, m.xattrs)
+				manifest.add(e.Name, m.xattrs)
 			}
 		}
 		return nil
@@ -589,17 +595,17 @@ func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*writ
 func cpioType(typ byte) uint32 {
 	switch typ {
 	case tar.TypeDir:
-		return ModeDir
+		return cpio.ModeDir
 	case tar.TypeSymlink:
-		return ModeSymlink
+		return cpio.ModeSymlink
 	case tar.TypeChar:
-		return ModeChar
+		return cpio.ModeChar
 	case tar.TypeBlock:
-		return ModeBlock
+		return cpio.ModeBlock
 	case tar.TypeFifo:
-		return ModeFIFO
+		return cpio.ModeFIFO
 	}
-	return ModeRegular
+	return cpio.ModeRegular
 }
 
 // eachEntry calls fn for every header of the layer's tar, numbered from 0.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keel-os/keel/pkg/cpio"
 	"github.com/keel-os/keel/pkg/xattrs"
 )
 
@@ -51,7 +52,7 @@ func FuzzUnpack(f *testing.F) {
 		if err := a.Close(); err != nil {
 			t.Fatal(err)
 		}
-		cr := NewCPIOReader(&buf)
+		cr := cpio.NewReader(&buf)
 		manifest := path.Join(xattrs.Dir, xattrs.FileName("p"))
 		symlinks := map[string]bool{}
 		for {
@@ -91,7 +92,7 @@ func FuzzUnpack(f *testing.F) {
 					t.Fatalf("%q goes through the symlink %q", n, d)
 				}
 			}
-			if h.Mode&ModeType == ModeSymlink {
+			if h.Mode&cpio.ModeType == cpio.ModeSymlink {
 				symlinks[n] = true
 			}
 		}

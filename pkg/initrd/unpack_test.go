@@ -5,10 +5,29 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
+
+// cpioTool runs the system cpio with stdin from archive, in dir, to check
+// what the kernel would unpack with a second implementation.
+func cpioTool(t *testing.T, archive []byte, dir string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("cpio"); err != nil {
+		t.Skip("cpio not installed")
+	}
+	cmd := exec.Command("cpio", args...)
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(archive)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cpio %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
 
 // tarEntry is a compact tar header for tests: "name", "dir/", "link->target"
 // (symlink) or "name=>target" (hard link); data is a regular file's.

@@ -85,6 +85,12 @@ func SwitchRoot(newRoot string, copyFiles bool) error {
 	} else if err := unix.Mount("/", newRoot, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("switch root: bind / on %s: %w", newRoot, err)
 	}
+	return MoveRoot(newRoot)
+}
+
+// MoveRoot makes the mount at newRoot the root of this process: it moves
+// it onto / and enters it. What was / stays underneath, out of reach.
+func MoveRoot(newRoot string) error {
 	if err := unix.Chdir(newRoot); err != nil {
 		return fmt.Errorf("switch root: chdir %s: %w", newRoot, err)
 	}

@@ -1,19 +1,17 @@
-package initrd
+package cpio
 
 import (
-	"archive/tar"
 	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 )
 
-// CPIOReader reads newc cpio archives, one after the other, as the kernel
+// Reader reads newc cpio archives, one after the other, as the kernel
 // does with an initrd: zeros between archives are skipped, and each
 // archive's trailer only ends that archive.
-type CPIOReader struct {
+type Reader struct {
 	r      *bufio.Reader
 	off    int64
 	remain int64 // data left in the current entry
@@ -23,14 +21,14 @@ type CPIOReader struct {
 	Archive int
 }
 
-// NewCPIOReader reads the archives in r.
-func NewCPIOReader(r io.Reader) *CPIOReader {
-	return &CPIOReader{r: bufio.NewReaderSize(r, 64<<10)}
+// NewReader reads the archives in r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10)}
 }
 
 // Next returns the next entry's header, skipping what is left of the
 // current entry's data, and io.EOF after the last archive.
-func (cr *CPIOReader) Next() (*CPIOHeader, error) {
+func (cr *Reader) Next() (*Header, error) {
 	if err := cr.skip(cr.remain + int64(cr.pad)); err != nil {
 		return nil, err
 	}
@@ -81,7 +79,7 @@ func (cr *CPIOReader) Next() (*CPIOHeader, error) {
 	if err := cr.skip(int64(pad4(110 + namesize))); err != nil {
 		return nil, err
 	}
-	h := &CPIOHeader{
+	h := &Header{
 		Name: string(name[:namesize-1]), Ino: f[0], Mode: f[1], UID: f[2], GID: f[3], Nlink: f[4],
 		Mtime: int64(f[5]), Size: int64(f[6]), Rdevmajor: f[9], Rdevminor: f[10],
 	}
@@ -105,7 +103,7 @@ func (cr *CPIOReader) Next() (*CPIOHeader, error) {
 }
 
 // Read reads the current entry's data.
-func (cr *CPIOReader) Read(p []byte) (int, error) {
+func (cr *Reader) Read(p []byte) (int, error) {
 	if cr.remain == 0 {
 		return 0, io.EOF
 	}
@@ -121,7 +119,7 @@ func (cr *CPIOReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (cr *CPIOReader) skip(n int64) error {
+func (cr *Reader) skip(n int64) error {
 	m, err := io.CopyN(io.Discard, cr.r, n)
 	cr.off += m
 	if err != nil {
@@ -135,73 +133,4 @@ func noEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-func unixTime(s int64) time.Time { return time.Unix(s, 0).UTC() }
-
-// cpioToTar copies the entries of the cpio archives in r into tw. Hard
-// links (same inode, two or more links, within one archive) become tar
-// hard links to the first name; a directory written already (in skip or
-// earlier) is not written again.
-func cpioToTar(tw *tar.Writer, r io.Reader, skip map[string]bool) error {
-	cr := NewCPIOReader(r)
-	dirs := map[string]bool{}
-	for d := range skip {
-		dirs[d] = true
-	}
-	links := map[uint32]string{}
-	archive := 0
-	for {
-		h, err := cr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if cr.Archive != archive {
-			archive, links = cr.Archive, map[uint32]string{}
-		}
-		th := &tar.Header{
-			Name: h.Name, Mode: int64(h.Mode & ModePerm), Uid: int(h.UID), Gid: int(h.GID),
-			ModTime: unixTime(h.Mtime), Format: tar.FormatPAX,
-		}
-		switch h.Mode & ModeType {
-		case ModeDir:
-			if dirs[h.Name] {
-				continue
-			}
-			dirs[h.Name] = true
-			th.Typeflag, th.Name = tar.TypeDir, h.Name+"/"
-		case ModeSymlink:
-			th.Typeflag, th.Linkname = tar.TypeSymlink, h.Linkname
-		case ModeChar, ModeBlock:
-			th.Typeflag = tar.TypeChar
-			if h.Mode&ModeType == ModeBlock {
-				th.Typeflag = tar.TypeBlock
-			}
-			th.Devmajor, th.Devminor = int64(h.Rdevmajor), int64(h.Rdevminor)
-		case ModeFIFO:
-			th.Typeflag = tar.TypeFifo
-		case ModeRegular:
-			th.Typeflag, th.Size = tar.TypeReg, h.Size
-			if h.Nlink >= 2 {
-				if first, ok := links[h.Ino]; ok {
-					th.Typeflag, th.Linkname, th.Size = tar.TypeLink, first, 0
-				} else {
-					links[h.Ino] = h.Name
-				}
-			}
-		default:
-			return fmt.Errorf("cpio: %s: file type %#o has no tar equivalent", h.Name, h.Mode&ModeType)
-		}
-		if err := tw.WriteHeader(th); err != nil {
-			return err
-		}
-		if th.Size > 0 {
-			if _, err := io.Copy(tw, cr); err != nil {
-				return err
-			}
-		}
-	}
 }

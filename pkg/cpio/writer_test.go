@@ -1,4 +1,4 @@
-package initrd
+package cpio
 
 import (
 	"bytes"
@@ -27,14 +27,14 @@ func cpioTool(t *testing.T, archive []byte, dir string, args ...string) string {
 }
 
 type entry struct {
-	h    CPIOHeader
+	h    Header
 	data string
 }
 
 func writeArchive(t *testing.T, entries []entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w := NewCPIOWriter(&buf)
+	w := NewWriter(&buf)
 	for i := range entries {
 		e := &entries[i]
 		e.h.Size = int64(len(e.data))
@@ -58,23 +58,23 @@ var longName = "d/" + strings.Repeat("long-directory-name/", 8) + "file"
 
 func testEntries() []entry {
 	return []entry{
-		{h: CPIOHeader{Name: "d", Mode: ModeDir | 0o755}},
-		{h: CPIOHeader{Name: "d/file", Mode: ModeRegular | 0o640, UID: 1000, GID: 100, Mtime: 1700000000}, data: "hello\n"},
-		{h: CPIOHeader{Name: "d/empty", Mode: ModeRegular | 0o600}},
-		{h: CPIOHeader{Name: "d/odd", Mode: ModeRegular | 0o644}, data: "abc"},
-		{h: CPIOHeader{Name: "d/link", Mode: ModeSymlink | 0o777, Linkname: "file"}},
-		{h: CPIOHeader{Name: "d/hard1", Mode: ModeRegular | 0o644, Nlink: 2, Ino: 900}, data: "shared data"},
-		{h: CPIOHeader{Name: "d/hard2", Mode: ModeRegular | 0o644, Nlink: 2, Ino: 900}},
-		{h: CPIOHeader{Name: "d/" + strings.Repeat("long-directory-name/", 8)[:len(strings.Repeat("long-directory-name/", 8))-1], Mode: ModeDir | 0o755}},
-		{h: CPIOHeader{Name: longName, Mode: ModeRegular | 0o644}, data: "deep"},
+		{h: Header{Name: "d", Mode: ModeDir | 0o755}},
+		{h: Header{Name: "d/file", Mode: ModeRegular | 0o640, UID: 1000, GID: 100, Mtime: 1700000000}, data: "hello\n"},
+		{h: Header{Name: "d/empty", Mode: ModeRegular | 0o600}},
+		{h: Header{Name: "d/odd", Mode: ModeRegular | 0o644}, data: "abc"},
+		{h: Header{Name: "d/link", Mode: ModeSymlink | 0o777, Linkname: "file"}},
+		{h: Header{Name: "d/hard1", Mode: ModeRegular | 0o644, Nlink: 2, Ino: 900}, data: "shared data"},
+		{h: Header{Name: "d/hard2", Mode: ModeRegular | 0o644, Nlink: 2, Ino: 900}},
+		{h: Header{Name: "d/" + strings.Repeat("long-directory-name/", 8)[:len(strings.Repeat("long-directory-name/", 8))-1], Mode: ModeDir | 0o755}},
+		{h: Header{Name: longName, Mode: ModeRegular | 0o644}, data: "deep"},
 	}
 }
 
 func TestCPIOListing(t *testing.T) {
 	es := append(testEntries(),
-		entry{h: CPIOHeader{Name: "dev", Mode: ModeDir | 0o755}},
-		entry{h: CPIOHeader{Name: "dev/console", Mode: ModeChar | 0o600, Rdevmajor: 5, Rdevminor: 1}},
-		entry{h: CPIOHeader{Name: "fifo", Mode: ModeFIFO | 0o644}},
+		entry{h: Header{Name: "dev", Mode: ModeDir | 0o755}},
+		entry{h: Header{Name: "dev/console", Mode: ModeChar | 0o600, Rdevmajor: 5, Rdevminor: 1}},
+		entry{h: Header{Name: "fifo", Mode: ModeFIFO | 0o644}},
 	)
 	archive := writeArchive(t, es)
 	out := cpioTool(t, archive, t.TempDir(), "-t", "--quiet")
@@ -127,20 +127,20 @@ func TestCPIOExtract(t *testing.T) {
 }
 
 func TestCPIOWriterRefusesMisuse(t *testing.T) {
-	w := NewCPIOWriter(&bytes.Buffer{})
-	if err := w.WriteHeader(&CPIOHeader{Name: "f", Mode: ModeRegular, Size: 3}); err != nil {
+	w := NewWriter(&bytes.Buffer{})
+	if err := w.WriteHeader(&Header{Name: "f", Mode: ModeRegular, Size: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Write([]byte("toolong")); err == nil {
 		t.Error("write past the entry's size accepted")
 	}
-	if err := w.WriteHeader(&CPIOHeader{Name: "g", Mode: ModeRegular}); err == nil {
+	if err := w.WriteHeader(&Header{Name: "g", Mode: ModeRegular}); err == nil {
 		t.Error("new header before the data was complete accepted")
 	}
 	if err := w.Close(); err == nil {
 		t.Error("close with data missing accepted")
 	}
-	if err := NewCPIOWriter(&bytes.Buffer{}).WriteHeader(&CPIOHeader{Name: "big", Mode: ModeRegular, Size: 1 << 32}); err == nil {
+	if err := NewWriter(&bytes.Buffer{}).WriteHeader(&Header{Name: "big", Mode: ModeRegular, Size: 1 << 32}); err == nil {
 		t.Error("5 GiB file accepted")
 	}
 }

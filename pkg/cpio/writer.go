@@ -1,4 +1,4 @@
-package initrd
+package cpio
 
 import (
 	"bufio"
@@ -7,49 +7,7 @@ import (
 	"io"
 )
 
-// File type bits of a cpio (and stat) mode.
-const (
-	ModeType    = 0o170000
-	ModeSocket  = 0o140000
-	ModeSymlink = 0o120000
-	ModeRegular = 0o100000
-	ModeBlock   = 0o060000
-	ModeDir     = 0o040000
-	ModeChar    = 0o020000
-	ModeFIFO    = 0o010000
-	ModePerm    = 0o7777 // permissions with setuid, setgid and sticky
-)
-
-// maxSize is the largest file newc can hold: sizes are 8 hex digits.
-const maxSize = 1<<32 - 1
-
-const trailerName = "TRAILER!!!"
-
-// CPIOHeader is one entry of a newc ("070701") cpio archive, the format the
-// kernel unpacks into the initramfs.
-type CPIOHeader struct {
-	// Name is the path inside the archive, relative, without a leading "/".
-	Name string
-	// Mode is the file type (Mode* constants) and permission bits.
-	Mode     uint32
-	UID, GID uint32
-	// Nlink is the number of names of the inode; 0 is written as 1. The
-	// kernel treats a regular file whose Nlink is 2 or more as a hard link
-	// candidate: a later entry with the same Ino becomes a link to it.
-	Nlink uint32
-	Mtime int64
-	// Size is the length of a regular file's data. For a symlink it is
-	// ignored: the data is Linkname.
-	Size     int64
-	Linkname string
-	// Rdevmajor and Rdevminor are a device node's numbers.
-	Rdevmajor, Rdevminor uint32
-	// Ino is the inode number. Zero asks the writer for a fresh one, which
-	// it stores here, so that later hard links can reuse it.
-	Ino uint32
-}
-
-// CPIOWriter writes a newc cpio archive as a stream: each header, then
+// Writer writes a newc cpio archive as a stream: each header, then
 // exactly Size bytes of data through Write.
 //
 // Hard links follow the convention the kernel and GNU cpio both accept
@@ -57,7 +15,7 @@ type CPIOHeader struct {
 // and an Nlink of 2 or more; the first entry carries the data, later ones
 // have Size 0. (The kernel links a later name to the first one and opens the
 // file without truncating it.)
-type CPIOWriter struct {
+type Writer struct {
 	w       *bufio.Writer
 	nextIno uint32
 	remain  int64 // data still owed for the current entry
@@ -65,15 +23,15 @@ type CPIOWriter struct {
 	closed  bool
 }
 
-// NewCPIOWriter returns a writer of a newc archive to w. Close writes the
+// NewWriter returns a writer of a newc archive to w. Close writes the
 // trailer; it does not close w.
-func NewCPIOWriter(w io.Writer) *CPIOWriter {
-	return &CPIOWriter{w: bufio.NewWriterSize(w, 64<<10), nextIno: 1}
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{w: bufio.NewWriterSize(w, 64<<10), nextIno: 1}
 }
 
 // WriteHeader starts a new entry. The previous entry's data must be
 // complete.
-func (cw *CPIOWriter) WriteHeader(h *CPIOHeader) error {
+func (cw *Writer) WriteHeader(h *Header) error {
 	if cw.closed {
 		return errors.New("cpio: write after close")
 	}
@@ -115,13 +73,13 @@ func (cw *CPIOWriter) WriteHeader(h *CPIOHeader) error {
 }
 
 // NextIno reserves an inode number that WriteHeader will not hand out.
-func (cw *CPIOWriter) NextIno() uint32 {
+func (cw *Writer) NextIno() uint32 {
 	ino := cw.nextIno
 	cw.nextIno++
 	return ino
 }
 
-func (cw *CPIOWriter) header(h *CPIOHeader, nlink uint32, size int64) error {
+func (cw *Writer) header(h *Header, nlink uint32, size int64) error {
 	mtime := h.Mtime
 	if mtime < 0 || mtime > maxSize {
 		mtime = 0
@@ -138,7 +96,7 @@ func (cw *CPIOWriter) header(h *CPIOHeader, nlink uint32, size int64) error {
 
 // Write writes data of the current entry; it refuses more than the header
 // announced.
-func (cw *CPIOWriter) Write(p []byte) (int, error) {
+func (cw *Writer) Write(p []byte) (int, error) {
 	if int64(len(p)) > cw.remain {
 		return 0, fmt.Errorf("cpio: %d bytes written past the end of the entry", int64(len(p))-cw.remain)
 	}
@@ -154,7 +112,7 @@ func (cw *CPIOWriter) Write(p []byte) (int, error) {
 // Close writes the trailer and flushes. The archive is not padded to a
 // block size: the kernel needs only 4-byte alignment, which also lets
 // archives be concatenated.
-func (cw *CPIOWriter) Close() error {
+func (cw *Writer) Close() error {
 	if cw.closed {
 		return nil
 	}
@@ -162,7 +120,7 @@ func (cw *CPIOWriter) Close() error {
 		return fmt.Errorf("cpio: %d bytes of data missing at close", cw.remain)
 	}
 	cw.closed = true
-	if err := cw.header(&CPIOHeader{Name: trailerName}, 1, 0); err != nil {
+	if err := cw.header(&Header{Name: trailerName}, 1, 0); err != nil {
 		return err
 	}
 	if err := cw.w.Flush(); err != nil {
@@ -171,7 +129,7 @@ func (cw *CPIOWriter) Close() error {
 	return nil
 }
 
-func (cw *CPIOWriter) zeros(n int) error {
+func (cw *Writer) zeros(n int) error {
 	var z [4]byte
 	_, err := cw.w.Write(z[:n])
 	return err

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keel-os/keel/pkg/bundle"
+	"github.com/keel-os/keel/pkg/modules"
+	"github.com/keel-os/keel/pkg/mount"
+)
+
+const (
+	// squashfsDir holds, in the small initrd, the squashfs and the tmpfs
+	// the new root overlays; both stay mounted there, under the new root.
+	squashfsDir = "/.keel-squashfs"
+	// partitionTimeout bounds the wait for the disk to show up once its
+	// driver is loaded.
+	partitionTimeout = 30 * time.Second
+)
+
+// squashfsRoot boots a kernel+squashfs build: when the small initrd names
+// the partition holding the system (bundle.SquashfsRootFile), it loads the
+// modules to reach it, mounts it under a tmpfs overlay and makes that the
+// root. It reports whether it did; done is false, with no error, for any
+// other initrd.
+func squashfsRoot(log *slog.Logger) (done bool, err error) {
+	b, err := os.ReadFile(bundle.SquashfsRootFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", bundle.SquashfsRootFile, err)
+	}
+	part := strings.TrimSpace(string(b))
+	start := time.Now()
+	// sysfs to find the disk, devtmpfs for its node: for the look only,
+	// the system mounts them again in the new root.
+	for _, m := range []struct{ dir, fstype string }{{"/sys", "sysfs"}, {"/dev", "devtmpfs"}} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return false, err
+		}
+		if err := unix.Mount(m.fstype, m.dir, m.fstype, unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
+			return false, fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err)
+		}
+		defer unix.Unmount(m.dir, unix.MNT_DETACH)
+	}
+	if l, _, err := modules.Open("/", log); err != nil {
+		log.Warn("squashfs root: no modules", "err", err) // built in, perhaps
+	} else {
+		r := l.Load(bundle.SquashfsModules...)
+		log.Info("squashfs root: modules", "loaded", strings.Join(r.Loaded, ","), "failed", len(r.Failed))
+		for name, err := range r.Failed {
+			log.Warn("squashfs root: module", "module", name, "err", err)
+		}
+	}
+	dev, err := mount.FindPartition("/sys", part, partitionTimeout)
+	if err != nil {
+		return false, err
+	}
+	if err := mount.SquashfsOverlay(dev, squashfsDir, newRootDir); err != nil {
+		return false, err
+	}
+	// Unmounted before the move, or they would stay under the new root.
+	unix.Unmount("/sys", unix.MNT_DETACH)
+	unix.Unmount("/dev", unix.MNT_DETACH)
+	// The small initrd's files would hold RAM for the life of the VM,
+	// out of reach under the new root: they go, as switch_root does.
+	freed := freeInitramfs(log)
+	if err := mount.MoveRoot(newRootDir); err != nil {
+		return false, err
+	}
+	log.Info("root on squashfs", "device", dev, "partition", part, "freed", fmt.Sprintf("%dkB", freed>>10),
+		"duration", time.Since(start).Round(time.Millisecond))
+	// This binary is one of those files: run the new root's /init (the
+	// same PID 1, from the same init images) so that its pages are freed
+	// too. It finds / off the initramfs and boots on. Should the exec
+	// fail, this one boots on.
+	if err := unix.Exec("/init", os.Args, os.Environ()); err != nil {
+		log.Warn("squashfs root: exec /init", "err", err)
+	}
+	return true, nil
+}
+
+// freeInitramfs removes the small initrd's files, but for the mounts the
+// new root is made of, and returns how many bytes of files it removed.
+func freeInitramfs(log *slog.Logger) (freed int64) {
+	es, err := os.ReadDir("/")
+	if err != nil {
+		log.Warn("squashfs root: free initramfs", "err", err)
+		return 0
+	}
+	for _, e := range es {
+		p := "/" + e.Name()
+		if p == squashfsDir || p == newRootDir {
+			continue
+		}
+		filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if info, err := d.Info(); err == nil {
+					freed += info.Size()
+				}
+			}
+			return nil
+		})
+		if err := os.RemoveAll(p); err != nil {
+			log.Warn("squashfs root: free initramfs", "path", p, "err", err)
+		}
+	}
+	return freed
+}
