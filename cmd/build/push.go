@@ -48,8 +48,8 @@ NAME-efi.qcow2, NAME-efi.img, NAME-bios.qcow2, NAME-bios.img, in that order (kee
 build --format qcow2-efi, raw-efi, qcow2-bios, raw-bios).
 
 --format kernelboot: the kernel and initrd for KubeVirt's kernelBoot.container, at
-/boot/vmlinuz and /boot/initrd.img (its kernelPath and initrdPath), from NAME-kernel
-and NAME-initrd.img in DIR. Prints the three fields to set, kernelArgs from
+/boot/vmlinuz and /boot/initrd.img (its kernelPath and initrdPath), mode 0444, owned
+107:107, from NAME-kernel and NAME-initrd.img in DIR. Prints the three fields to set, kernelArgs from
 NAME-cmdline.
 
 The image is reproducible: every time stamp is $SOURCE_DATE_EPOCH (or 0), so the same

@@ -115,7 +115,7 @@ func TestCLIPush(t *testing.T) {
 	if want := "kernelPath: /boot/vmlinuz\ninitrdPath: /boot/initrd.img\nkernelArgs: console=ttyS0 quiet\n"; !strings.HasPrefix(r.stdout, want) {
 		t.Errorf("kernelboot printed %q, want it to start with %q", r.stdout, want)
 	}
-	want = []string{"boot/ 5 0555 0:0 1234 0", "boot/initrd.img 0 0444 0:0 1234 12", "boot/vmlinuz 0 0444 0:0 1234 12"}
+	want = []string{"boot/ 5 0555 107:107 1234 0", "boot/initrd.img 0 0444 107:107 1234 12", "boot/vmlinuz 0 0444 107:107 1234 12"}
 	if got := pulledLayout(t, pushed(r)); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("kernelboot layout:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

@@ -4,8 +4,9 @@
 //   - a containerDisk: one layer holding a disk image under /disk/, owned
 //     by the qemu user (107:107), which KubeVirt attaches as a disk;
 //   - a kernelBoot container: one layer holding a kernel and an initrd,
-//     which KubeVirt copies out and boots directly (spec.domain.firmware.
-//     kernelBoot.container, whose kernelPath and initrdPath name them).
+//     owned 107:107 too, which KubeVirt copies out and boots directly
+//     (spec.domain.firmware.kernelBoot.container, whose kernelPath and
+//     initrdPath name them).
 //
 // The images are reproducible: the same files and time stamp give the
 // same digest. Layers are streamed from the files, so memory stays
@@ -85,13 +86,14 @@ func ContainerDisk(disk string, o Options) (v1.Image, DiskFormat, error) {
 }
 
 // KernelBoot makes a kernelBoot image of the files kernel and initrd, at
-// KernelPath and InitrdPath. They are readable by everyone (0444), so
-// that KubeVirt can copy them out whatever user it does it as.
+// KernelPath and InitrdPath, owned 107:107 as KubeVirt's guide asks
+// (its kernel boot section: the files must belong to the qemu user and
+// group), and readable by everyone (0444).
 func KernelBoot(kernel, initrd string, o Options) (v1.Image, error) {
 	return image([]entry{
-		{name: path.Dir(KernelPath), dir: true, mode: 0o555},
-		{name: KernelPath, src: kernel, mode: 0o444},
-		{name: InitrdPath, src: initrd, mode: 0o444},
+		{name: path.Dir(KernelPath), dir: true, mode: 0o555, id: QemuID},
+		{name: KernelPath, src: kernel, mode: 0o444, id: QemuID},
+		{name: InitrdPath, src: initrd, mode: 0o444, id: QemuID},
 	}, o, "keel push --format kernelboot")
 }
 

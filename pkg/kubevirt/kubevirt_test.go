@@ -174,9 +174,9 @@ func TestKernelBootLayout(t *testing.T) {
 	}
 	got := checkImage(t, pushPull(t, img, host+"/vm/kernel:1"), 0)
 	checkEntries(t, got, []tarEntry{
-		{"boot/", tar.TypeDir, 0o555, 0, 0, 0, ""},
-		{"boot/initrd.img", tar.TypeReg, 0o444, 0, 0, 0, "070701 a fake initrd"},
-		{"boot/vmlinuz", tar.TypeReg, 0o444, 0, 0, 0, "MZ a fake bzImage"},
+		{"boot/", tar.TypeDir, 0o555, QemuID, QemuID, 0, ""},
+		{"boot/initrd.img", tar.TypeReg, 0o444, QemuID, QemuID, 0, "070701 a fake initrd"},
+		{"boot/vmlinuz", tar.TypeReg, 0o444, QemuID, QemuID, 0, "MZ a fake bzImage"},
 	})
 	if "/"+got[1].name != InitrdPath || "/"+got[2].name != KernelPath {
 		t.Errorf("paths %s, %s; the docs say %s, %s", got[1].name, got[2].name, InitrdPath, KernelPath)
