@@ -82,15 +82,16 @@ files give the same digest. See docs/deploy.md for the manifests that boot them.
 		if err != nil {
 			return err
 		}
+		// What goes in is said first: a large disk takes a while to send.
+		w := cmd.OutOrStdout()
+		for _, n := range notes {
+			fmt.Fprintln(w, n)
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		pushed, err := (&oci.Resolver{}).PushImage(ctx, img, ref)
 		if err != nil {
 			return err
-		}
-		w := cmd.OutOrStdout()
-		for _, n := range notes {
-			fmt.Fprintln(w, n)
 		}
 		fmt.Fprintf(w, "pushed %s\n", pushed)
 		return nil
