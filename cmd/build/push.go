@@ -49,8 +49,8 @@ build --format qcow2-efi, raw-efi, qcow2-bios, raw-bios).
 
 --format kernelboot: the kernel and initrd for KubeVirt's kernelBoot.container, at
 /boot/vmlinuz and /boot/initrd.img (its kernelPath and initrdPath), mode 0444, owned
-107:107, from NAME-kernel and NAME-initrd.img in DIR. Prints the three fields to set, kernelArgs from
-NAME-cmdline.
+107:107, from NAME-kernel and NAME-initrd.img in DIR. Prints the three fields to set,
+kernelArgs from NAME-cmdline.
 
 The image is reproducible: every time stamp is $SOURCE_DATE_EPOCH (or 0), so the same
 files give the same digest. See docs/deploy.md for the manifests that boot them.`,
