@@ -393,7 +393,7 @@ func TestDispatch(t *testing.T) {
 	for args, want := range map[string]string{
 		"frobnicate":  "unknown command \"frobnicate\" (see `keel --help`)",
 		"buidl x.yml": "unknown command \"buidl\"; did you mean build? (see `keel --help`)",
-		"":            "want a command: build, cache, completion, run, validate, version (see `keel --help`)",
+		"":            "want a command: build, cache, completion, push, run, validate, version (see `keel --help`)",
 		"cache":       "cache: want a command: clean, export, import, ls, pull, push, rm (see `keel cache --help`)",
 	} {
 		err := dispatch(strings.Fields(args))

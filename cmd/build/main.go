@@ -102,6 +102,7 @@ Flags go before or after the arguments. Long flags take two dashes
 		newValidateCmd(),
 		newRunCmd(),
 		newCacheCmd(),
+		newPushCmd(),
 		newVersionCmd(),
 	)
 	root.SetHelpCommand(newHelpCmd(root))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -17,6 +18,18 @@ func (r *Resolver) Push(ctx context.Context, ref, dest string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	pushed, err := r.PushImage(ctx, img, dest)
+	if err != nil {
+		return "", fmt.Errorf("push %s: %w", ref, err)
+	}
+	return pushed, nil
+}
+
+// PushImage writes img to the registry reference dest, as Push does a
+// cached image: keel push sends images it assembles from build outputs
+// this way, with the same credentials, TLS and timeouts. It returns dest
+// by digest.
+func (r *Resolver) PushImage(ctx context.Context, img v1.Image, dest string) (string, error) {
 	nref, err := parseRemoteRef(dest)
 	if err != nil {
 		return "", err
@@ -29,11 +42,11 @@ func (r *Resolver) Push(ctx context.Context, ref, dest string) (string, error) {
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(kc),
 		remote.WithTransport(r.roundTripper())); err != nil {
-		return "", fmt.Errorf("push %s to %s: %w", ref, dest, err)
+		return "", fmt.Errorf("push to %s: %w", dest, err)
 	}
 	d, err := img.Digest()
 	if err != nil {
-		return "", fmt.Errorf("push %s to %s: %w", ref, dest, err)
+		return "", fmt.Errorf("push to %s: %w", dest, err)
 	}
 	return nref.Context().Digest(d.String()).String(), nil
 }
