@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ type System struct {
 		Start()
 		Stop()
 	}
+	// CPUs is how many CPUs the machine has (runtime.NumCPU if 0):
+	// containerd starts alongside onboot only when there are two or more.
+	CPUs int
 	// Oneshot asks for a power-off once the services run.
 	Oneshot bool
 	// Request asks PID 1 for a shutdown (an onboot failure that halts,
@@ -74,6 +78,9 @@ func NewSystem(s *System) *System {
 	if s.Request == nil {
 		s.Request = func(Action) {}
 	}
+	if s.CPUs == 0 {
+		s.CPUs = runtime.NumCPU()
+	}
 	s.preparer = &Preparer{Mounts: s.Mounts}
 	s.onboot = &Onboot{
 		Engine:   &Libcontainer{Reaper: s.Reaper, StateDir: s.StateDir, Log: s.Log},
@@ -94,14 +101,15 @@ func NewSystem(s *System) *System {
 }
 
 // Boot runs the phases: the onboot bundles in order, then the console
-// shell, then the services. containerd, when the image has services,
-// starts at once and comes up while onboot runs, as LinuxKit's rc scripts
-// start it too: onboot containers are serial, so a second CPU is
-// otherwise idle. Until onboot is done it yields the CPU (Containerd.Idle),
-// so onboot, with one CPU, is as quick as without it. It waits for onboot only when an onboot container
-// reaches a path containerd uses (onbootPreparesContainerd). The services
-// start once onboot is done. A shutdown (Shutdown) ends Boot wherever it is:
-// what was not started yet is never started.
+// shell, then the services. On a machine with two CPUs or more,
+// containerd (when the image has services) starts at once and comes up
+// while onboot runs, as LinuxKit's rc scripts start it: onboot containers
+// are serial, so a second CPU is otherwise idle. Until onboot is done it
+// yields the CPU (Containerd.Idle). It waits for onboot with one CPU, and
+// when an onboot container reaches a path containerd uses
+// (onbootPreparesContainerd). The services start once onboot is done. A
+// shutdown (Shutdown) ends Boot wherever it is: what was not started yet
+// is never started.
 func (s *System) Boot() {
 	s.mu.Lock()
 	if s.shutdown {
@@ -126,9 +134,14 @@ func (s *System) Boot() {
 		s.Log.Error("onboot", "err", err)
 	}
 	var containerd <-chan error
-	if len(services) > 0 {
+	if len(services) > 0 && len(bundles) > 0 {
 		if name, why := onbootPreparesContainerd(bundles, s.Containerd.paths()); name != "" {
 			s.Log.Info("containerd waits for onboot", "bundle", name, "reason", why)
+		} else if s.CPUs < 2 {
+			// Measured (make bench-boot, -smp 1): started alongside, even
+			// at cpu.idle, it slowed onboot (done 3.5 -> 5.6 s after /init)
+			// and the services came up no sooner.
+			s.Log.Info("containerd waits for onboot", "reason", "one CPU")
 		} else {
 			// It yields the CPU to onboot, which is what boot waits for.
 			s.Containerd.Idle(true)

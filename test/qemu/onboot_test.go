@@ -3,6 +3,8 @@ package qemu_test
 import (
 	"testing"
 	"time"
+
+	"github.com/keel-os/keel/pkg/qemu"
 )
 
 // Three onboot containers run in YAML order with their output and exit codes
@@ -30,15 +32,21 @@ onboot:
     command: ["/sbin/poweroff"]
     pid: host
     capabilities: [all]
+services:
+  - name: never-started
+    image: {{.Busybox}}
+    command: ["/bin/sleep", "1000"]
 `
 
 func TestOnbootOrderAndPowerOff(t *testing.T) {
 	requireBoot(t)
 	prefix := buildImage(t, "onboot", onbootYAML)
-	vm := boot(t, prefix, nil)
+	// One CPU: containerd waits for onboot rather than slow it down.
+	vm := boot(t, prefix, func(m *qemu.Machine) { m.CPUs = 1 })
 
 	const wait = 3 * time.Minute
 	start := vm.Expect(0, `keel: init started`, wait)
+	vm.Expect(start, `keel: containerd waits for onboot reason="one CPU"`, wait)
 	// stdout and stderr are separate pipes: their lines may reach the
 	// console in either order, so each is looked for from the start.
 	i := vm.Expect(start, `\] 000-first: first says hello$`, wait)
@@ -53,4 +61,5 @@ func TestOnbootOrderAndPowerOff(t *testing.T) {
 	if err := vm.Wait(wait); err != nil {
 		t.Fatalf("qemu did not exit cleanly after power-off: %v", err)
 	}
+	vm.none(t, vm.Lines(), `keel: .*containerd ready`, "containerd started before onboot was done, on one CPU")
 }

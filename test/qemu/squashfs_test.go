@@ -43,7 +43,7 @@ func TestDemoSquashfs(t *testing.T) {
 		vm := boot(t, prefix, func(m *qemu.Machine) {
 			m.Publish = []string{strconv.Itoa(port) + ":80"}
 			if kind == "kernel+squashfs" {
-				m.Initrd, m.Disks = prefix+"-squashfs-initrd.img", []string{prefix + "-squashfs.img"}
+				m.Initrd, m.Disks = prefix+"-squashfs-initrd.img", []qemu.Disk{{Path: prefix + "-squashfs.img", Format: qemu.Raw}}
 			}
 		})
 		const wait = 3 * time.Minute
