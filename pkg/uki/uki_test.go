@@ -1,0 +1,177 @@
+package uki
+
+import (
+	"bytes"
+	"debug/pe"
+	"encoding/binary"
+	"os"
+	"strings"
+	"testing"
+)
+
+// fakeStub is a minimal PE32+ EFI application: headers in 0x400 bytes,
+// one .text section at 0x1000.
+func fakeStub(t *testing.T) []byte {
+	t.Helper()
+	b := make([]byte, 0x600)
+	le := binary.LittleEndian
+	copy(b, "MZ")
+	le.PutUint32(b[0x3c:], 0x40)
+	copy(b[0x40:], "PE\x00\x00")
+	coff := 0x44
+	le.PutUint16(b[coff:], pe.IMAGE_FILE_MACHINE_AMD64)
+	le.PutUint16(b[coff+2:], 1)
+	le.PutUint16(b[coff+16:], 240)
+	le.PutUint16(b[coff+18:], 0x22)
+	opt := coff + 20
+	le.PutUint16(b[opt:], 0x20b)
+	le.PutUint32(b[opt+32:], 0x1000) // SectionAlignment
+	le.PutUint32(b[opt+36:], 0x200)  // FileAlignment
+	le.PutUint32(b[opt+56:], 0x2000) // SizeOfImage
+	le.PutUint32(b[opt+60:], 0x400)  // SizeOfHeaders
+	le.PutUint16(b[opt+68:], 10)     // EFI application
+	le.PutUint32(b[opt+108:], 16)
+	sec := opt + 240
+	copy(b[sec:], ".text")
+	le.PutUint32(b[sec+8:], 0x123)
+	le.PutUint32(b[sec+12:], 0x1000)
+	le.PutUint32(b[sec+16:], 0x200)
+	le.PutUint32(b[sec+20:], 0x400)
+	le.PutUint32(b[sec+36:], pe.IMAGE_SCN_CNT_CODE|pe.IMAGE_SCN_MEM_EXECUTE|pe.IMAGE_SCN_MEM_READ)
+	copy(b[0x400:], bytes.Repeat([]byte{0xcc}, 0x123))
+	return b
+}
+
+func checkUKI(t *testing.T, stub, img []byte, p Parts) {
+	t.Helper()
+	orig, err := pe.NewFile(bytes.NewReader(stub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := pe.NewFile(bytes.NewReader(img))
+	if err != nil {
+		t.Fatalf("UKI does not parse as PE: %v", err)
+	}
+	oh := f.OptionalHeader.(*pe.OptionalHeader64)
+	n := len(orig.Sections)
+	if len(f.Sections) != n+4 {
+		t.Fatalf("%d sections, want %d", len(f.Sections), n+4)
+	}
+	// The stub's own sections are untouched.
+	for i, s := range orig.Sections {
+		if f.Sections[i].SectionHeader != s.SectionHeader {
+			t.Errorf("stub section %s changed: %+v -> %+v", s.Name, s.SectionHeader, f.Sections[i].SectionHeader)
+		}
+	}
+	want := []struct {
+		name string
+		data []byte
+	}{{".osrel", []byte(p.OSRelease)}, {".cmdline", []byte(p.Cmdline)}, {".initrd", p.Initrd}, {".linux", p.Kernel}}
+	prev := orig.Sections[n-1]
+	end := prev.VirtualAddress + max(prev.VirtualSize, prev.Size)
+	for i, w := range want {
+		s := f.Sections[n+i]
+		if s.Name != w.name {
+			t.Errorf("section %d is %s, want %s", n+i, s.Name, w.name)
+		}
+		if s.VirtualAddress%oh.SectionAlignment != 0 || s.Offset%oh.FileAlignment != 0 || s.Size%oh.FileAlignment != 0 {
+			t.Errorf("%s misaligned: VMA %#x offset %#x raw size %#x", s.Name, s.VirtualAddress, s.Offset, s.Size)
+		}
+		if s.VirtualAddress < end {
+			t.Errorf("%s at %#x overlaps what ends at %#x", s.Name, s.VirtualAddress, end)
+		}
+		end = s.VirtualAddress + s.VirtualSize
+		if s.Characteristics != pe.IMAGE_SCN_CNT_INITIALIZED_DATA|pe.IMAGE_SCN_MEM_READ {
+			t.Errorf("%s characteristics %#x", s.Name, s.Characteristics)
+		}
+		got, err := SectionData(img, w.name)
+		if err != nil || !bytes.Equal(got, w.data) {
+			t.Errorf("%s holds %d bytes (%v), want the %d given", w.name, len(got), err, len(w.data))
+		}
+	}
+	if want := (end + oh.SectionAlignment - 1) / oh.SectionAlignment * oh.SectionAlignment; oh.SizeOfImage != want {
+		t.Errorf("SizeOfImage %#x, want %#x", oh.SizeOfImage, want)
+	}
+	if sum := checksum(img, 0); oh.CheckSum == 0 || sum-uint32(len(img)) == 0 {
+		t.Errorf("checksum not set")
+	}
+}
+
+func testParts() Parts {
+	return Parts{
+		Kernel:    bytes.Repeat([]byte("kernel"), 1000),
+		Initrd:    bytes.Repeat([]byte("initrd!"), 333),
+		Cmdline:   "console=ttyS0 quiet",
+		OSRelease: "ID=keel\nNAME=keel\n",
+	}
+}
+
+func TestBuildFakeStub(t *testing.T) {
+	stub := fakeStub(t)
+	img, err := Build(stub, testParts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkUKI(t, stub, img, testParts())
+	again, _ := Build(stub, testParts())
+	if !bytes.Equal(img, again) {
+		t.Error("two builds differ")
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	stub := fakeStub(t)
+	if _, err := Build([]byte("not a PE"), testParts()); err == nil || !strings.Contains(err.Error(), "not a PE") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := Build(stub, Parts{}); err == nil || !strings.Contains(err.Error(), "no kernel") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := AddSections(stub, []Section{{".text", nil}}); err == nil || !strings.Contains(err.Error(), "already has") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := AddSections(stub, []Section{{".waytoolongname", nil}}); err == nil {
+		t.Error("long name accepted")
+	}
+	// Headers full: SizeOfHeaders leaves room for 1 + (0x400-0x148-40)/40 = 16 sections.
+	many := make([]Section, 20)
+	for i := range many {
+		many[i] = Section{Name: ".s" + string(rune('a'+i))}
+	}
+	if _, err := AddSections(stub, many); err == nil || !strings.Contains(err.Error(), "room for") {
+		t.Errorf("err = %v", err)
+	}
+	signed := append([]byte(nil), stub...)
+	binary.LittleEndian.PutUint32(signed[0x58+112+8*4+4:], 0x100)
+	if _, err := Build(signed, testParts()); err == nil || !strings.Contains(err.Error(), "signed") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// TestRealStub adds the sections to the real systemd-stub, and checks the
+// checksum against the one its linker wrote (KEEL_TEST_EFI_STUB, as `make test-go`
+// takes it out of keel/boot).
+func TestRealStub(t *testing.T) {
+	p := os.Getenv("KEEL_TEST_EFI_STUB")
+	if p == "" {
+		t.Skip("KEEL_TEST_EFI_STUB not set (make test-go sets it to systemd-stub from keel/boot)")
+	}
+	stub, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := pe.NewFile(bytes.NewReader(stub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := f.OptionalHeader.(*pe.OptionalHeader64).CheckSum; want != 0 {
+		if got := checksum(stub, int(binary.LittleEndian.Uint32(stub[0x3c:]))+4+20+64); got != want {
+			t.Errorf("checksum of the stub %#x, its header says %#x", got, want)
+		}
+	}
+	img, err := Build(stub, testParts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkUKI(t, stub, img, testParts())
+}
