@@ -1,0 +1,365 @@
+package disk
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"time"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/keel-os/keel/pkg/bootimage"
+	"github.com/keel-os/keel/pkg/uki"
+	"github.com/keel-os/keel/pkg/vmlinux"
+)
+
+// EFIBootPath is where UEFI firmware looks for a removable disk's loader.
+const EFIBootPath = "/EFI/BOOT/BOOTX64.EFI"
+
+// theUKI builds the unified kernel image once per writer.
+func (w *writer) theUKI() ([]byte, error) {
+	if w.uki != nil {
+		return w.uki, nil
+	}
+	kernel, err := os.ReadFile(w.in.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	initrd, err := os.ReadFile(w.in.Initrd)
+	if err != nil {
+		return nil, err
+	}
+	cmdline, err := w.cmdline()
+	if err != nil {
+		return nil, err
+	}
+	name := w.in.Name
+	if name == "" {
+		name = "keel"
+	}
+	osrel := fmt.Sprintf("ID=keel\nNAME=keel\nPRETTY_NAME=%q\n", "keel "+name)
+	w.uki, err = uki.Build(w.in.Loaders[bootimage.EFIStub], uki.Parts{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, OSRelease: osrel})
+	return w.uki, err
+}
+
+func (w *writer) writeUKI(p string) error {
+	b, err := w.theUKI()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, b, 0o644)
+}
+
+func (w *writer) writeVmlinux(p string) error {
+	bz, err := os.ReadFile(w.in.Kernel)
+	if err != nil {
+		return err
+	}
+	elf, err := vmlinux.Extract(bz)
+	if err != nil {
+		return fmt.Errorf("kernel %s: %w", w.in.Kernel, err)
+	}
+	return os.WriteFile(p, elf, 0o644)
+}
+
+// minFAT32 keeps a FAT32 volume above 65525 clusters of 512 bytes: UEFI's
+// FAT driver tells FAT12/16/32 apart by the cluster count alone.
+const minFAT32 = 40 * MiB
+
+// espSize is the size of a FAT32 volume for files of n bytes: the FATs
+// take 8 bytes per 512-byte cluster, plus slack and the room asked for.
+func espSize(n, extra int64) int64 {
+	return max(roundUp(n+n/32+4*MiB, MiB), minFAT32) + roundUp(extra, MiB)
+}
+
+// fatFile is a file to put into a FAT volume.
+type fatFile struct {
+	path string
+	data []byte
+}
+
+// fillFAT creates a FAT32 file system on partition part of d (0: the whole
+// image) and writes files into it; serial becomes its volume ID.
+func fillFAT(d *disk.Disk, part int, label string, files []fatFile) error {
+	fs, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: part, FSType: filesystem.TypeFat32, VolumeLabel: label, Reproducible: true})
+	if err != nil {
+		return fmt.Errorf("make FAT32: %w", err)
+	}
+	for _, f := range files {
+		if err := fs.Mkdir(path.Dir(f.path)); err != nil {
+			return fmt.Errorf("FAT mkdir %s: %w", path.Dir(f.path), err)
+		}
+		fh, err := fs.OpenFile(f.path, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("FAT create %s: %w", f.path, err)
+		}
+		if _, err := fh.Write(f.data); err != nil {
+			return fmt.Errorf("FAT write %s: %w", f.path, err)
+		}
+		if err := fh.Close(); err != nil {
+			return fmt.Errorf("FAT write %s: %w", f.path, err)
+		}
+	}
+	return nil
+}
+
+// setFATSerial writes serial into the FAT32 boot sector at off and its
+// backup (sector 6): go-diskfs's reproducible mode leaves it zero.
+func setFATSerial(p string, off int64, serial []byte) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, sector := range []int64{0, 6} {
+		if _, err := f.WriteAt(serial[:4], off+sector*512+0x43); err != nil {
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// writeRawEFI writes a GPT disk whose one partition, the EFI system
+// partition from 1 MiB, holds the UKI as the removable-media loader.
+func (w *writer) writeRawEFI(p string) error {
+	img, err := w.theUKI()
+	if err != nil {
+		return err
+	}
+	esp := espSize(int64(len(img)), w.in.Extra)
+	const start = MiB
+	// 1 MiB in front (GPT and alignment), 1 MiB behind (backup GPT).
+	size := start + esp + MiB
+	d, err := diskfs.Create(p, size, diskfs.SectorSizeDefault)
+	if err != nil {
+		return fmt.Errorf("create disk: %w", err)
+	}
+	defer closeDisk(d)
+	table := &gpt.Table{
+		LogicalSectorSize:  512,
+		PhysicalSectorSize: 512,
+		ProtectiveMBR:      true,
+		GUID:               guid(w.id("gpt disk")),
+		Partitions: []*gpt.Partition{{
+			Index: 1, Start: start / 512, End: uint64((start+esp)/512 - 1), Type: gpt.EFISystemPartition,
+			Name: "EFI System Partition", GUID: guid(w.id("gpt esp")),
+		}},
+	}
+	if err := d.Partition(table); err != nil {
+		return fmt.Errorf("write GPT: %w", err)
+	}
+	if err := fillFAT(d, 1, "KEEL-ESP", []fatFile{{EFIBootPath, img}}); err != nil {
+		return err
+	}
+	if err := closeDisk(d); err != nil {
+		return err
+	}
+	return setFATSerial(p, start, w.id("esp serial"))
+}
+
+// efiImage writes a FAT32 image holding the UKI as the removable-media
+// loader: the El Torito EFI boot image of iso-efi.
+func (w *writer) efiImage(p string) error {
+	img, err := w.theUKI()
+	if err != nil {
+		return err
+	}
+	d, err := diskfs.Create(p, espSize(int64(len(img)), 0), diskfs.SectorSizeDefault)
+	if err != nil {
+		return fmt.Errorf("create EFI boot image: %w", err)
+	}
+	defer closeDisk(d)
+	if err := fillFAT(d, 0, "KEEL-EFI", []fatFile{{EFIBootPath, img}}); err != nil {
+		return err
+	}
+	if err := closeDisk(d); err != nil {
+		return err
+	}
+	return setFATSerial(p, 0, w.id("efi image serial"))
+}
+
+// isoFile is a file to put into an ISO: from a path on disk.
+type isoFile struct {
+	path string // in the ISO
+	src  string // on disk
+	data []byte // when src is ""
+}
+
+// writeISO writes an ISO 9660 image at p with files and the El Torito
+// catalog et, then fixes its time stamps (go-diskfs stamps the time of
+// the build) and trims it to its volume size.
+func (w *writer) writeISO(p string, files []isoFile, et *iso9660.ElTorito) error {
+	var total int64
+	for _, f := range files {
+		if f.src != "" {
+			st, err := os.Stat(f.src)
+			if err != nil {
+				return err
+			}
+			total += roundUp(st.Size(), 2048)
+		} else {
+			total += roundUp(int64(len(f.data)), 2048)
+		}
+	}
+	size := roundUp(total+w.in.Extra+4*MiB, 2048)
+	work, err := os.MkdirTemp(w.tmp, "iso-")
+	if err != nil {
+		return err
+	}
+	d, err := diskfs.Create(p, size, 2048)
+	if err != nil {
+		return fmt.Errorf("create ISO: %w", err)
+	}
+	defer closeDisk(d)
+	fs, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 0, FSType: filesystem.TypeISO9660, VolumeLabel: "KEEL", WorkDir: work})
+	if err != nil {
+		return fmt.Errorf("make ISO 9660: %w", err)
+	}
+	for _, f := range files {
+		if err := fs.Mkdir(path.Dir(f.path)); err != nil {
+			return fmt.Errorf("ISO mkdir %s: %w", path.Dir(f.path), err)
+		}
+		data := f.data
+		if f.src != "" {
+			if data, err = os.ReadFile(f.src); err != nil {
+				return err
+			}
+		}
+		fh, err := fs.OpenFile(f.path, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("ISO create %s: %w", f.path, err)
+		}
+		if _, err := fh.Write(data); err != nil {
+			return fmt.Errorf("ISO write %s: %w", f.path, err)
+		}
+		fh.Close()
+	}
+	iso, ok := fs.(*iso9660.FileSystem)
+	if !ok {
+		return fmt.Errorf("go-diskfs made a %T, not an ISO 9660 file system", fs)
+	}
+	if err := iso.Finalize(iso9660.FinalizeOptions{ElTorito: et, VolumeIdentifier: "KEEL"}); err != nil {
+		return fmt.Errorf("finalize ISO: %w", err)
+	}
+	if err := closeDisk(d); err != nil {
+		return err
+	}
+	return fixISO(p, mtime(w.in.Mtime))
+}
+
+// writeISOEFI writes an ISO whose El Torito catalog has one EFI entry,
+// a FAT image holding the UKI.
+func (w *writer) writeISOEFI(p string) error {
+	efi := p + ".efiboot"
+	if err := w.efiImage(efi); err != nil {
+		return err
+	}
+	defer os.Remove(efi)
+	return w.writeISO(p, []isoFile{{path: "/EFIBOOT.IMG", src: efi}}, &iso9660.ElTorito{
+		BootCatalog: "/BOOT.CAT",
+		Entries: []*iso9660.ElToritoEntry{{
+			Platform: iso9660.EFI, Emulation: iso9660.NoEmulation, BootFile: "/EFIBOOT.IMG",
+		}},
+	})
+}
+
+// fixISO sets every time stamp of the ISO at p to t: the volume
+// descriptors' dates and each directory record's, walked from the root.
+func fixISO(p string, t time.Time) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	const sector = 2048
+	le := binary.LittleEndian
+	long := []byte(t.Format("20060102150405") + "00\x00")
+	short := []byte{byte(t.Year() - 1900), byte(t.Month()), byte(t.Day()), byte(t.Hour()), byte(t.Minute()), byte(t.Second()), 0}
+	var root []byte
+	var volumeBlocks int64
+	for s := int64(16); (s+1)*sector <= int64(len(b)); s++ {
+		vd := b[s*sector : (s+1)*sector]
+		if string(vd[1:6]) != "CD001" {
+			return fmt.Errorf("ISO: no volume descriptor at sector %d", s)
+		}
+		if vd[0] == 255 {
+			break
+		}
+		if vd[0] == 1 || vd[0] == 2 {
+			for _, off := range []int{813, 830, 847, 864} {
+				copy(vd[off:off+17], long)
+			}
+			if vd[0] == 1 {
+				root = vd[156 : 156+34]
+				volumeBlocks = int64(le.Uint32(vd[80:]))
+			}
+		}
+	}
+	if root == nil {
+		return errors.New("ISO: no primary volume descriptor")
+	}
+	seen := map[uint32]bool{}
+	var walk func(rec []byte) error
+	walk = func(rec []byte) error {
+		copy(rec[18:25], short)
+		if rec[25]&2 == 0 {
+			return nil
+		}
+		lba, n := le.Uint32(rec[2:]), int64(le.Uint32(rec[10:]))
+		if seen[lba] {
+			return nil
+		}
+		seen[lba] = true
+		start := int64(lba) * sector
+		if start+n > int64(len(b)) {
+			return fmt.Errorf("ISO: directory at block %d is outside the image", lba)
+		}
+		dir := b[start : start+n]
+		for i := 0; i < len(dir); {
+			l := int(dir[i])
+			if l == 0 {
+				i = (i/sector + 1) * sector
+				continue
+			}
+			if i+l > len(dir) || l < 34 {
+				return fmt.Errorf("ISO: bad directory record at block %d", lba)
+			}
+			r := dir[i : i+l]
+			nameLen := int(r[32])
+			self := nameLen == 1 && (r[33] == 0 || r[33] == 1)
+			if self {
+				copy(r[18:25], short)
+			} else if err := walk(r); err != nil {
+				return err
+			}
+			i += l
+		}
+		return nil
+	}
+	if err := walk(root); err != nil {
+		return err
+	}
+	if volumeBlocks > 0 && volumeBlocks*sector < int64(len(b)) {
+		b = b[:volumeBlocks*sector]
+	}
+	if bytes.Equal(b, nil) {
+		return errors.New("ISO: empty")
+	}
+	return os.WriteFile(p, b, 0o644)
+}
+
+// closeDisk closes d once: go-diskfs's Close fails on a second call.
+func closeDisk(d *disk.Disk) error {
+	if d.Backend == nil {
+		return nil
+	}
+	err := d.Close()
+	d.Backend = nil
+	return err
+}
