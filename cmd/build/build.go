@@ -220,7 +220,8 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	b := initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime, Stats: &stats, Progress: opts.tasks,
 		KernelFiles: initrd.KernelFiles{Binary: cfg.Kernel.Binary, Tar: cfg.Kernel.TarName(), UCode: cfg.Kernel.UCodeName()}}
 	opts.output.apply(&out, &b, cache.Dir)
-	if err := initrd.Write(out, b); err != nil {
+	diskFiles, err := opts.output.write(out, b, func(ref string) (initrd.Image, error) { return r.get(ctx, ref, config.Pos{File: "-boot-image"}) })
+	if err != nil {
 		return fmt.Errorf("build %s: %w", file, err)
 	}
 	lock := oci.Lock{Keel: keelVersion(), Arch: opts.arch, Kernel: cfg.Kernel.Image, Images: map[string]string{}}
@@ -237,7 +238,7 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	if err := oci.WriteLock(filepath.Join(out.Dir, out.Name+".lock.json"), lock); err != nil {
 		return err
 	}
-	reportOutputs(progress, out, stats)
+	reportOutputs(progress, out, stats, diskFiles)
 	return nil
 }
 

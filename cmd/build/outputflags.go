@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keel-os/keel/pkg/disk"
 	"github.com/keel-os/keel/pkg/initrd"
 )
 
@@ -19,6 +20,8 @@ type outputOptions struct {
 	// noSegmentCache turns the segment cache off: every segment is made
 	// anew.
 	noSegmentCache bool
+	// disk holds the bootable disk formats (pkg/disk) and their flags.
+	disk diskOptions
 }
 
 // formatFlag is --format, which can repeat and takes commas.
@@ -28,9 +31,12 @@ func (f formatFlag) String() string {
 	if f.o == nil {
 		return ""
 	}
-	s := make([]string, len(f.o.formats))
-	for i, x := range f.o.formats {
-		s[i] = string(x)
+	var s []string
+	for _, x := range f.o.formats {
+		s = append(s, string(x))
+	}
+	for _, x := range f.o.disk.formats {
+		s = append(s, string(x))
 	}
 	return strings.Join(s, ",")
 }
@@ -39,7 +45,11 @@ func (f formatFlag) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		x, err := initrd.ParseFormat(strings.TrimSpace(s))
 		if err != nil {
-			return err
+			if d, ok := disk.ParseFormat(strings.TrimSpace(s)); ok {
+				f.o.disk.formats = append(f.o.disk.formats, d)
+				continue
+			}
+			return fmt.Errorf("%w, %s", err, diskFormatNames())
 		}
 		f.o.formats = append(f.o.formats, x)
 	}
@@ -64,7 +74,8 @@ func (f compressFlag) Set(v string) error {
 // addOutputFlags registers --format, --compress and --no-segment-cache.
 func addOutputFlags(fs *flag.FlagSet) *outputOptions {
 	o := &outputOptions{compression: initrd.Gzip}
-	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd; repeat for several")
+	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd, "+diskFormatNames()+"; repeat for several")
+	o.disk.addFlags(fs)
 	fs.Var(compressFlag{o}, "compress", "initrd compression: gzip, zstd, lz4 or none")
 	fs.BoolVar(&o.noSegmentCache, "no-segment-cache", false, "make every initrd segment anew instead of reusing cached ones")
 	return o
@@ -85,7 +96,7 @@ func (o *outputOptions) apply(out *initrd.Outputs, b *initrd.Build, cacheDir str
 }
 
 // report prints what was written.
-func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats) {
+func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats, disks []string) {
 	fmt.Fprintf(w, "initrd: %d segments written, %d reused from the cache\n", st.Written, st.Reused)
 	// Extended attributes reach the booted system through a manifest PID 1
 	// applies (pkg/xattrs); say which may not get there rather than lose
@@ -97,7 +108,11 @@ func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats) {
 			fmt.Fprintf(os.Stderr, "keel: warning: %s\n", d)
 		}
 	}
-	for _, p := range out.Files() {
+	files := out.Files()
+	if len(out.Formats) == 0 && len(disks) > 0 {
+		files = nil // only disk formats were asked for
+	}
+	for _, p := range append(files, disks...) {
 		fmt.Fprintf(w, "wrote %s\n", p)
 	}
 }

@@ -28,7 +28,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 func runCommand(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: keel run [flags] NAME\n\nBoots NAME-kernel, NAME-initrd.img and NAME-cmdline (as written by keel build) under QEMU.\nThe serial console is this terminal: ctrl-a x quits, ctrl-a c is QEMU's monitor.\n\nflags:")
+		fmt.Fprintln(fs.Output(), "usage: keel run [flags] NAME\n\nBoots NAME-kernel, NAME-initrd.img and NAME-cmdline (as written by keel build) under QEMU,\nor, when NAME is a file, that disk image: an ISO as a CD-ROM, raw, qcow2, VHD or VMDK as the boot disk,\nunder UEFI or BIOS as the image says.\nThe serial console is this terminal: ctrl-a x quits, ctrl-a c is QEMU's monitor.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	var m qemu.Machine
@@ -43,6 +43,7 @@ func runCommand(args []string) error {
 	fs.StringVar(&m.QMP, "qmp", "", "serve QEMU's QMP on this unix socket path")
 	cmdline := fs.String("cmdline", "", "kernel command line (default: the contents of NAME-cmdline)")
 	extra := fs.String("append", "", "words to append to the kernel command line, e.g. keel.oneshot")
+	uefi := fs.Bool("uefi", false, "boot under UEFI (OVMF, with a private copy of its variable store); disk images pick their firmware themselves")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,17 +52,34 @@ func runCommand(args []string) error {
 		return errors.New("run: want exactly one NAME")
 	}
 	name := fs.Arg(0)
-	m.Kernel, m.Initrd = name+"-kernel", name+"-initrd.img"
+	how, err := m.Target(name, *uefi)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "keel: run %s: %s\n", name, how)
+	if m.UEFI {
+		dir, err := os.MkdirTemp("", "keel-run-")
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		if err := m.PrivateVars(dir); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+	}
 	m.Disks, m.Publish = disks, publish
 	m.Cmdline = *cmdline
-	if m.Cmdline == "" {
+	if m.Kernel == "" && (*cmdline != "" || *extra != "") {
+		return fmt.Errorf("run: %s carries its own kernel command line; -cmdline and -append are for kernel+initrd outputs", name)
+	}
+	if m.Kernel != "" && m.Cmdline == "" {
 		b, err := os.ReadFile(name + "-cmdline")
 		if err != nil {
 			return fmt.Errorf("run: %w (build it with `keel build`)", err)
 		}
 		m.Cmdline = strings.TrimSpace(string(b))
 	}
-	if *extra != "" {
+	if *extra != "" && m.Kernel != "" {
 		m.Cmdline = strings.TrimSpace(m.Cmdline + " " + *extra)
 	}
 

@@ -36,6 +36,10 @@ type Machine struct {
 	QMP string
 	// NoReboot makes a guest reboot end QEMU instead of restarting the guest.
 	NoReboot bool
+
+	// Boot media other than -kernel (see media.go): with Kernel empty,
+	// the firmware boots CDROM or BootDisk.
+	Media
 }
 
 // Args is the QEMU command line for m. The serial console is on stdio.
@@ -50,12 +54,19 @@ func (m *Machine) Args() ([]string, error) {
 	a := []string{
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-M", "q35", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
-		"-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Cmdline,
 		// mon:stdio puts the serial console on the terminal, with QEMU's
 		// monitor behind ctrl-a c and quit behind ctrl-a x.
 		"-serial", "mon:stdio",
 		"-device", "virtio-rng-pci",
 	}
+	if m.Kernel != "" {
+		a = append(a, "-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Cmdline)
+	}
+	media, err := m.Media.args()
+	if err != nil {
+		return nil, err
+	}
+	a = append(a, media...)
 	switch m.Accel {
 	case KVM:
 		a = append(a, "-accel", "kvm", "-cpu", "host")
@@ -104,9 +115,11 @@ func (m *Machine) Command(ctx context.Context) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range []string{m.Kernel, m.Initrd} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("boot files: %w", err)
+	if m.Kernel != "" {
+		for _, f := range []string{m.Kernel, m.Initrd} {
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("boot files: %w", err)
+			}
 		}
 	}
 	if _, err := exec.LookPath(Binary); err != nil {
