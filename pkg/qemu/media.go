@@ -60,8 +60,15 @@ func (m Media) args() ([]string, error) {
 		if f == "" {
 			f = "raw"
 		}
+		opts := "format=" + f
+		if f == "vpc" {
+			// A VHD's size is its footer's current size, as Azure and
+			// Hyper-V read it; QEMU would go by the CHS geometry for a
+			// creator it does not know, and lose the disk's tail.
+			opts = "driver=vpc,force_size_calc=current_size"
+		}
 		// snapshot=on: a boot never changes the image keel build wrote.
-		a = append(a, "-drive", "file="+m.BootDisk+",format="+f+",if=none,id=boot0,snapshot=on",
+		a = append(a, "-drive", "file="+m.BootDisk+","+opts+",if=none,id=boot0,snapshot=on",
 			"-device", "virtio-blk-pci,drive=boot0,bootindex=1")
 	}
 	return a, nil

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keel-os/keel/pkg/bootimage"
+	"github.com/keel-os/keel/pkg/oci"
 	"github.com/keel-os/keel/pkg/uki/ukitest"
 )
 
@@ -118,17 +120,9 @@ func TestBuildErrors(t *testing.T) {
 }
 
 // TestRealStub adds the sections to the real systemd-stub, and checks the
-// checksum against the one its linker wrote (KEEL_TEST_EFI_STUB, as `make test-go`
-// takes it out of keel/boot).
+// checksum against the one its linker wrote.
 func TestRealStub(t *testing.T) {
-	p := os.Getenv("KEEL_TEST_EFI_STUB")
-	if p == "" {
-		t.Skip("KEEL_TEST_EFI_STUB not set (make test-go sets it to systemd-stub from keel/boot)")
-	}
-	stub, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stub := realStub(t)
 	f, err := pe.NewFile(bytes.NewReader(stub))
 	if err != nil {
 		t.Fatal(err)
@@ -143,4 +137,30 @@ func TestRealStub(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkUKI(t, stub, img, testParts())
+}
+
+// realStub is systemd-stub: the file KEEL_TEST_EFI_STUB names, else the
+// one in keel/boot in the image cache (make images makes it).
+func realStub(t *testing.T) []byte {
+	t.Helper()
+	if p := os.Getenv("KEEL_TEST_EFI_STUB"); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cache, err := oci.OpenCache(oci.DefaultCacheDir())
+	if err != nil {
+		t.Skipf("no image cache (%v): set KEEL_TEST_EFI_STUB or run make images", err)
+	}
+	img, err := cache.Image(bootimage.DefaultRef)
+	if err != nil {
+		t.Skipf("%s not in the cache (%v): set KEEL_TEST_EFI_STUB or run make images", bootimage.DefaultRef, err)
+	}
+	l, err := bootimage.Read(bootimage.DefaultRef, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l[bootimage.EFIStub]
 }

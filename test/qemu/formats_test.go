@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -28,10 +29,38 @@ services:
     command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 `
 
-// buildFormats builds formatsYAML in the given formats, with every image,
-// keel/boot included, pulled from the test registry into an empty cache.
-// It returns the output directory and the build's wall time.
-func buildFormats(t *testing.T, formats ...string) (string, time.Duration) {
+// allFormats is one build of formatsYAML in every disk format, shared by
+// the boot tests: building it once keeps make test short.
+var allFormats struct {
+	once sync.Once
+	dir  string
+	took time.Duration
+	fail bool
+}
+
+// builtFormats returns the output directory of allFormats, building it on
+// first use.
+func builtFormats(t *testing.T) string {
+	t.Helper()
+	allFormats.once.Do(func() {
+		allFormats.fail = true
+		var names []string
+		for _, f := range disk.Formats {
+			names = append(names, string(f))
+		}
+		allFormats.dir, allFormats.took = buildFormats(t, runDir, names...)
+		allFormats.fail = false
+	})
+	if allFormats.fail {
+		t.Fatal("the build of every format failed (see the first test that ran it)")
+	}
+	return allFormats.dir
+}
+
+// buildFormats builds formatsYAML in the given formats under parent, with
+// every image, keel/boot included, pulled from the test registry into an
+// empty cache. It returns the output directory and the build's wall time.
+func buildFormats(t *testing.T, parent string, formats ...string) (string, time.Duration) {
 	t.Helper()
 	data := map[string]string{"Registry": registryHost}
 	for k, ref := range baseImages() {
@@ -41,7 +70,10 @@ func buildFormats(t *testing.T, formats ...string) (string, time.Duration) {
 	if err := template.Must(template.New("f").Parse(formatsYAML)).Execute(&buf, data); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp(parent, "formats-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	yml := filepath.Join(dir, "sys.yml")
 	if err := os.WriteFile(yml, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
@@ -101,8 +133,81 @@ func bootFile(t *testing.T, file string, wantHow string) {
 	t.Logf("%s (%.1f MB, %s): QEMU start -> service running %s", filepath.Base(file), float64(st.Size())/1e6, how, running.Round(100*time.Millisecond))
 }
 
+// The build of every format: its time and each file's size.
+func TestBuildAllFormats(t *testing.T) {
+	requireBoot(t)
+	out := builtFormats(t)
+	t.Logf("keel build of every format: %s", allFormats.took.Round(100*time.Millisecond))
+	for _, f := range disk.Formats {
+		st, err := os.Stat(disk.File(out, "sys", f))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		t.Logf("%-10s %8.1f MB  %s", f, float64(st.Size())/1e6, filepath.Base(disk.File(out, "sys", f)))
+	}
+	// Only what was asked for is written: kernel+initrd were made for the
+	// disks, in a temporary directory.
+	if _, err := os.Stat(filepath.Join(out, "sys-kernel")); err == nil {
+		t.Error("sys-kernel written, but kernel+initrd was not asked for")
+	}
+}
+
+// UEFI from a GPT disk: OVMF finds \EFI\BOOT\BOOTX64.EFI, the UKI.
 func TestBootRawEFI(t *testing.T) {
 	requireBoot(t)
-	out, _ := buildFormats(t, "raw-efi")
-	bootFile(t, disk.File(out, "sys", disk.RawEFI), "raw GPT disk as the boot disk under UEFI")
+	bootFile(t, disk.File(builtFormats(t), "sys", disk.RawEFI), "raw GPT disk as the boot disk under UEFI")
+}
+
+// UEFI from a CD: the El Torito EFI entry's FAT image holds the UKI.
+func TestBootISOEFI(t *testing.T) {
+	requireBoot(t)
+	bootFile(t, disk.File(builtFormats(t), "sys", disk.ISOEFI), "ISO 9660 as a CD-ROM under UEFI")
+}
+
+// BIOS from a CD: SeaBIOS starts isolinux.bin.
+func TestBootISOBIOS(t *testing.T) {
+	requireBoot(t)
+	bootFile(t, disk.File(builtFormats(t), "sys", disk.ISOBIOS), "ISO 9660 as a CD-ROM under BIOS")
+}
+
+// BIOS from a disk: SeaBIOS runs the isohybrid MBR, which starts
+// isolinux.bin.
+func TestBootRawBIOS(t *testing.T) {
+	requireBoot(t)
+	bootFile(t, disk.File(builtFormats(t), "sys", disk.RawBIOS), "raw MBR disk as the boot disk under BIOS")
+}
+
+// The converted disks: QEMU reads each as the very disk it was made from
+// (qemu-img compare), and the VHD (QEMU's vpc driver) and the BIOS qcow2
+// boot; vmdk and qcow2-efi hold raw-efi's bytes, which TestBootRawEFI boots.
+func TestBootConvertedDisks(t *testing.T) {
+	requireBoot(t)
+	out := builtFormats(t)
+	for _, c := range []struct {
+		f, from disk.Format
+		fmt     string
+	}{
+		{disk.QCOW2EFI, disk.RawEFI, "qcow2"},
+		{disk.QCOW2BIOS, disk.RawBIOS, "qcow2"},
+		{disk.VHD, disk.RawEFI, "vpc"},
+		{disk.VMDK, disk.RawEFI, "vmdk"},
+		{disk.AWS, disk.RawEFI, "raw"},
+	} {
+		opts := "driver=" + c.fmt
+		if c.fmt == "vpc" {
+			opts += ",force_size_calc=current_size"
+		}
+		cmp := exec.Command("qemu-img", "compare", "--image-opts",
+			opts+",file.filename="+disk.File(out, "sys", c.f), "driver=raw,file.filename="+disk.File(out, "sys", c.from))
+		if b, err := cmp.CombinedOutput(); err != nil {
+			t.Errorf("qemu-img compare %s %s: %v\n%s", c.f, c.from, err, b)
+		}
+	}
+	t.Run("vhd", func(t *testing.T) {
+		bootFile(t, disk.File(out, "sys", disk.VHD), "fixed VHD as the boot disk under UEFI")
+	})
+	t.Run("qcow2-bios", func(t *testing.T) {
+		bootFile(t, disk.File(out, "sys", disk.QCOW2BIOS), "qcow2 disk as the boot disk under BIOS")
+	})
 }

@@ -33,6 +33,7 @@ import (
 var (
 	repoRoot = mustAbs("../..")
 	keelBin  string // built once in TestMain
+	runDir   string // removed when the run ends
 	versions map[string]string
 	// registryHost serves the base images for the whole run.
 	registryHost string
@@ -63,6 +64,7 @@ func setupAndRun(m *testing.M) int {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
+	runDir = tmp
 
 	keelBin = filepath.Join(tmp, "keel")
 	build := exec.Command("go", "build", "-o", keelBin, "./cmd/build")
