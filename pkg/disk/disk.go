@@ -125,6 +125,7 @@ func Write(dir, name string, formats []Format, in Inputs) ([]string, error) {
 		}
 		// A format another one is made from (raw-efi under vhd) is copied
 		// by a hard link, so it stays for the other's use.
+		os.Remove(dst + ".tmp") // left by a killed build, if any
 		if err := os.Link(files[i], dst+".tmp"); err != nil {
 			return nil, fmt.Errorf("write %s: %w", dst, err)
 		}
