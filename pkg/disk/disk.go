@@ -140,11 +140,11 @@ func Write(dir, name string, formats []Format, in Inputs) ([]string, error) {
 
 // writer makes each format once, in tmp, reusing what one is made from.
 type writer struct {
-	in     Inputs
-	tmp    string
-	made   map[Format]string
-	uki    []byte
-	digest []byte // of the inputs, for id
+	in      Inputs
+	tmp     string
+	made    map[Format]string
+	ukiSize int64  // of tmp/uki.efi, once written
+	digest  []byte // of the inputs, for id
 }
 
 func (w *writer) make(f Format) (string, error) {

@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -23,38 +25,60 @@ import (
 // EFIBootPath is where UEFI firmware looks for a removable disk's loader.
 const EFIBootPath = "/EFI/BOOT/BOOTX64.EFI"
 
-// theUKI builds the unified kernel image once per writer.
-func (w *writer) theUKI() ([]byte, error) {
-	if w.uki != nil {
-		return w.uki, nil
-	}
-	kernel, err := os.ReadFile(w.in.Kernel)
-	if err != nil {
-		return nil, err
-	}
-	initrd, err := os.ReadFile(w.in.Initrd)
-	if err != nil {
-		return nil, err
+// theUKI writes the unified kernel image once per writer, into tmp, and
+// returns its path and size. The kernel and initrd are streamed into it.
+func (w *writer) theUKI() (string, int64, error) {
+	p := filepath.Join(w.tmp, "uki.efi")
+	if w.ukiSize > 0 {
+		return p, w.ukiSize, nil
 	}
 	cmdline, err := w.cmdline()
 	if err != nil {
-		return nil, err
+		return "", 0, err
+	}
+	kernel, err := os.Stat(w.in.Kernel)
+	if err != nil {
+		return "", 0, err
+	}
+	initrd, err := os.Stat(w.in.Initrd)
+	if err != nil {
+		return "", 0, err
 	}
 	name := w.in.Name
 	if name == "" {
 		name = "keel"
 	}
 	osrel := fmt.Sprintf("ID=keel\nNAME=keel\nPRETTY_NAME=%q\n", "keel "+name)
-	w.uki, err = uki.Build(w.in.Loaders[bootimage.EFIStub], uki.Parts{Kernel: kernel, Initrd: initrd, Cmdline: cmdline, OSRelease: osrel})
-	return w.uki, err
+	f, err := os.Create(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	err = uki.Write(f, w.in.Loaders[bootimage.EFIStub], uki.Parts{
+		Kernel:  uki.File(".linux", w.in.Kernel, kernel.Size()),
+		Initrd:  uki.File(".initrd", w.in.Initrd, initrd.Size()),
+		Cmdline: cmdline, OSRelease: osrel,
+	})
+	if err != nil {
+		return "", 0, err
+	}
+	if err := f.Close(); err != nil {
+		return "", 0, err
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", 0, err
+	}
+	w.ukiSize = st.Size()
+	return p, w.ukiSize, nil
 }
 
 func (w *writer) writeUKI(p string) error {
-	b, err := w.theUKI()
+	src, _, err := w.theUKI()
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(p, b, 0o644)
+	return os.Link(src, p)
 }
 
 func (w *writer) writeVmlinux(p string) error {
@@ -79,10 +103,10 @@ func espSize(n, extra int64) int64 {
 	return max(roundUp(n+n/32+4*MiB, MiB), minFAT32) + roundUp(extra, MiB)
 }
 
-// fatFile is a file to put into a FAT volume.
+// fatFile is a file to put into a FAT volume, from a file on disk.
 type fatFile struct {
 	path string
-	data []byte
+	src  string
 }
 
 // fillFAT creates a FAT32 file system on partition part of d (0: the whole
@@ -100,7 +124,7 @@ func fillFAT(d *disk.Disk, part int, label string, files []fatFile) error {
 		if err != nil {
 			return fmt.Errorf("FAT create %s: %w", f.path, err)
 		}
-		if _, err := fh.Write(f.data); err != nil {
+		if err := copyFrom(fh, f.src); err != nil {
 			return fmt.Errorf("FAT write %s: %w", f.path, err)
 		}
 		if err := fh.Close(); err != nil {
@@ -129,15 +153,14 @@ func setFATSerial(p string, off int64, serial []byte) error {
 // writeRawEFI writes a GPT disk whose one partition, the EFI system
 // partition from 1 MiB, holds the UKI as the removable-media loader.
 func (w *writer) writeRawEFI(p string) error {
-	img, err := w.theUKI()
+	img, ukiSize, err := w.theUKI()
 	if err != nil {
 		return err
 	}
-	esp := espSize(int64(len(img)), w.in.Extra)
+	esp := espSize(ukiSize, w.in.Extra)
 	const start = MiB
 	// 1 MiB in front (GPT and alignment), 1 MiB behind (backup GPT).
-	size := start + esp + MiB
-	d, err := diskfs.Create(p, size, diskfs.SectorSizeDefault)
+	d, err := diskfs.Create(p, start+esp+MiB, diskfs.SectorSizeDefault)
 	if err != nil {
 		return fmt.Errorf("create disk: %w", err)
 	}
@@ -167,11 +190,11 @@ func (w *writer) writeRawEFI(p string) error {
 // efiImage writes a FAT32 image holding the UKI as the removable-media
 // loader: the El Torito EFI boot image of iso-efi.
 func (w *writer) efiImage(p string) error {
-	img, err := w.theUKI()
+	img, size, err := w.theUKI()
 	if err != nil {
 		return err
 	}
-	d, err := diskfs.Create(p, espSize(int64(len(img)), 0), diskfs.SectorSizeDefault)
+	d, err := diskfs.Create(p, espSize(size, 0), diskfs.SectorSizeDefault)
 	if err != nil {
 		return fmt.Errorf("create EFI boot image: %w", err)
 	}
@@ -226,20 +249,21 @@ func (w *writer) writeISO(p string, files []isoFile, et *iso9660.ElTorito) error
 		if err := fs.Mkdir(path.Dir(f.path)); err != nil {
 			return fmt.Errorf("ISO mkdir %s: %w", path.Dir(f.path), err)
 		}
-		data := f.data
-		if f.src != "" {
-			if data, err = os.ReadFile(f.src); err != nil {
-				return err
-			}
-		}
 		fh, err := fs.OpenFile(f.path, os.O_CREATE|os.O_RDWR)
 		if err != nil {
 			return fmt.Errorf("ISO create %s: %w", f.path, err)
 		}
-		if _, err := fh.Write(data); err != nil {
+		if f.src != "" {
+			err = copyFrom(fh, f.src)
+		} else {
+			_, err = fh.Write(f.data)
+		}
+		if err != nil {
 			return fmt.Errorf("ISO write %s: %w", f.path, err)
 		}
-		fh.Close()
+		if err := fh.Close(); err != nil {
+			return fmt.Errorf("ISO write %s: %w", f.path, err)
+		}
 	}
 	iso, ok := fs.(*iso9660.FileSystem)
 	if !ok {
@@ -361,5 +385,17 @@ func closeDisk(d *disk.Disk) error {
 	}
 	err := d.Close()
 	d.Backend = nil
+	return err
+}
+
+// copyFrom copies the file at src into w in large pieces: go-diskfs's
+// writers do work per call.
+func copyFrom(w io.Writer, src string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{f}, make([]byte, 4<<20))
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/pe"
 	"encoding/binary"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ import (
 	"github.com/keel-os/keel/pkg/uki/ukitest"
 )
 
-func checkUKI(t *testing.T, stub, img []byte, p Parts) {
+func checkUKI(t *testing.T, stub, img []byte, p testData) {
 	t.Helper()
 	orig, err := pe.NewFile(bytes.NewReader(stub))
 	if err != nil {
@@ -63,19 +64,36 @@ func checkUKI(t *testing.T, stub, img []byte, p Parts) {
 	if want := (end + oh.SectionAlignment - 1) / oh.SectionAlignment * oh.SectionAlignment; oh.SizeOfImage != want {
 		t.Errorf("SizeOfImage %#x, want %#x", oh.SizeOfImage, want)
 	}
-	if sum := checksum(img, 0); oh.CheckSum == 0 || sum-uint32(len(img)) == 0 {
-		t.Errorf("checksum not set")
+	// The checksum, made while streaming, is that of the whole file.
+	field := int(binary.LittleEndian.Uint32(img[0x3c:])) + 4 + 20 + 64
+	if sum := checksum(img, field); oh.CheckSum != sum {
+		t.Errorf("checksum %#x, the file's is %#x", oh.CheckSum, sum)
 	}
 }
 
-func testParts() Parts {
-	return Parts{
+// testData is what the test UKIs hold.
+type testData struct {
+	Kernel, Initrd     []byte
+	Cmdline, OSRelease string
+}
+
+func testParts() testData {
+	return testData{
 		Kernel:    bytes.Repeat([]byte("kernel"), 1000),
 		Initrd:    bytes.Repeat([]byte("initrd!"), 333),
 		Cmdline:   "console=ttyS0 quiet",
 		OSRelease: "ID=keel\nNAME=keel\n",
 	}
 }
+
+// Build writes a UKI of d into memory.
+func Build(stub []byte, d testData) ([]byte, error) {
+	var b bytes.Buffer
+	err := Write(&b, stub, Parts{Kernel: Bytes("", d.Kernel), Initrd: Bytes("", d.Initrd), Cmdline: d.Cmdline, OSRelease: d.OSRelease})
+	return b.Bytes(), err
+}
+
+func addSections(stub []byte, secs []Section) error { return AddSections(io.Discard, stub, secs) }
 
 func TestBuildFakeStub(t *testing.T) {
 	stub := ukitest.Stub()
@@ -95,21 +113,21 @@ func TestBuildErrors(t *testing.T) {
 	if _, err := Build([]byte("not a PE"), testParts()); err == nil || !strings.Contains(err.Error(), "not a PE") {
 		t.Errorf("err = %v", err)
 	}
-	if _, err := Build(stub, Parts{}); err == nil || !strings.Contains(err.Error(), "no kernel") {
+	if _, err := Build(stub, testData{}); err == nil || !strings.Contains(err.Error(), "no kernel") {
 		t.Errorf("err = %v", err)
 	}
-	if _, err := AddSections(stub, []Section{{".text", nil}}); err == nil || !strings.Contains(err.Error(), "already has") {
+	if err := addSections(stub, []Section{Bytes(".text", nil)}); err == nil || !strings.Contains(err.Error(), "already has") {
 		t.Errorf("err = %v", err)
 	}
-	if _, err := AddSections(stub, []Section{{".waytoolongname", nil}}); err == nil {
+	if err := addSections(stub, []Section{Bytes(".waytoolongname", nil)}); err == nil {
 		t.Error("long name accepted")
 	}
 	// Headers full: SizeOfHeaders leaves room for 1 + (0x400-0x148-40)/40 = 16 sections.
 	many := make([]Section, 20)
 	for i := range many {
-		many[i] = Section{Name: ".s" + string(rune('a'+i))}
+		many[i] = Bytes(".s"+string(rune('a'+i)), nil)
 	}
-	if _, err := AddSections(stub, many); err == nil || !strings.Contains(err.Error(), "room for") {
+	if err := addSections(stub, many); err == nil || !strings.Contains(err.Error(), "room for") {
 		t.Errorf("err = %v", err)
 	}
 	signed := append([]byte(nil), stub...)
