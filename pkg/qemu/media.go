@@ -96,7 +96,8 @@ func (m *Media) PrivateVars(dir string) error {
 }
 
 // Classify says how to boot the image file p, from its content: an ISO
-// is a CD-ROM, UEFI when its El Torito catalog has an EFI entry; a raw
+// is a CD-ROM, UEFI when its El Torito catalog has an EFI entry, unless it
+// is isohybrid (a bootable MBR too), which boots as a disk under BIOS; a raw
 // disk with a GPT boots under UEFI, one with only an MBR under BIOS; a
 // fixed VHD is a raw disk with a footer; qcow2 and VMDK are disks whose
 // firmware the file name says (-bios) or else UEFI, as keel makes them
@@ -122,17 +123,15 @@ func Classify(p string) (m Media, why string, err error) {
 		return "BIOS (SeaBIOS)"
 	}
 	switch {
+	case len(head) > 0x8006 && string(head[0x8001:0x8006]) == "CD001" && hasMBRBoot(head):
+		// An isohybrid ISO (raw-bios) is made to boot from a disk: boot it
+		// so, through its MBR.
+		m.BootDisk, m.BootFormat = p, "raw"
+		return m, "isohybrid ISO 9660 as the boot disk under BIOS (SeaBIOS)", nil
 	case len(head) > 0x8006 && string(head[0x8001:0x8006]) == "CD001":
 		m.CDROM = p
 		m.UEFI = isoHasEFI(f)
-		if !m.UEFI && hasMBRBoot(head) {
-			// An isohybrid ISO also boots as a disk; as a CD it boots the
-			// same isolinux.
-			why = "isohybrid ISO 9660"
-		} else {
-			why = "ISO 9660"
-		}
-		return m, fmt.Sprintf("%s as a CD-ROM under %s", why, firmware(m.UEFI)), nil
+		return m, fmt.Sprintf("ISO 9660 as a CD-ROM under %s", firmware(m.UEFI)), nil
 	case bytes.HasPrefix(head, []byte("QFI\xfb")):
 		m.BootDisk, m.BootFormat = p, "qcow2"
 	case bytes.HasPrefix(head, []byte("KDMV")):

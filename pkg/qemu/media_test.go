@@ -43,6 +43,7 @@ func TestClassify(t *testing.T) {
 		{"x-bios.img", mbr, false, "raw", "raw MBR disk"},
 		{"x.iso", iso(0xef), true, "", "ISO 9660 as a CD-ROM under UEFI"},
 		{"x.iso", iso(0), false, "", "ISO 9660 as a CD-ROM under BIOS"},
+		{"x-bios.img", func(b []byte) { iso(0)(b); mbr(b) }, false, "raw", "isohybrid ISO 9660 as the boot disk under BIOS"},
 		{"x-bios.qcow2", func(b []byte) { copy(b, "QFI\xfb") }, false, "qcow2", "under BIOS (SeaBIOS) (from its name)"},
 		{"x-efi.qcow2", func(b []byte) { copy(b, "QFI\xfb") }, true, "qcow2", "under UEFI"},
 		{"x.vmdk", func(b []byte) { copy(b, "KDMV") }, true, "vmdk", "vmdk disk"},

@@ -175,7 +175,7 @@ func TestBootISOBIOS(t *testing.T) {
 // isolinux.bin.
 func TestBootRawBIOS(t *testing.T) {
 	requireBoot(t)
-	bootFile(t, disk.File(builtFormats(t), "sys", disk.RawBIOS), "raw MBR disk as the boot disk under BIOS")
+	bootFile(t, disk.File(builtFormats(t), "sys", disk.RawBIOS), "isohybrid ISO 9660 as the boot disk under BIOS")
 }
 
 // The converted disks: QEMU reads each as the very disk it was made from
