@@ -160,9 +160,10 @@ func (w *writer) make(f Format) (string, error) {
 		err = w.writeVmlinux(p)
 	case RawEFI, AWS:
 		if f == AWS {
+			// A copy, not a link: the two outputs must not change together.
 			var raw string
 			if raw, err = w.make(RawEFI); err == nil {
-				err = os.Link(raw, p)
+				err = copyFile(raw, p)
 			}
 			break
 		}
@@ -268,4 +269,16 @@ func pinClock(mtime int64) func() {
 		}
 		clockMu.Unlock()
 	}
+}
+
+func copyFile(src, dst string) error {
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := copyFrom(out, src); err != nil {
+		return err
+	}
+	return out.Close()
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -230,5 +231,25 @@ func TestQemuImgMissing(t *testing.T) {
 	_, err := Write(t.TempDir(), "x", []Format{QCOW2EFI}, in)
 	if err == nil || !strings.Contains(err.Error(), "qemu-utils") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// Outputs made from one another are separate files: changing one (a
+// boot that writes to raw-efi) leaves the others as built.
+func TestOutputsAreSeparateFiles(t *testing.T) {
+	in := testInputs(t, []byte("initrd"))
+	dir := t.TempDir()
+	files, err := Write(dir, "x", []Format{RawEFI, AWS, UKI}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range files {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := st.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+			t.Errorf("%s has %d links", filepath.Base(p), n)
+		}
 	}
 }
