@@ -2,7 +2,6 @@ package disk
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 
@@ -80,18 +79,10 @@ func hybridMBR(p string, code, id []byte) error {
 	}
 	defer f.Close()
 	// The boot catalog's initial entry says where isolinux.bin is.
-	brvd := make([]byte, 2048)
-	if _, err := f.ReadAt(brvd, 17*2048); err != nil {
+	bootLBA, _, err := elToritoImage(f)
+	if err != nil {
 		return err
 	}
-	if brvd[0] != 0 || string(brvd[1:6]) != "CD001" || string(brvd[7:30]) != "EL TORITO SPECIFICATION" {
-		return errors.New("ISO has no El Torito boot record at sector 17")
-	}
-	cat := make([]byte, 64)
-	if _, err := f.ReadAt(cat, int64(binary.LittleEndian.Uint32(brvd[0x47:]))*2048); err != nil {
-		return err
-	}
-	bootLBA := binary.LittleEndian.Uint32(cat[32+8:])
 
 	st, err := f.Stat()
 	if err != nil {

@@ -286,12 +286,83 @@ func (w *writer) writeISOEFI(p string) error {
 		return err
 	}
 	defer os.Remove(efi)
-	return w.writeISO(p, []isoFile{{path: "/EFIBOOT.IMG", src: efi}}, &iso9660.ElTorito{
+	err := w.writeISO(p, []isoFile{{path: "/EFIBOOT.IMG", src: efi}}, &iso9660.ElTorito{
 		BootCatalog: "/BOOT.CAT",
 		Entries: []*iso9660.ElToritoEntry{{
 			Platform: iso9660.EFI, Emulation: iso9660.NoEmulation, BootFile: "/EFIBOOT.IMG",
 		}},
 	})
+	if err != nil {
+		return err
+	}
+	return efiPartitionMBR(p, w.id("mbr signature"))
+}
+
+// efiPartitionMBR makes the ISO at p bootable by UEFI from a USB stick
+// too: an MBR in the ISO's system area (which CD-ROM boots ignore) with
+// one partition of type 0xEF, the EFI system partition, over the El Torito
+// EFI image. The image is padded to whole MiB, as disks are.
+func efiPartitionMBR(p string, id []byte) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	lba, blocks, err := elToritoImage(f)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(roundUp(st.Size(), MiB)); err != nil {
+		return err
+	}
+	// The El Torito entry counts 512-byte sectors, and may say 0 for an
+	// image over 32 MiB: then the FAT's own boot sector gives its size.
+	sectors := int64(blocks)
+	if sectors <= 1 {
+		bs := make([]byte, 512)
+		if _, err := f.ReadAt(bs, int64(lba)*2048); err != nil {
+			return err
+		}
+		sectors = int64(binary.LittleEndian.Uint32(bs[0x20:]))
+		if sectors == 0 {
+			sectors = int64(binary.LittleEndian.Uint16(bs[0x13:]))
+		}
+	}
+	mbr := make([]byte, 512)
+	copy(mbr[440:444], id)
+	e := mbr[446:462]
+	e[0] = 0x00                         // not active: BIOS does not boot it
+	e[1], e[2], e[3] = 0xfe, 0xff, 0xff // CHS unused: LBA only
+	e[4] = 0xef
+	e[5], e[6], e[7] = 0xfe, 0xff, 0xff
+	binary.LittleEndian.PutUint32(e[8:], lba*4)
+	binary.LittleEndian.PutUint32(e[12:], uint32(sectors))
+	mbr[510], mbr[511] = 0x55, 0xaa
+	if _, err := f.WriteAt(mbr, 0); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// elToritoImage returns where the boot catalog's initial entry's image
+// is (in 2048-byte blocks) and its sector count.
+func elToritoImage(f *os.File) (lba uint32, sectors uint16, err error) {
+	brvd := make([]byte, 2048)
+	if _, err := f.ReadAt(brvd, 17*2048); err != nil {
+		return 0, 0, err
+	}
+	if brvd[0] != 0 || string(brvd[1:6]) != "CD001" || string(brvd[7:30]) != "EL TORITO SPECIFICATION" {
+		return 0, 0, errors.New("ISO has no El Torito boot record at sector 17")
+	}
+	cat := make([]byte, 64)
+	if _, err := f.ReadAt(cat, int64(binary.LittleEndian.Uint32(brvd[0x47:]))*2048); err != nil {
+		return 0, 0, err
+	}
+	return binary.LittleEndian.Uint32(cat[32+8:]), binary.LittleEndian.Uint16(cat[32+6:]), nil
 }
 
 // fixISO sets every time stamp of the ISO at p to t: the volume

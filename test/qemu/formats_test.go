@@ -99,6 +99,13 @@ func buildFormats(t *testing.T, parent string, formats ...string) (string, time.
 // service, presses the power button and expects a clean power-off.
 func bootFile(t *testing.T, file string, wantHow string) {
 	t.Helper()
+	bootFileAs(t, file, wantHow, nil)
+}
+
+// bootFileAs is bootFile with the media changed by as after keel run's
+// choice.
+func bootFileAs(t *testing.T, file string, wantHow string, as func(*qemu.Machine)) {
+	t.Helper()
 	st, err := os.Stat(file)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +116,9 @@ func bootFile(t *testing.T, file string, wantHow string) {
 		m.Kernel, m.Initrd, m.Cmdline = "", "", ""
 		if how, err = m.Target(file, false); err != nil {
 			t.Fatal(err)
+		}
+		if as != nil {
+			as(m)
 		}
 		if m.UEFI {
 			if err := m.PrivateVars(t.TempDir()); err != nil {
@@ -163,6 +173,15 @@ func TestBootRawEFI(t *testing.T) {
 func TestBootISOEFI(t *testing.T) {
 	requireBoot(t)
 	bootFile(t, disk.File(builtFormats(t), "sys", disk.ISOEFI), "ISO 9660 as a CD-ROM under UEFI")
+}
+
+// The same ISO written to a USB stick: OVMF finds the EFI system
+// partition its MBR names, the El Torito image.
+func TestBootISOEFIAsDisk(t *testing.T) {
+	requireBoot(t)
+	bootFileAs(t, disk.File(builtFormats(t), "sys", disk.ISOEFI), "ISO 9660 as a CD-ROM under UEFI", func(m *qemu.Machine) {
+		m.BootDisk, m.BootFormat, m.CDROM = m.CDROM, "raw", ""
+	})
 }
 
 // BIOS from a CD: SeaBIOS starts isolinux.bin.
