@@ -68,18 +68,13 @@ func runCommand(args []string) error {
 		}
 	}
 	m.Disks, m.Publish = disks, publish
-	m.Cmdline = *cmdline
-	if m.Kernel == "" && (*cmdline != "" || *extra != "") {
+	if m.Initrd == "" && (*cmdline != "" || *extra != "") {
 		return fmt.Errorf("run: %s carries its own kernel command line; -cmdline and -append are for kernel+initrd outputs", name)
 	}
-	if m.Kernel != "" && m.Cmdline == "" {
-		b, err := os.ReadFile(name + "-cmdline")
-		if err != nil {
-			return fmt.Errorf("run: %w (build it with `keel build`)", err)
-		}
-		m.Cmdline = strings.TrimSpace(string(b))
+	if *cmdline != "" {
+		m.Cmdline = *cmdline
 	}
-	if *extra != "" && m.Kernel != "" {
+	if *extra != "" {
 		m.Cmdline = strings.TrimSpace(m.Cmdline + " " + *extra)
 	}
 

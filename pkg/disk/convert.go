@@ -36,27 +36,48 @@ func qemuImg(src, dst, format string, id []byte) error {
 	return nil
 }
 
-var vmdkCID = regexp.MustCompile(`\nCID=[0-9a-f]{8}\n`)
+var vmdkCID = regexp.MustCompile(`(?m)^CID=[0-9a-f]{1,8}$`)
 
-// fixVMDKCID replaces the random content ID qemu-img writes into a VMDK's
-// text descriptor (in its first sectors) by one derived from the content.
+// fixVMDKCID replaces the random content ID qemu-img writes into a sparse
+// VMDK's text descriptor by one derived from the content. qemu-img prints
+// it without leading zeros, so the text is rewritten whole within its
+// zero-padded region (the header's descriptor offset and size, in sectors).
 func fixVMDKCID(p string, id []byte) error {
 	f, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	head := make([]byte, 64<<10)
-	n, err := f.ReadAt(head, 0)
-	if err != nil && err != io.EOF {
+	hdr := make([]byte, 512)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
 		return err
 	}
-	loc := vmdkCID.FindIndex(head[:n])
-	if loc == nil {
+	if string(hdr[:4]) != "KDMV" {
+		return fmt.Errorf("%s: not a sparse VMDK", p)
+	}
+	off := int64(binary.LittleEndian.Uint64(hdr[28:])) * 512
+	size := int64(binary.LittleEndian.Uint64(hdr[36:])) * 512
+	if off == 0 || size == 0 || size > 1<<20 {
+		return fmt.Errorf("%s: no descriptor in the VMDK header", p)
+	}
+	desc := make([]byte, size)
+	if _, err := f.ReadAt(desc, off); err != nil {
+		return err
+	}
+	text := desc
+	if i := bytes.IndexByte(desc, 0); i >= 0 {
+		text = desc[:i]
+	}
+	if !vmdkCID.Match(text) {
 		return fmt.Errorf("%s: no CID in the VMDK descriptor", p)
 	}
-	cid := fmt.Sprintf("\nCID=%08x\n", binary.BigEndian.Uint32(id)|1)
-	if _, err := f.WriteAt([]byte(cid), int64(loc[0])); err != nil {
+	text = vmdkCID.ReplaceAll(text, []byte(fmt.Sprintf("CID=%08x", binary.BigEndian.Uint32(id)|0x10000000)))
+	if int64(len(text)) > size {
+		return fmt.Errorf("%s: VMDK descriptor overflows its region", p)
+	}
+	out := make([]byte, size)
+	copy(out, text)
+	if _, err := f.WriteAt(out, off); err != nil {
 		return err
 	}
 	return f.Close()

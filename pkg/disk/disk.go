@@ -102,7 +102,7 @@ func Write(dir, name string, formats []Format, in Inputs) ([]string, error) {
 		return nil, fmt.Errorf("create temporary directory: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	w := &writer{in: in, tmp: tmp, made: map[Format]string{}}
+	w := &writer{in: in, tmp: tmp, name: name, made: map[Format]string{}}
 	var files []string
 	for _, f := range formats {
 		p, err := w.make(f)
@@ -142,6 +142,7 @@ func Write(dir, name string, formats []Format, in Inputs) ([]string, error) {
 type writer struct {
 	in      Inputs
 	tmp     string
+	name    string // of the outputs
 	made    map[Format]string
 	ukiSize int64  // of tmp/uki.efi, once written
 	digest  []byte // of the inputs, for id
@@ -152,6 +153,11 @@ func (w *writer) make(f Format) (string, error) {
 		return p, nil
 	}
 	p := filepath.Join(w.tmp, string(f))
+	if f == VMDK {
+		// A sparse VMDK's descriptor names its own file: make it under
+		// the name it will have.
+		p = filepath.Join(w.tmp, filepath.Base(File("", w.name, f)))
+	}
 	var err error
 	switch f {
 	case UKI:

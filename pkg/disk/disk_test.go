@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -251,5 +252,54 @@ func TestOutputsAreSeparateFiles(t *testing.T) {
 		if n := st.Sys().(*syscall.Stat_t).Nlink; n != 1 {
 			t.Errorf("%s has %d links", filepath.Base(p), n)
 		}
+	}
+}
+
+// qemu-img writes the VMDK's CID without leading zeros, so its length
+// varies from run to run; fixVMDKCID gives one fixed-width value whatever
+// it was.
+func TestFixVMDKCIDLength(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed (Debian's qemu-utils)")
+	}
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "raw")
+	os.WriteFile(raw, make([]byte, MiB), 0o644)
+	var got [][]byte
+	for i, cid := range []string{"CID=1a2b3c4d", "CID=a2b3c4d"} {
+		// The descriptor names its own file: the same name in both.
+		sub := filepath.Join(dir, fmt.Sprint(i))
+		os.Mkdir(sub, 0o755)
+		p := filepath.Join(sub, "x.vmdk")
+		if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, p).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		b, _ := os.ReadFile(p)
+		// Put in a CID of the given width, the text shifted as qemu-img
+		// would have written it.
+		off := int(binary.LittleEndian.Uint64(b[28:])) * 512
+		end := off + bytes.IndexByte(b[off:], 0)
+		text := vmdkCID.ReplaceAll(b[off:end], []byte(cid))
+		copy(b[off:], append(text, make([]byte, end-off-len(text)+1)...))
+		os.WriteFile(p, b, 0o644)
+		if err := fixVMDKCID(p, []byte{1, 2, 3, 4}); err != nil {
+			t.Fatal(err)
+		}
+		b, _ = os.ReadFile(p)
+		got = append(got, b)
+	}
+	if !bytes.Equal(got[0], got[1]) {
+		for i := range got[0] {
+			if got[0][i] != got[1][i] {
+				t.Errorf("CIDs of 8 and 7 digits give different files, from byte %#x: %q / %q", i, got[0][i:i+40], got[1][i:i+40])
+				break
+			}
+		}
+	}
+	if !bytes.Contains(got[0], []byte("\nCID=11020304\n")) {
+		t.Error("CID not replaced")
+	}
+	if out, err := exec.Command("qemu-img", "check", "-f", "vmdk", filepath.Join(dir, "0", "x.vmdk")).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check: %v: %s", err, out)
 	}
 }

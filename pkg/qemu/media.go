@@ -195,26 +195,74 @@ func isoHasEFI(f *os.File) bool {
 	return false
 }
 
-// Target is what `keel run NAME` boots: NAME itself when it is a disk
-// image file, else the kernel+initrd outputs NAME-kernel, NAME-initrd.img.
-// uefi asks for OVMF whatever the image. The returned words say which
-// file boots and how.
+// Target is what `keel run NAME` boots: NAME itself when it is a file
+// (a disk image, a unified kernel image, or NAME-vmlinux with the
+// NAME-initrd.img and NAME-cmdline beside it), else the kernel+initrd
+// outputs NAME-kernel, NAME-initrd.img and NAME-cmdline. uefi asks for
+// OVMF whatever the image. The returned words say which file boots and
+// how.
 func (m *Machine) Target(name string, uefi bool) (why string, err error) {
-	if st, err := os.Stat(name); err == nil && st.Mode().IsRegular() {
-		media, why, err := Classify(name)
-		if err != nil {
+	firmware := map[bool]string{true: "UEFI (OVMF)", false: "BIOS (SeaBIOS)"}
+	st, statErr := os.Stat(name)
+	if statErr != nil || !st.Mode().IsRegular() {
+		m.Kernel, m.Initrd, m.UEFI = name+"-kernel", name+"-initrd.img", uefi
+		if err := m.readCmdline(name + "-cmdline"); err != nil {
 			return "", err
 		}
-		m.Media = media
-		if uefi && !m.UEFI {
-			m.UEFI = true
-			why += ", UEFI asked for (-uefi)"
-		}
-		return why, nil
+		return fmt.Sprintf("%s and %s, direct kernel boot (-kernel) under %s", m.Kernel, m.Initrd, firmware[uefi]), nil
 	}
-	m.Kernel, m.Initrd = name+"-kernel", name+"-initrd.img"
-	m.UEFI = uefi
-	why = fmt.Sprintf("%s and %s, direct kernel boot (-kernel) under %s", m.Kernel, m.Initrd,
-		map[bool]string{true: "UEFI (OVMF)", false: "BIOS (SeaBIOS)"}[uefi])
+	head := make([]byte, 4096)
+	if f, err := os.Open(name); err == nil {
+		n, _ := io.ReadFull(f, head)
+		head = head[:n]
+		f.Close()
+	}
+	switch {
+	case isPE(head):
+		// OVMF loads a PE given as -kernel and starts it: systemd-stub
+		// then boots the kernel, initrd and command line of its sections.
+		m.Kernel, m.UEFI = name, true
+		return "unified kernel image started by UEFI (OVMF) as -kernel", nil
+	case bytes.HasPrefix(head, []byte("\x7fELF")):
+		prefix, ok := strings.CutSuffix(name, "-vmlinux")
+		if !ok {
+			return "", fmt.Errorf("%s is an ELF kernel; keel run finds its initrd and cmdline beside a NAME-vmlinux", name)
+		}
+		m.Kernel, m.Initrd, m.UEFI = name, prefix+"-initrd.img", uefi
+		if err := m.readCmdline(prefix + "-cmdline"); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("ELF kernel through its PVH entry (-kernel), as Firecracker and Cloud Hypervisor boot it, with %s, under %s", m.Initrd, firmware[uefi]), nil
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return "", fmt.Errorf("%s is gzip'd (a GCE import tarball?): boot the disk inside it (NAME-efi.img is the same disk)", name)
+	}
+	media, why, err := Classify(name)
+	if err != nil {
+		return "", err
+	}
+	m.Media = media
+	if uefi && !m.UEFI {
+		m.UEFI = true
+		why += ", UEFI asked for (-uefi)"
+	}
 	return why, nil
+}
+
+// readCmdline sets the command line from a NAME-cmdline file.
+func (m *Machine) readCmdline(p string) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("%w (build it with `keel build`)", err)
+	}
+	m.Cmdline = strings.TrimSpace(string(b))
+	return nil
+}
+
+// isPE reports a PE image: "MZ", and "PE\0\0" where the DOS header points.
+func isPE(head []byte) bool {
+	if len(head) < 0x40 || string(head[:2]) != "MZ" {
+		return false
+	}
+	off := int(binary.LittleEndian.Uint32(head[0x3c:]))
+	return off+4 <= len(head) && string(head[off:off+4]) == "PE\x00\x00"
 }

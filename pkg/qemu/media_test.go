@@ -67,9 +67,37 @@ func TestClassify(t *testing.T) {
 
 func TestMediaArgs(t *testing.T) {
 	var m Machine
-	how, err := m.Target(filepath.Join(t.TempDir(), "demo"), false)
-	if err != nil || m.Kernel == "" || !strings.Contains(how, "direct kernel boot") {
+	dir := t.TempDir()
+	if _, err := m.Target(filepath.Join(dir, "demo"), false); err == nil || !strings.Contains(err.Error(), "keel build") {
+		t.Errorf("no cmdline file: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "demo-cmdline"), []byte("console=ttyS0\n"), 0o644)
+	how, err := m.Target(filepath.Join(dir, "demo"), false)
+	if err != nil || m.Kernel == "" || m.Cmdline != "console=ttyS0" || !strings.Contains(how, "direct kernel boot") {
 		t.Errorf("prefix: %q %v", how, err)
+	}
+	// NAME-vmlinux boots with the initrd and cmdline beside it.
+	vmlinux := filepath.Join(dir, "demo-vmlinux")
+	os.WriteFile(vmlinux, []byte("\x7fELF\x02\x01\x01"), 0o644)
+	m = Machine{}
+	how, err = m.Target(vmlinux, false)
+	if err != nil || m.Kernel != vmlinux || m.Initrd != filepath.Join(dir, "demo-initrd.img") || m.Cmdline != "console=ttyS0" || !strings.Contains(how, "PVH") {
+		t.Errorf("vmlinux: %+v %q %v", m, how, err)
+	}
+	// A UKI is started by OVMF as -kernel, with nothing else.
+	pe := writeImage(t, "demo.efi", 4096, func(b []byte) {
+		copy(b, "MZ")
+		binary.LittleEndian.PutUint32(b[0x3c:], 0x80)
+		copy(b[0x80:], "PE\x00\x00")
+	})
+	m = Machine{}
+	how, err = m.Target(pe, false)
+	if err != nil || m.Kernel != pe || m.Initrd != "" || m.Cmdline != "" || !m.UEFI || !strings.Contains(how, "unified kernel image") {
+		t.Errorf("uki: %+v %q %v", m, how, err)
+	}
+	gz := writeImage(t, "demo.img.tar.gz", 4096, func(b []byte) { b[0], b[1] = 0x1f, 0x8b })
+	if _, err := m.Target(gz, false); err == nil || !strings.Contains(err.Error(), "GCE") {
+		t.Errorf("gcp: %v", err)
 	}
 	m = Machine{Accel: TCG, NoNetwork: true, Media: Media{UEFI: true}}
 	if _, err := m.Args(); err == nil {

@@ -60,7 +60,13 @@ func (m *Machine) Args() ([]string, error) {
 		"-device", "virtio-rng-pci",
 	}
 	if m.Kernel != "" {
-		a = append(a, "-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Cmdline)
+		a = append(a, "-kernel", m.Kernel)
+	}
+	if m.Initrd != "" {
+		a = append(a, "-initrd", m.Initrd)
+	}
+	if m.Cmdline != "" {
+		a = append(a, "-append", m.Cmdline)
 	}
 	media, err := m.Media.args()
 	if err != nil {
@@ -115,8 +121,8 @@ func (m *Machine) Command(ctx context.Context) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.Kernel != "" {
-		for _, f := range []string{m.Kernel, m.Initrd} {
+	for _, f := range []string{m.Kernel, m.Initrd} {
+		if f != "" {
 			if _, err := os.Stat(f); err != nil {
 				return nil, fmt.Errorf("boot files: %w", err)
 			}

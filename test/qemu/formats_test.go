@@ -184,6 +184,27 @@ func TestBootISOEFIAsDisk(t *testing.T) {
 	})
 }
 
+// The UKI on its own: OVMF starts it as -kernel, and systemd-stub boots
+// the kernel, initrd and command line of its sections.
+func TestBootUKI(t *testing.T) {
+	requireBoot(t)
+	bootFile(t, disk.File(builtFormats(t), "sys", disk.UKI), "unified kernel image started by UEFI")
+}
+
+// vmlinux through its PVH entry, the way Firecracker and Cloud Hypervisor
+// boot it, with the initrd of the same build: kernel+initrd asked for with
+// a disk format lands beside it.
+func TestBootVmlinux(t *testing.T) {
+	requireBoot(t)
+	out, _ := buildFormats(t, t.TempDir(), "kernel+initrd", "vmlinux")
+	for _, f := range []string{"sys-kernel", "sys-initrd.img", "sys-cmdline", "sys-vmlinux"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bootFile(t, disk.File(out, "sys", disk.Vmlinux), "ELF kernel through its PVH entry")
+}
+
 // BIOS from a CD: SeaBIOS starts isolinux.bin.
 func TestBootISOBIOS(t *testing.T) {
 	requireBoot(t)
