@@ -146,6 +146,7 @@ func runVM(c *cobra.Command, arg string, o runOptions) error {
 	}
 	m.UEFI = o.uefi
 	if image {
+		m.Kernel, m.Initrd = "", "" // the file's own, if any (Target)
 		how, err := m.Target(arg, o.uefi)
 		if err != nil {
 			return fmt.Errorf("run: %w", err)
