@@ -74,7 +74,7 @@ func (o *outputOptions) write(out initrd.Outputs, b initrd.Build, boot func(ref 
 	if disk.NeedsLoaders(o.disk.formats) {
 		img, err := boot(o.disk.bootImage)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("boot loaders for %s: %w (tools/mkimages makes %s: make images)", o.disk.formats[0], err, bootimage.DefaultRef)
 		}
 		if loaders, err = bootimage.Read(o.disk.bootImage, img.Image); err != nil {
 			return nil, err
