@@ -8,8 +8,9 @@ BIN     := bin
 OUT     := out
 KEEL    := $(BIN)/keel
 
-# Debian packages the build, the tests and the demo need.
-APT_PACKAGES := qemu-system-x86 busybox-static kmod libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq
+# Debian packages the build, the tests and the demo need (ovmf: UEFI
+# firmware for booting the -efi formats; qemu-utils: qemu-img for qcow2 and vmdk).
+APT_PACKAGES := qemu-system-x86 busybox-static kmod libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq ovmf qemu-utils
 
 .PHONY: all deps keel images demo demo-build test test-go test-boot bench clean
 
@@ -30,7 +31,7 @@ deps:
 keel:
 	$(GO) build -trimpath -o $(KEEL) ./cmd/build
 
-# The base images (kernel, init, busybox) into the local cache. The tools
+# The base images (kernel, init, busybox, boot loaders) into the local cache. The tools
 # inside keel/init are rebuilt only when their pinned version changes.
 images: deps
 	$(GO) run ./tools/mkimages -versions tools/versions.env

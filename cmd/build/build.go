@@ -257,7 +257,8 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	b := initrd.Build{Kernel: kernel, Cmdline: cfg.Kernel.Cmdline, Contents: c, Mtime: mtime, Stats: &stats, Progress: opts.tasks,
 		KernelFiles: initrd.KernelFiles{Binary: cfg.Kernel.Binary, Tar: cfg.Kernel.TarName(), UCode: cfg.Kernel.UCodeName()}}
 	opts.output.apply(&out, &b, cache.Dir)
-	if err := initrd.Write(out, b); err != nil {
+	diskFiles, err := opts.output.write(out, b, func(ref string) (initrd.Image, error) { return r.get(ctx, ref, config.Pos{File: "-boot-image"}) })
+	if err != nil {
 		return fmt.Errorf("build %s: %w", file, err)
 	}
 	lock := oci.Lock{Keel: keelVersion(), Arch: opts.arch, Kernel: cfg.Kernel.Image, Images: map[string]string{}}
@@ -275,7 +276,7 @@ func build(ctx context.Context, files []string, out initrd.Outputs, opts buildOp
 	if err := oci.WriteLock(lockFile, lock); err != nil {
 		return err
 	}
-	reportOutputs(progress, out, stats, lockFile)
+	reportOutputs(progress, out, stats, diskFiles, lockFile)
 	return nil
 }
 

@@ -494,6 +494,32 @@ func TestCLIRunForms(t *testing.T) {
 			}
 		}
 	}
+	// A disk image boots as what it is, said on stderr; --uefi takes OVMF
+	// with the variable store in the state directory.
+	writeFile(t, filepath.Join(dir, "demo-efi.qcow2"), "QFI\xfb"+strings.Repeat("\x00", 508))
+	for _, c := range []struct {
+		args           []string
+		stdout, stderr []string
+	}{
+		{[]string{"demo-efi.qcow2"}, []string{"format=qcow2", "if=pflash", "demo-efi-state/OVMF_VARS.fd"}, []string{"keel: run demo-efi.qcow2: "}},
+		{[]string{"--uefi", "demo"}, []string{" -kernel demo-kernel ", "if=pflash", "demo-state/OVMF_VARS.fd"}, []string{"direct kernel boot (-kernel) under UEFI (OVMF)"}},
+		{[]string{"demo"}, nil, []string{"direct kernel boot (-kernel) under BIOS (SeaBIOS)"}},
+	} {
+		r := run(c.args...).ok(t, c.args...)
+		for _, want := range c.stdout {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("keel run %s: no %q in\n%s", strings.Join(c.args, " "), want, r.stdout)
+			}
+		}
+		for _, want := range c.stderr {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("keel run %s: stderr lacks %q:\n%s", strings.Join(c.args, " "), want, r.stderr)
+			}
+		}
+	}
+	if r := run("demo-efi.qcow2", "--append", "x"); r.code != 2 || !strings.Contains(r.stderr, "carries its own kernel command line") {
+		t.Errorf("--append with a disk image: exit %d, %q", r.code, r.stderr)
+	}
 	if got := run("demo", "--no-network").stdout; strings.Contains(got, "-netdev") {
 		t.Errorf("--no-network: %s", got)
 	}
@@ -516,9 +542,10 @@ func TestCLIRunForms(t *testing.T) {
 			t.Errorf("keel run %s: exit %d, stderr %q; want exit %d and one line %q", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.want)
 		}
 	}
-	// A dry run made nothing: no state directory, no disk.
+	// A dry run made nothing: no state directory, no disk (the 8 files are
+	// the fixtures).
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 7 {
+	if len(entries) != 8 {
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())

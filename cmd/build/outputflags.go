@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/keel-os/keel/pkg/disk"
 	"github.com/keel-os/keel/pkg/initrd"
 )
 
@@ -20,6 +21,8 @@ type outputOptions struct {
 	// noSegmentCache turns the segment cache off: every segment is made
 	// anew.
 	noSegmentCache bool
+	// disk holds the bootable disk formats (pkg/disk) and their flags.
+	disk diskOptions
 }
 
 // formatFlag is --format, which can repeat and takes commas.
@@ -29,9 +32,12 @@ func (f formatFlag) String() string {
 	if f.o == nil {
 		return ""
 	}
-	s := make([]string, len(f.o.formats))
-	for i, x := range f.o.formats {
-		s[i] = string(x)
+	var s []string
+	for _, x := range f.o.formats {
+		s = append(s, string(x))
+	}
+	for _, x := range f.o.disk.formats {
+		s = append(s, string(x))
 	}
 	return strings.Join(s, ",")
 }
@@ -42,7 +48,11 @@ func (f formatFlag) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		x, err := initrd.ParseFormat(strings.TrimSpace(s))
 		if err != nil {
-			return err
+			if d, ok := disk.ParseFormat(strings.TrimSpace(s)); ok {
+				f.o.disk.formats = append(f.o.disk.formats, d)
+				continue
+			}
+			return fmt.Errorf("%w, %s", err, diskFormatNames())
 		}
 		f.o.formats = append(f.o.formats, x)
 	}
@@ -69,7 +79,8 @@ func (f compressFlag) Set(v string) error {
 // addOutputFlags registers --format, --compress and --no-segment-cache.
 func addOutputFlags(fs *pflag.FlagSet) *outputOptions {
 	o := &outputOptions{compression: initrd.Gzip}
-	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd, kernel+squashfs; repeat, or give several with commas")
+	fs.Var(formatFlag{o}, "format", "output `format`: kernel+initrd (default), tar, tar-kernel-initrd, kernel+squashfs, "+diskFormatNames()+"; repeat, or give several with commas")
+	o.disk.addFlags(fs)
 	fs.Var(compressFlag{o}, "compress", "initrd compression: gzip, zstd, lz4 or none")
 	fs.BoolVar(&o.noSegmentCache, "no-segment-cache", false, "make every initrd segment anew instead of reusing cached ones")
 	return o
@@ -89,8 +100,9 @@ func (o *outputOptions) apply(out *initrd.Outputs, b *initrd.Build, cacheDir str
 	}
 }
 
-// reportOutputs prints what was written: the outputs, then the lock file.
-func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats, lockFile string) {
+// reportOutputs prints what was written: the outputs, the disk images,
+// then the lock file.
+func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats, disks []string, lockFile string) {
 	fmt.Fprintf(w, "initrd: %d segments written, %d reused from the cache\n", st.Written, st.Reused)
 	// Extended attributes reach the booted system through a manifest PID 1
 	// applies (pkg/xattrs); say which may not get there rather than lose
@@ -102,7 +114,11 @@ func reportOutputs(w io.Writer, out initrd.Outputs, st initrd.SegmentStats, lock
 			fmt.Fprintf(os.Stderr, "keel: warning: %s\n", d)
 		}
 	}
-	for _, p := range append(out.Files(), lockFile) {
+	files := out.Files()
+	if len(out.Formats) == 0 && len(disks) > 0 {
+		files = nil // only disk formats were asked for
+	}
+	for _, p := range append(append(files, disks...), lockFile) {
 		fmt.Fprintf(w, "wrote %s\n", p)
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/keel-os/keel/pkg/bootimage"
+	"github.com/keel-os/keel/pkg/disk"
 	"github.com/keel-os/keel/pkg/initrd"
 )
 
@@ -35,6 +37,28 @@ func TestOutputFlags(t *testing.T) {
 	for _, bad := range [][]string{{"--format", "iso"}, {"--compress", "xz"}, {"--format", "tar,"}} {
 		if _, err := parse(bad...); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestDiskFormatFlags(t *testing.T) {
+	fs := pflag.NewFlagSet("build", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o := addOutputFlags(fs)
+	if err := fs.Parse([]string{"--format", "raw-efi,kernel+initrd", "--format", "uki", "--size", "10M"}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(o.formats, []initrd.Format{initrd.FormatKernelInitrd}) ||
+		!reflect.DeepEqual(o.disk.formats, []disk.Format{disk.RawEFI, disk.UKI}) || o.disk.extra != 10<<20 ||
+		o.disk.bootImage != bootimage.DefaultRef {
+		t.Errorf("%+v", o)
+	}
+	for _, bad := range []string{"--size=10X", "--size=-1", "--format=raw-uefi"} {
+		fs := pflag.NewFlagSet("build", pflag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		addOutputFlags(fs)
+		if err := fs.Parse([]string{bad}); err == nil {
+			t.Errorf("%s accepted", bad)
 		}
 	}
 }

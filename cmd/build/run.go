@@ -32,6 +32,8 @@ type runOptions struct {
 	qmp                    string
 	detached, stop, dryRun bool
 	stopGrace              time.Duration
+	// uefi boots OVMF instead of SeaBIOS (disk images pick their own).
+	uefi bool
 }
 
 // memoryFlag is --mem: MiB, or a size with a unit (qemu.ParseMemory).
@@ -54,7 +56,9 @@ func newRunCmd() *cobra.Command {
 		Long: `Boots a build's outputs under QEMU. NAME is what keel build wrote, without the suffixes
 (out/demo for out/demo-kernel, out/demo-initrd.img and out/demo-cmdline), or any of those
 files, or a tar-kernel-initrd output (out/demo-initrd.tar). "keel run qemu NAME" is the
-same, as linuxkit users type it.
+same, as linuxkit users type it. A disk image file (an ISO as a CD-ROM; raw, qcow2, VHD
+or VMDK as the boot disk, under UEFI or BIOS as the image says), a UKI or a NAME-vmlinux
+boots as what it is; keel run says which file it boots and how.
 
 The serial console is this terminal (ctrl-a x quits, ctrl-a c is QEMU's monitor) and is
 logged to STATE/console.log. STATE (--state, default NAME-state) also holds the QMP
@@ -104,6 +108,7 @@ QMP socket.`,
 	fs.BoolVar(&o.stop, "stop", false, "power off the VM of NAME (or --state DIR) started with --detached, and wait for it")
 	fs.DurationVar(&o.stopGrace, "stop-timeout", time.Minute, "with --stop: how long the guest has to power off before QEMU is told to quit")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "print the QEMU command line and stop: boot nothing, create nothing")
+	fs.BoolVar(&o.uefi, "uefi", false, "boot under UEFI (OVMF, with a private copy of its variable store in STATE); disk images pick their firmware themselves")
 	completeFlag(cmd, "accel", "auto", qemu.KVM, qemu.TCG)
 	return cmd
 }
@@ -116,9 +121,15 @@ func statePaths(state string) (qmp, console, pid string) {
 // runVM is `keel run NAME`. In the foreground it returns when the guest is
 // gone: nil for a clean power-off or halt.
 func runVM(c *cobra.Command, arg string, o runOptions) error {
-	target, err := findTarget(arg)
-	if err != nil {
-		return fmt.Errorf("run: %w", err)
+	image := isBootImage(arg)
+	var target bootTarget
+	if image {
+		target = bootTarget{name: strings.TrimSuffix(arg, filepath.Ext(arg))}
+	} else {
+		var err error
+		if target, err = findTarget(arg); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
 	}
 	state := o.state
 	if state == "" {
@@ -132,6 +143,18 @@ func runVM(c *cobra.Command, arg string, o runOptions) error {
 		Memory: int(o.memory), CPUs: o.cpus, Publish: o.publish, NoNetwork: o.noNetwork, NoReboot: o.noReboot, QMP: qmpPath,
 		Kernel: target.name + "-kernel", Initrd: target.name + "-initrd.img",
 		Detached: o.detached, ConsoleFile: consoleLog, PIDFile: pidFile,
+	}
+	m.UEFI = o.uefi
+	if image {
+		m.Kernel, m.Initrd = "", "" // the file's own, if any (Target)
+		how, err := m.Target(arg, o.uefi)
+		if err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+		if m.Initrd == "" && (o.cmdline != "" || o.extra != "") {
+			return usageErrorf(c, "%s carries its own kernel command line; --cmdline and --append are for kernel+initrd outputs", arg)
+		}
+		fmt.Fprintf(os.Stderr, "keel: run %s: %s\n", arg, how)
 	}
 	for i, spec := range o.disks {
 		d, err := qemu.ParseDisk(spec)
@@ -147,7 +170,7 @@ func runVM(c *cobra.Command, arg string, o runOptions) error {
 		}
 		m.Disks = append(m.Disks, d)
 	}
-	if target.tar == "" && squashfsBoot(&m.Initrd, &m.Disks, target.name) {
+	if !image && target.tar == "" && squashfsBoot(&m.Initrd, &m.Disks, target.name) {
 		fmt.Fprintf(os.Stderr, "keel: run %s as kernel+squashfs: initrd %s, disk %s\n", target.name, m.Initrd, m.Disks[0].Path)
 	}
 	for _, p := range o.publish {
@@ -163,12 +186,25 @@ func runVM(c *cobra.Command, arg string, o runOptions) error {
 			return fmt.Errorf("run: a VM is running with state %s already (keel run --stop --state %s)", state, state)
 		}
 	}
+	if m.UEFI {
+		if o.dryRun {
+			m.VarsFile = filepath.Join(state, "OVMF_VARS.fd") // named, not made
+		} else if err := m.PrivateVars(state); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+	}
 
 	// The boot files: the build's, or those a tar-kernel-initrd holds,
 	// written into the state directory (named there, not written, for a
 	// dry run).
 	cmdline := o.cmdline
-	if target.tar != "" {
+	switch {
+	case image:
+		// The image's own (a UKI's or disk's), or a NAME-vmlinux's file's.
+		if cmdline == "" {
+			cmdline = m.Cmdline
+		}
+	case target.tar != "":
 		m.Kernel, m.Initrd = filepath.Join(state, "kernel"), filepath.Join(state, "initrd.img")
 		dir := state
 		if o.dryRun {
@@ -181,12 +217,16 @@ func runVM(c *cobra.Command, arg string, o runOptions) error {
 		if cmdline == "" {
 			cmdline = tarCmdline
 		}
-	} else if cmdline == "" {
+	case cmdline == "":
 		b, err := os.ReadFile(target.name + "-cmdline")
 		if err != nil {
 			return fmt.Errorf("run: %w (build it with `keel build`)", err)
 		}
 		cmdline = strings.TrimSpace(string(b))
+	}
+	if !image {
+		firmware := map[bool]string{true: "UEFI (OVMF)", false: "BIOS (SeaBIOS)"}[m.UEFI]
+		fmt.Fprintf(os.Stderr, "keel: run %s: %s and %s, direct kernel boot (-kernel) under %s\n", target.name, m.Kernel, m.Initrd, firmware)
 	}
 	m.Cmdline = strings.TrimSpace(cmdline + " " + o.extra)
 
@@ -352,4 +392,14 @@ func (w multiWriter) Write(p []byte) (int, error) {
 		x.Write(p)
 	}
 	return len(p), nil
+}
+
+// isBootImage reports whether arg is a file keel run boots as what it is
+// (a disk image, a UKI, a NAME-vmlinux) rather than one of a build's
+// kernel+initrd outputs or a tar-kernel-initrd.
+func isBootImage(arg string) bool {
+	if !isFile(arg) || targetName(arg) != arg || strings.HasSuffix(arg, ".tar") {
+		return false
+	}
+	return true
 }

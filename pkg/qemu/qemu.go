@@ -43,6 +43,10 @@ type Machine struct {
 	Detached    bool
 	ConsoleFile string
 	PIDFile     string
+
+	// Boot media other than -kernel (see media.go): with Kernel empty,
+	// the firmware boots CDROM or BootDisk.
+	Media
 }
 
 // Args is the QEMU command line for m. The serial console is on stdio,
@@ -66,12 +70,25 @@ func (m *Machine) Args() ([]string, error) {
 	a := []string{
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-M", "q35", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
-		"-kernel", m.Kernel, "-initrd", m.Initrd, "-append", m.Cmdline,
 		// mon:stdio puts the serial console on the terminal, with QEMU's
 		// monitor behind ctrl-a c and quit behind ctrl-a x.
 		"-serial", serial,
 		"-device", "virtio-rng-pci",
 	}
+	if m.Kernel != "" {
+		a = append(a, "-kernel", m.Kernel)
+	}
+	if m.Initrd != "" {
+		a = append(a, "-initrd", m.Initrd)
+	}
+	if m.Cmdline != "" {
+		a = append(a, "-append", m.Cmdline)
+	}
+	media, err := m.Media.args()
+	if err != nil {
+		return nil, err
+	}
+	a = append(a, media...)
 	switch m.Accel {
 	case KVM:
 		a = append(a, "-accel", "kvm", "-cpu", "host")
@@ -123,8 +140,10 @@ func (m *Machine) Command(ctx context.Context) (*exec.Cmd, error) {
 		return nil, err
 	}
 	for _, f := range []string{m.Kernel, m.Initrd} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("boot files: %w", err)
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("boot files: %w", err)
+			}
 		}
 	}
 	for i, d := range m.Disks {

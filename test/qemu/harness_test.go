@@ -33,6 +33,7 @@ import (
 var (
 	repoRoot = mustAbs("../..")
 	keelBin  string // built once in TestMain
+	runDir   string // removed when the run ends
 	versions map[string]string
 	// registryHost serves the base images for the whole run.
 	registryHost string
@@ -63,6 +64,7 @@ func setupAndRun(m *testing.M) int {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
+	runDir = tmp
 
 	keelBin = filepath.Join(tmp, "keel")
 	build := exec.Command("go", "build", "-o", keelBin, "./cmd/build")
@@ -90,6 +92,7 @@ func baseImages() map[string]string {
 		"Kernel":  "keel/kernel:" + versions["KERNEL_ABI"],
 		"Init":    "keel/init:" + versions["KEEL_VERSION"],
 		"Busybox": "keel/busybox:" + versions["BUSYBOX_TAG"],
+		"Boot":    "keel/boot:" + versions["SYSTEMD_BOOT_VERSION"] + "-" + versions["SYSLINUX_VERSION"],
 	}
 }
 
@@ -185,18 +188,24 @@ type VM struct {
 // reboot, so that both power-off and reboot end the QEMU process.
 func boot(t *testing.T, prefix string, tweak func(*qemu.Machine)) *VM {
 	t.Helper()
-	cmdline, err := os.ReadFile(prefix + "-cmdline")
-	if err != nil {
-		t.Fatal(err)
+	// prefix "" boots no kernel: tweak attaches the boot media.
+	var cmdline []byte
+	var kernel, initrd string
+	if prefix != "" {
+		var err error
+		if cmdline, err = os.ReadFile(prefix + "-cmdline"); err != nil {
+			t.Fatal(err)
+		}
+		kernel, initrd = prefix+"-kernel", prefix+"-initrd.img"
 	}
 	accelOnce.Do(func() {
 		var why string
-		accel, why = qemu.Detect(context.Background(), prefix+"-kernel")
+		accel, why = qemu.Detect(context.Background(), kernel)
 		fmt.Printf("boot tests: accel %s (%s)\n", accel, why)
 	})
 	dir := t.TempDir()
 	m := &qemu.Machine{
-		Kernel: prefix + "-kernel", Initrd: prefix + "-initrd.img",
+		Kernel: kernel, Initrd: initrd,
 		Cmdline: strings.TrimSpace(string(cmdline)),
 		Accel:   accel, QMP: filepath.Join(dir, "qmp.sock"), NoReboot: true,
 	}

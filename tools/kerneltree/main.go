@@ -2,6 +2,7 @@
 // /kernel.tar) out of keel's local image cache and writes, for the tests
 // that read a real kernel:
 //
+//	OUT/kernel       the image's kernel (bzImage) as it is
 //	OUT/kernel.tar   the image's kernel.tar as it is
 //	OUT/modules/     the one lib/modules/<release>/ tree in it, unpacked
 //	OUT/release      <release>, one line
@@ -67,6 +68,9 @@ func run(cacheDir, ref, out string) error {
 	if err := extractFile(mutate.Extract(img), "kernel.tar", kernelTar); err != nil {
 		return fmt.Errorf("%s: %w", ref, err)
 	}
+	if err := extractFile(mutate.Extract(img), "kernel", filepath.Join(tmp, "kernel")); err != nil {
+		return fmt.Errorf("%s: %w", ref, err)
+	}
 	release, err := unpackModules(kernelTar, filepath.Join(tmp, "modules"))
 	if err != nil {
 		return fmt.Errorf("%s: kernel.tar: %w", ref, err)
@@ -80,7 +84,7 @@ func run(cacheDir, ref, out string) error {
 	if err := os.Rename(tmp, out); err != nil {
 		return err
 	}
-	fmt.Printf("%s: %s, kernel.tar and modules/ in %s\n", ref, release, out)
+	fmt.Printf("%s: %s, kernel, kernel.tar and modules/ in %s\n", ref, release, out)
 	return nil
 }
 

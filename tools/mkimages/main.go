@@ -1,10 +1,11 @@
 // Command mkimages makes keel's base images without Docker: the kernel
 // from Debian's cloud kernel package, keel/init from keel's PID 1 and
 // containerd and runc built from the Go module proxy, and a busybox image,
-// all stored in keel's local image cache. Versions come from
+// the boot loaders of the disk formats from Debian's systemd-boot-efi,
+// isolinux and syslinux-common, all stored in keel's local image cache. Versions come from
 // tools/versions.env.
 //
-//	go run ./tools/mkimages [-versions tools/versions.env] [-only kernel,init,busybox]
+//	go run ./tools/mkimages [-versions tools/versions.env] [-only kernel,init,busybox,boot]
 package main
 
 import (
@@ -33,12 +34,13 @@ var images = []struct {
 	{"kernel", makeKernel},
 	{"init", makeInit},
 	{"busybox", makeBusybox},
+	{"boot", makeBoot},
 	{"bench-tools", makeBenchTools},
 }
 
 func main() {
 	versionsFile := flag.String("versions", "tools/versions.env", "file of pinned versions")
-	only := flag.String("only", "kernel,init,busybox", "comma-separated images to make")
+	only := flag.String("only", "kernel,init,busybox,boot", "comma-separated images to make")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -59,7 +61,7 @@ func run(ctx context.Context, versionsFile, only string) error {
 	}
 	for n := range want {
 		if !knownImage(n) {
-			return fmt.Errorf("-only: unknown image %q (want kernel, init or busybox)", n)
+			return fmt.Errorf("-only: unknown image %q (want kernel, init, busybox or boot)", n)
 		}
 	}
 

@@ -16,6 +16,10 @@ type versions struct {
 	Containerd string // CONTAINERD_VERSION: a containerd/v2 module version
 	Runc       string // RUNC_VERSION: a runc module version
 	BusyboxTag string // BUSYBOX_TAG: the tag of keel/busybox
+	// SYSTEMD_BOOT_VERSION and SYSLINUX_VERSION: upstream versions of
+	// Debian's systemd-boot-efi and isolinux/syslinux-common, keel/boot's tag.
+	SystemdBoot string
+	Syslinux    string
 }
 
 // readVersions parses a versions file. Every key keel knows must be set;
@@ -29,11 +33,13 @@ func readVersions(path string) (*versions, error) {
 
 	v := &versions{}
 	fields := map[string]*string{
-		"KEEL_VERSION":       &v.Keel,
-		"KERNEL_ABI":         &v.KernelABI,
-		"CONTAINERD_VERSION": &v.Containerd,
-		"RUNC_VERSION":       &v.Runc,
-		"BUSYBOX_TAG":        &v.BusyboxTag,
+		"KEEL_VERSION":         &v.Keel,
+		"KERNEL_ABI":           &v.KernelABI,
+		"CONTAINERD_VERSION":   &v.Containerd,
+		"RUNC_VERSION":         &v.Runc,
+		"BUSYBOX_TAG":          &v.BusyboxTag,
+		"SYSTEMD_BOOT_VERSION": &v.SystemdBoot,
+		"SYSLINUX_VERSION":     &v.Syslinux,
 	}
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
@@ -55,7 +61,7 @@ func readVersions(path string) (*versions, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read versions %s: %w", path, err)
 	}
-	for _, key := range []string{"KEEL_VERSION", "KERNEL_ABI", "CONTAINERD_VERSION", "RUNC_VERSION", "BUSYBOX_TAG"} {
+	for _, key := range []string{"KEEL_VERSION", "KERNEL_ABI", "CONTAINERD_VERSION", "RUNC_VERSION", "BUSYBOX_TAG", "SYSTEMD_BOOT_VERSION", "SYSLINUX_VERSION"} {
 		if *fields[key] == "" {
 			return nil, fmt.Errorf("%s: %s is not set", path, key)
 		}
