@@ -36,15 +36,18 @@ keel:
 images: deps
 	$(GO) run ./tools/mkimages -versions tools/versions.env
 
+# The demo is built as kernel+squashfs: its system stays on a disk, paged in
+# as used, so it boots to services running in 160 MB (kernel+initrd needs
+# about twice that); keel run attaches the disk.
 demo-build: images keel
-	$(KEEL) build -dir $(OUT) examples/demo.yml
+	$(KEEL) build --format kernel+squashfs --dir $(OUT) examples/demo.yml
 
 # On a terminal you stay at the serial console (ctrl-a x quits) and the web
 # service answers on http://127.0.0.1:8080/; without a terminal the guest is
 # told (keel.oneshot) to power off once its services are running.
 demo: demo-build
-	@if [ -t 0 ] && [ -t 1 ]; then $(KEEL) run -publish 8080:80 $(OUT)/demo; \
-	else $(KEEL) run -append keel.oneshot $(OUT)/demo; fi
+	@if [ -t 0 ] && [ -t 1 ]; then $(KEEL) run --mem 160 --publish 8080:80 $(OUT)/demo-squashfs.img; \
+	else $(KEEL) run --mem 160 --append keel.oneshot $(OUT)/demo-squashfs.img; fi
 
 KEEL_CACHE ?= $(HOME)/.cache/keel
 export KEEL_CACHE

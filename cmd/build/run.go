@@ -170,7 +170,8 @@ func runVM(c *cobra.Command, arg string, o runOptions) error {
 		}
 		m.Disks = append(m.Disks, d)
 	}
-	if !image && target.tar == "" && squashfsBoot(&m.Initrd, &m.Disks, target.name) {
+	prefer := strings.HasSuffix(arg, squashfsInitrdSuffix) || strings.HasSuffix(arg, squashfsDiskSuffix)
+	if !image && target.tar == "" && squashfsBoot(&m.Initrd, &m.Disks, target.name, prefer) {
 		fmt.Fprintf(os.Stderr, "keel: run %s as kernel+squashfs: initrd %s, disk %s\n", target.name, m.Initrd, m.Disks[0].Path)
 	}
 	for _, p := range o.publish {

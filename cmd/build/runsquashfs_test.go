@@ -20,7 +20,7 @@ func TestRunPicksKernelSquashfs(t *testing.T) {
 	touch("-squashfs-initrd.img")
 	touch("-squashfs.img")
 	initrd, disks := name+"-initrd.img", []qemu.Disk{{Path: "extra.img"}}
-	if !squashfsBoot(&initrd, &disks, name) {
+	if !squashfsBoot(&initrd, &disks, name, false) {
 		t.Fatal("kernel+squashfs files not picked")
 	}
 	if initrd != name+"-squashfs-initrd.img" || !reflect.DeepEqual(disks, []qemu.Disk{{Path: name + "-squashfs.img", Format: qemu.Raw}, {Path: "extra.img"}}) {
@@ -29,7 +29,11 @@ func TestRunPicksKernelSquashfs(t *testing.T) {
 	// With an initrd of its own, NAME boots as kernel+initrd, as before.
 	touch("-initrd.img")
 	initrd, disks = name+"-initrd.img", nil
-	if squashfsBoot(&initrd, &disks, name) || initrd != name+"-initrd.img" || len(disks) != 0 {
+	if squashfsBoot(&initrd, &disks, name, false) || initrd != name+"-initrd.img" || len(disks) != 0 {
 		t.Errorf("kernel+initrd build booted as kernel+squashfs: %s %v", initrd, disks)
+	}
+	// Unless one of the kernel+squashfs files was named.
+	if !squashfsBoot(&initrd, &disks, name, true) || initrd != name+"-squashfs-initrd.img" {
+		t.Errorf("kernel+squashfs not preferred when named: %s %v", initrd, disks)
 	}
 }

@@ -22,7 +22,7 @@ type bootTarget struct {
 }
 
 // The suffixes of a build's outputs, after NAME.
-var targetSuffixes = []string{"-kernel", "-initrd.img", "-cmdline", ".lock.json"}
+var targetSuffixes = []string{"-kernel", "-initrd.img", "-cmdline", ".lock.json", squashfsInitrdSuffix, squashfsDiskSuffix}
 
 // tarSuffix is the tar-kernel-initrd output's (initrd.Outputs.KernelInitrdTar).
 const tarSuffix = "-initrd.tar"
