@@ -46,7 +46,7 @@ func TestServicesStopAtShutdownRunsNoRunc(t *testing.T) {
 	bundles := []bundle.Bundle{
 		writeService(t, root, "polite", nil, `trap 'echo got TERM; exit 7' TERM; echo trapped; while true; do sleep 0.1; done`),
 		// No trap: as its pid namespace's init, sh never gets SIGTERM.
-		writeService(t, root, "stubborn", nil, `while true; do sleep 1; done`),
+		writeService(t, root, "stubborn", nil, `echo up; while true; do sleep 1; done`),
 	}
 	var mounts mount.Table
 	t.Cleanup(func() { _ = mounts.UnmountAll(mount.Syscalls{}) })
@@ -63,9 +63,12 @@ func TestServicesStopAtShutdownRunsNoRunc(t *testing.T) {
 		}
 	})
 	s.Start(context.Background(), bundles)
-	waitFor(t, 10*time.Second, "polite to set its trap", func() bool {
-		b, _ := os.ReadFile(filepath.Join(logDir, "polite.log"))
-		return strings.Contains(string(b), "trapped\n")
+	// Both run their shells: a signal that comes sooner finds runc's own
+	// init, a Go program that a SIGTERM ends with exit 2.
+	waitFor(t, 10*time.Second, "polite to set its trap and stubborn to run", func() bool {
+		p, _ := os.ReadFile(filepath.Join(logDir, "polite.log"))
+		s, _ := os.ReadFile(filepath.Join(logDir, "stubborn.log"))
+		return strings.Contains(string(p), "trapped\n") && strings.Contains(string(s), "up\n")
 	})
 	before, err := os.ReadFile(calls)
 	if err != nil {
