@@ -47,6 +47,11 @@ type Services struct {
 	// Healthy, when set, is called the first time each service is
 	// healthy (the boot report).
 	Healthy func(name string)
+	// LeaveAtShutdown makes StopServices leave the ended tasks and their
+	// containers in containerd instead of deleting them one by one. PID 1
+	// sets it: its StopServices is the machine going down, with containerd
+	// and the shims stopped right after and their state in memory.
+	LeaveAtShutdown bool
 
 	// runnerFor and probeFor make a service's runner and health probes;
 	// tests replace them (taskRunner and probeFor if nil).
@@ -296,7 +301,8 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 	if s.runnerFor != nil {
 		u.Runner = s.runnerFor(b.Name, p, svc.output())
 	} else {
-		u.Runner = &taskRunner{containerd: s.Containerd, id: b.Name, namespace: ns, p: p, out: svc.output(), log: s.logger()}
+		u.Runner = &taskRunner{containerd: s.Containerd, id: b.Name, namespace: ns, p: p, out: svc.output(), log: s.logger(),
+			leaveOnExit: s.leavingAtShutdown}
 	}
 	u.OnStart = func(Process) {
 		svc.once.Do(func() {
@@ -391,6 +397,14 @@ func (s *Services) StopServices(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// leavingAtShutdown reports whether a run that ends now leaves its task
+// and container: StopServices was called, with LeaveAtShutdown.
+func (s *Services) leavingAtShutdown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.LeaveAtShutdown && s.stopped
 }
 
 // wait waits until every service's unit has ended.

@@ -76,7 +76,18 @@ func pinnedVersions(t *testing.T) map[string]string {
 // and socket (never the host's).
 func startTestContainerd(t *testing.T, reaper *Reaper, log *slog.Logger) *Containerd {
 	t.Helper()
+	return startTestContainerdPath(t, reaper, log, "")
+}
+
+// startTestContainerdPath is startTestContainerd with dir first on the
+// PATH containerd and its shims get (when not empty): a runc found there
+// is the one used.
+func startTestContainerdPath(t *testing.T, reaper *Reaper, log *slog.Logger, first string) *Containerd {
+	t.Helper()
 	cdDir, runcDir := containerdTools(t)
+	if first != "" {
+		runcDir = first + ":" + runcDir
+	}
 	dir, err := os.MkdirTemp("/tmp", "keel-cd-") // short: sockets have a 108-byte limit
 	if err != nil {
 		t.Fatal(err)

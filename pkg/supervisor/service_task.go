@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	"github.com/keel-os/keel/pkg/goroutine"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,6 +34,9 @@ type taskRunner struct {
 	p          *Prepared
 	out        io.Writer
 	log        *slog.Logger
+	// leaveOnExit, when set and true, says the machine is going down: a
+	// run that ends then keeps its task and container (taskProcess.Wait).
+	leaveOnExit func() bool
 }
 
 // Start creates the container and its task and starts it. The create and
@@ -94,16 +98,28 @@ func (r *taskRunner) Start(stop context.Context) (Process, error) {
 			return nil, fmt.Errorf("runtime.json: %w", err)
 		}
 	}
+	// A pidfd names this very process for as long as we hold it, so
+	// signalling it needs no `runc kill` (a Go program start, a large
+	// part of a second under emulation) and cannot hit a recycled pid.
+	// Without one (an old kernel), signals go through containerd.
+	pidfd, perr := unix.PidfdOpen(int(task.Pid()), 0)
+	if perr != nil {
+		pidfd = -1
+	}
 	// Wait before Start, so that no exit is missed.
 	exitc, err := task.Wait(ctx)
 	if err == nil {
 		err = task.Start(ctx)
 	}
 	if err != nil {
+		if pidfd >= 0 {
+			_ = unix.Close(pidfd)
+		}
 		cleanup(container)
 		return nil, fmt.Errorf("start task: %w", err)
 	}
-	return &taskProcess{r: r, ctx: ctx, task: task, io: task.IO(), exitc: exitc, gen: gen, pid: int(task.Pid())}, nil
+	return &taskProcess{r: r, ctx: ctx, task: task, io: task.IO(), exitc: exitc, gen: gen, pid: int(task.Pid()),
+		pidfd: pidfd, ownPidNS: ownsPidNamespace(r.p.Spec)}, nil
 }
 
 // taskProcess is a running service task.
@@ -114,6 +130,11 @@ type taskProcess struct {
 	pid   int
 	exitc <-chan containerd.ExitStatus
 	gen   <-chan struct{}
+	// pidfd is the task's process (-1: none); ownPidNS says it is the
+	// init of a pid namespace of its own, so that SIGKILL to it ends
+	// every process of the run.
+	pidfd    int
+	ownPidNS bool
 
 	mu   sync.Mutex
 	task containerd.Task // replaced when re-attached after a containerd restart
@@ -124,11 +145,21 @@ type taskProcess struct {
 
 func (p *taskProcess) Pid() int { return p.pid }
 
-// Signal sends sig through containerd, or straight to the pid if
-// containerd does not answer.
+// Signal sends sig straight to the task's process when that does what
+// containerd's task.Kill would (signalsDirectly), else through containerd,
+// or straight to the pid if containerd does not answer.
 func (p *taskProcess) Signal(sig unix.Signal) error {
 	p.mu.Lock()
-	task := p.task
+	task, pidfd := p.task, p.pidfd
+	if pidfd >= 0 && signalsDirectly(sig, p.ownPidNS) {
+		// Under mu: Wait closes the pidfd under it.
+		err := unix.PidfdSendSignal(pidfd, sig, nil, 0)
+		p.mu.Unlock()
+		if errors.Is(err, unix.ESRCH) {
+			return nil // already gone: nothing left to signal
+		}
+		return err
+	}
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
 	defer cancel()
@@ -144,11 +175,24 @@ func (p *taskProcess) Signal(sig unix.Signal) error {
 }
 
 // Wait waits for the task to exit, across containerd restarts, then
-// deletes it and its container with whichever client is current.
+// deletes it and its container with whichever client is current; but not
+// when the machine is going down (Services.LeaveAtShutdown): each delete is a `runc delete` (a
+// Go program start) and a call through the shim, and what it would clean
+// up (runc's state, the shim, the cgroup) is in memory and goes with the
+// machine. containerd and the shims are stopped next, and whatever is
+// left mounted is unmounted by the shutdown.
 func (p *taskProcess) Wait() int {
 	p.once.Do(func() {
 		p.code = p.wait()
-		if c, _ := p.r.containerd.Client(); c != nil {
+		p.mu.Lock()
+		if p.pidfd >= 0 {
+			_ = unix.Close(p.pidfd)
+			p.pidfd = -1
+		}
+		p.mu.Unlock()
+		if p.r.leaveOnExit != nil && p.r.leaveOnExit() {
+			p.r.log.Debug("service " + p.r.id + ": shutting down, container left to the shutdown")
+		} else if c, _ := p.r.containerd.Client(); c != nil {
 			if ct, err := c.LoadContainer(p.ctx, p.r.id); err == nil {
 				_ = deleteContainer(p.ctx, ct)
 			}
@@ -218,6 +262,30 @@ func (p *taskProcess) wait() int {
 		p.mu.Unlock()
 		log.Info("service "+id+" re-attached", "pid", t.Pid())
 	}
+}
+
+// signalsDirectly reports whether sig may go straight to a task's
+// process rather than through containerd. task.Kill without KillAll (any
+// signal but SIGKILL here) signals just that process, which a pidfd does
+// too. SIGKILL must end every process of the run: the kernel does that
+// for the init of a pid namespace (ownPidNS); otherwise only containerd's
+// KillAll (runc kill --all) reaches them all.
+func signalsDirectly(sig unix.Signal, ownPidNS bool) bool {
+	return sig != unix.SIGKILL || ownPidNS
+}
+
+// ownsPidNamespace reports whether spec gives the container a pid
+// namespace of its own (a new one, not one joined by path).
+func ownsPidNamespace(spec *specs.Spec) bool {
+	if spec == nil || spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
 }
 
 // deleteContainer kills and deletes the container's task, if it has one,

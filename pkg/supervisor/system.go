@@ -95,8 +95,9 @@ func NewSystem(s *System) *System {
 			Cgroup: filepath.Join("/sys/fs/cgroup", DefaultContainerdCgroup)}
 	}
 	s.services = &Services{Containerd: s.Containerd, Preparer: s.preparer, Log: s.Log, LogDir: s.LogDir,
-		Running: func(name string) { bootreport.Mark("service " + name) },
-		Healthy: func(name string) { bootreport.Mark("service " + name + " healthy") }}
+		LeaveAtShutdown: true,
+		Running:         func(name string) { bootreport.Mark("service " + name) },
+		Healthy:         func(name string) { bootreport.Mark("service " + name + " healthy") }}
 	return s
 }
 
