@@ -250,4 +250,12 @@ func TestBootConvertedDisks(t *testing.T) {
 	t.Run("qcow2-bios", func(t *testing.T) {
 		bootFile(t, disk.File(out, "sys", disk.QCOW2BIOS), "qcow2 disk as the boot disk under BIOS")
 	})
+	// Identical to raw-efi by content, and booted all the same: the
+	// firmware and QEMU's format driver are what differ.
+	t.Run("qcow2-efi", func(t *testing.T) {
+		bootFile(t, disk.File(out, "sys", disk.QCOW2EFI), "qcow2 disk as the boot disk under UEFI")
+	})
+	t.Run("vmdk", func(t *testing.T) {
+		bootFile(t, disk.File(out, "sys", disk.VMDK), "vmdk disk as the boot disk under UEFI")
+	})
 }
