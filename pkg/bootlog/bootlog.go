@@ -22,6 +22,7 @@
 package bootlog
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -231,7 +232,9 @@ func (c *Console) Flush(timeout time.Duration) bool {
 	}
 	if c.written >= target {
 		c.mu.Unlock()
-		return true
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		return c.drain(t.C)
 	}
 	fw := flushWaiter{seq: target, done: make(chan struct{})}
 	c.waiters = append(c.waiters, fw)
@@ -241,7 +244,7 @@ func (c *Console) Flush(timeout time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-fw.done:
-		return true
+		return c.drain(t.C)
 	case <-t.C:
 		// Forget the waiter, so that a console stalled for good does not
 		// collect one per call.
@@ -253,6 +256,30 @@ func (c *Console) Flush(timeout time.Duration) bool {
 			}
 		}
 		c.mu.Unlock()
+		return false
+	}
+}
+
+// drain waits, until timeout fires, for a terminal to have sent out what
+// was written to it (tcdrain). Written is not sent: a hang-up of the tty
+// (the console shell's session ending, as the shutdown stops it) discards
+// what its driver still holds, and CI saw a shutdown line cut off after
+// "kee" so. A writer that is not a terminal has nothing to drain.
+func (c *Console) drain(timeout <-chan time.Time) bool {
+	f, ok := c.w.(interface{ Fd() uintptr })
+	if !ok {
+		return true
+	}
+	done := make(chan error, 1)
+	// A stalled (XOFF) terminal never drains: the wait is bounded, and
+	// the goroutine ends when the terminal moves again, if ever.
+	goroutine.Go(slog.New(slog.DiscardHandler), "console drain", false, func() {
+		done <- unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
+	})
+	select {
+	case err := <-done:
+		return err == nil || errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL)
+	case <-timeout:
 		return false
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -305,4 +306,30 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Flush drains a terminal after writing to it (tcdrain); a writer that is a
+// file but not a terminal (here a pipe) has nothing to drain, and Flush
+// reports success once the lines are written.
+func TestFlushOnAFileThatIsNotATerminal(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, 4096)
+		n, _ := r.Read(b)
+		got <- b[:n]
+	}()
+	c := New(w)
+	c.Line("test", "to a pipe")
+	if !c.Flush(5 * time.Second) {
+		t.Fatal("Flush to a pipe reported failure")
+	}
+	if b := <-got; !strings.Contains(string(b), "test: to a pipe") {
+		t.Errorf("pipe got %q", b)
+	}
 }

@@ -148,6 +148,13 @@ func (s *Shutdown) Run(a Action) error {
 	s.Log.Info("shutdown " + a.String())
 	start := time.Now()
 	if s.StopConsole != nil {
+		// The line above reaches the console before its shell is hung
+		// up: once, in CI, it never did (the shell's session ending, its
+		// tty hung up while the line sat in the console's queue, is the
+		// suspect; not proven).
+		if s.Flush != nil {
+			s.Flush()
+		}
 		s.StopConsole()
 	}
 	if s.Onshutdown != nil {
