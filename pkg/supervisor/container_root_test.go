@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,10 +82,14 @@ func TestContainerKilledBySignal(t *testing.T) {
 	dir := t.TempDir()
 	rootfs := busyboxRootfs(t, dir)
 	runner := &Libcontainer{Reaper: startReaper(t), StateDir: filepath.Join(dir, "state")}
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// Stopped once the container runs its own program, not while it is
+	// still libcontainer's init (a Go program, which SIGTERM ends with exit
+	// 2): a fixed 300 ms fell there once on a loaded machine.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr bytes.Buffer
-	code, err := runContainer(ctx, runner, "test-killed", linuxkitSpec("/bin/sleep", "60"), rootfs, &stdout, &stderr)
+	stdout := &cancelOn{word: "ready", cancel: cancel}
+	var stderr bytes.Buffer
+	code, err := runContainer(ctx, runner, "test-killed", linuxkitSpec("/bin/sh", "-c", "echo ready; exec sleep 60"), rootfs, stdout, &stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +98,24 @@ func TestContainerKilledBySignal(t *testing.T) {
 	if exitString(code) != "signal:SIGKILL" {
 		t.Errorf("exit = %v, want signal:SIGKILL", exitString(code))
 	}
+}
+
+// cancelOn calls cancel once word has been written to it.
+type cancelOn struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	word   string
+	cancel context.CancelFunc
+}
+
+func (w *cancelOn) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(b)
+	if strings.Contains(w.buf.String(), w.word) {
+		w.cancel()
+	}
+	return len(b), nil
 }
 
 // runContainer runs spec once with rootfs as its root, through a Unit as
