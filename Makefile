@@ -12,7 +12,7 @@ KEEL    := $(BIN)/keel
 # firmware for booting the -efi formats; qemu-utils: qemu-img for qcow2 and vmdk).
 APT_PACKAGES := qemu-system-x86 busybox-static kmod libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq ovmf qemu-utils
 
-.PHONY: all deps keel images demo demo-build test test-go test-boot bench clean
+.PHONY: all deps keel images demo demo-build test test-go test-boot bench fuzz clean
 
 all: keel
 
@@ -73,6 +73,20 @@ test: test-go test-boot
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Runs every fuzz target for FUZZTIME each, one after another, on
+# FUZZ_WORKERS workers. `make test` runs only their seeds (FuzzDecode's
+# include one document per key path of the schema); a new crasher is
+# written under the package's testdata/fuzz, to commit with its fix.
+FUZZTIME ?= 60s
+FUZZ_WORKERS ?= 1
+fuzz: deps
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZ_WORKERS) $$pkg; \
+	  done; \
+	done
 
 clean:
 	rm -rf $(BIN) $(OUT)
