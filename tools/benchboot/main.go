@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // qemuArgs is the machine both boot on.
@@ -100,6 +102,7 @@ func main() {
 	memLo := flag.Int("min-mem-lo", 96, "lowest -m the bisection tries, MB")
 	timeout := flag.Duration("timeout", 5*time.Minute, "per-boot limit")
 	logs := flag.String("logs", "", "keep each boot's timestamped console in this directory")
+	buildArgs := flag.String("keel-build-args", "", "more arguments for keel build, space-separated (\"--compress zstd\")")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("benchboot: ")
@@ -111,7 +114,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	b := &bench{keel: *keel, baselineDir: *baselineDir, versionsFile: *versionsFile, cache: *cache,
-		n: *n, minMem: *minMem, memLo: *memLo, timeout: *timeout, logs: *logs}
+		n: *n, minMem: *minMem, memLo: *memLo, timeout: *timeout, logs: *logs,
+		buildArgs: strings.Fields(*buildArgs)}
 	if err := b.run(ctx); err != nil {
 		stop()
 		log.Fatal(err)
@@ -133,6 +137,7 @@ type bench struct {
 	memLo                                  int
 	timeout                                time.Duration
 	logs                                   string
+	buildArgs                              []string
 
 	work     string
 	kernel   string
@@ -286,8 +291,8 @@ func (b *bench) buildKeel(ctx context.Context) (*system, error) {
 	if err := os.WriteFile(yml, y.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, b.keel, "build", "-q", "-no-segment-cache",
-		"-layout", filepath.Join(b.cache, "oci"), "-dir", dir, yml)
+	args := append([]string{"build", "-q", "-no-segment-cache", "-layout", filepath.Join(b.cache, "oci"), "-dir", dir}, b.buildArgs...)
+	cmd := exec.CommandContext(ctx, b.keel, append(args, yml)...)
 	cmd.Env = append(os.Environ(), "KEEL_CACHE="+filepath.Join(dir, "cache"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("keel build: %v\n%s", err, out)
@@ -462,7 +467,7 @@ func (b *bench) bisectMem(ctx context.Context, s *system) (string, int, error) {
 }
 
 // initrdSize is the size of the initrd file, or of what it decompresses
-// to (every gzip member: keel's initrd is one per segment).
+// to (every gzip member or zstd frame: keel's initrd is one per segment).
 func initrdSize(path string, compressed bool) (int64, error) {
 	if compressed {
 		fi, err := os.Stat(path)
@@ -476,8 +481,20 @@ func initrdSize(path string, compressed bool) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	z, err := gzip.NewReader(bufio.NewReader(f))
+	br := bufio.NewReader(f)
+	magic, err := br.Peek(4)
 	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	var z io.Reader
+	if bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		defer zr.Close()
+		z = zr
+	} else if z, err = gzip.NewReader(br); err != nil {
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	n, err := io.Copy(io.Discard, z)
