@@ -132,8 +132,25 @@ func (p *pid1) boot() {
 		Shell:    newConsole(log, p.reaper, args),
 		Oneshot:  args.Flag(paramOneshot),
 		Request:  p.request,
+		Runtime:  serviceRuntime(log),
 	})
 	goroutine.Go(log, "system", false, p.system.Boot)
+}
+
+// crunPath is where keel/init has crun.
+const crunPath = "/usr/bin/crun"
+
+// serviceRuntime is the OCI runtime the runc shim runs for the services:
+// crun when the image has it, else the shim's default (runc). Under
+// emulation runc's create and start are three Go program starts per
+// service (create, init, start); crun's are C.
+func serviceRuntime(log *slog.Logger) string {
+	if st, err := os.Stat(crunPath); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		log.Debug("services run under crun", "path", crunPath)
+		return crunPath
+	}
+	log.Debug("services run under runc: no " + crunPath)
+	return ""
 }
 
 // request asks for a shutdown; one already asked for wins.

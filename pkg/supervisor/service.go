@@ -52,6 +52,13 @@ type Services struct {
 	// sets it: its StopServices is the machine going down, with containerd
 	// and the shims stopped right after and their state in memory.
 	LeaveAtShutdown bool
+	// Runtime is the OCI runtime program the runc shim runs for each
+	// task's create, start, exec and delete (the shim's BinaryName): a path,
+	// or a name on containerd's PATH. "" is the shim's own default, runc.
+	// PID 1 sets crun when the image has it: a C program starts in a
+	// fraction of runc's time under emulation, and a create is two of
+	// runc's Go starts (runc create, then runc init).
+	Runtime string
 
 	// runnerFor and probeFor make a service's runner and health probes;
 	// tests replace them (taskRunner and probeFor if nil).
@@ -302,7 +309,7 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 		u.Runner = s.runnerFor(b.Name, p, svc.output())
 	} else {
 		u.Runner = &taskRunner{containerd: s.Containerd, id: b.Name, namespace: ns, p: p, out: svc.output(), log: s.logger(),
-			leaveOnExit: s.leavingAtShutdown}
+			runtime: s.Runtime, leaveOnExit: s.leavingAtShutdown}
 	}
 	u.OnStart = func(Process) {
 		svc.once.Do(func() {

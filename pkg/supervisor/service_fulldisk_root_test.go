@@ -64,7 +64,7 @@ i=0; while true; do i=$((i+1)); echo $i > /out/count.tmp; mv /out/count.tmp /out
 
 	var mounts mount.Table
 	t.Cleanup(func() { _ = mounts.UnmountAll(mount.Syscalls{}) })
-	s := &Services{Containerd: cd, Preparer: &Preparer{Mounts: &mounts}, Log: log, LogDir: logDir, LogMax: 1 << 30}
+	s := &Services{Containerd: cd, Preparer: &Preparer{Mounts: &mounts}, Log: log, LogDir: logDir, LogMax: 1 << 30, Runtime: testRuntime(t)}
 	s.Start(context.Background(), []bundle.Bundle{b})
 	t.Cleanup(func() { _ = s.StopServices(context.Background()) })
 

@@ -23,11 +23,7 @@ import (
 // skips.
 func containerdTools(t *testing.T) (containerdDir, runcDir string) {
 	t.Helper()
-	home, _ := os.UserHomeDir()
-	cache := filepath.Join(home, ".cache/keel/tools")
-	if c := os.Getenv("KEEL_CACHE"); c != "" {
-		cache = filepath.Join(c, "tools")
-	}
+	cache := toolsCache()
 	v := pinnedVersions(t)
 	containerdDir = filepath.Join(cache, "containerd-multicall-"+v["CONTAINERD_VERSION"])
 	runcDir = filepath.Join(cache, "runc-"+v["RUNC_VERSION"])
@@ -41,6 +37,36 @@ func containerdTools(t *testing.T) (containerdDir, runcDir string) {
 		}
 	}
 	return containerdDir, runcDir
+}
+
+// testRuntime is the services' OCI runtime: crun, as keel/init ships it
+// and `make images` builds it into the tools cache, when the host's
+// cgroups are v2 only, as a keel guest's are. crun refuses to create a
+// container on a host with v1 hierarchies ("cgroups in hybrid mode not
+// supported"), so there the tests run the shim's default, runc, which
+// containerdTools puts on containerd's PATH; the boot tests run crun.
+func testRuntime(t *testing.T) string {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		t.Logf("services run under runc: crun needs cgroup v2 alone at /sys/fs/cgroup (%v)", err)
+		return filepath.Join(toolsCache(), "runc-"+pinnedVersions(t)["RUNC_VERSION"], "runc")
+	}
+	v := pinnedVersions(t)
+	p := filepath.Join(toolsCache(), "crun-"+v["CRUN_VERSION"], "crun")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("needs crun as `make images` builds it (%v)", err)
+	}
+	return p
+}
+
+// toolsCache is where `make images` keeps the tools it builds.
+func toolsCache() string {
+	if c := os.Getenv("KEEL_CACHE"); c != "" {
+		return filepath.Join(c, "tools")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache/keel/tools")
 }
 
 // pinnedVersions reads tools/versions.env, the KEY=VALUE file the Makefile
@@ -64,7 +90,7 @@ func pinnedVersions(t *testing.T) map[string]string {
 		}
 		v[strings.TrimSpace(key)] = strings.TrimSpace(value)
 	}
-	for _, k := range []string{"CONTAINERD_VERSION", "RUNC_VERSION"} {
+	for _, k := range []string{"CONTAINERD_VERSION", "RUNC_VERSION", "CRUN_VERSION"} {
 		if v[k] == "" {
 			t.Fatalf("tools/versions.env: no %s", k)
 		}
@@ -76,18 +102,7 @@ func pinnedVersions(t *testing.T) map[string]string {
 // and socket (never the host's).
 func startTestContainerd(t *testing.T, reaper *Reaper, log *slog.Logger) *Containerd {
 	t.Helper()
-	return startTestContainerdPath(t, reaper, log, "")
-}
-
-// startTestContainerdPath is startTestContainerd with dir first on the
-// PATH containerd and its shims get (when not empty): a runc found there
-// is the one used.
-func startTestContainerdPath(t *testing.T, reaper *Reaper, log *slog.Logger, first string) *Containerd {
-	t.Helper()
 	cdDir, runcDir := containerdTools(t)
-	if first != "" {
-		runcDir = first + ":" + runcDir
-	}
 	dir, err := os.MkdirTemp("/tmp", "keel-cd-") // short: sockets have a 108-byte limit
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +250,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 		Log:        log,
 		LogDir:     logDir,
 		Backoff:    Backoff{Initial: 50 * time.Millisecond, Max: 400 * time.Millisecond, Reset: 10 * time.Second},
+		Runtime:    testRuntime(t),
 	}
 	// Logs bounded as PID 1 does it, with a small bound.
 	const logLimit = 64 << 10
@@ -437,7 +453,7 @@ func TestServicesStopDuringStart(t *testing.T) {
 		}
 		var mounts mount.Table
 		t.Cleanup(func() { _ = mounts.UnmountAll(mount.Syscalls{}) })
-		s := &Services{Containerd: cd, Preparer: &Preparer{Mounts: &mounts}, Log: log, LogDir: filepath.Join(root, "var/log")}
+		s := &Services{Containerd: cd, Preparer: &Preparer{Mounts: &mounts}, Log: log, LogDir: filepath.Join(root, "var/log"), Runtime: testRuntime(t)}
 		started := make(chan struct{})
 		go func() {
 			s.Start(context.Background(), bundles)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,19 +17,22 @@ import (
 )
 
 // At PID 1's shutdown (LeaveAtShutdown) the services are stopped without
-// a `runc kill` or `runc delete`, each a program start that costs a large
-// part of a second under emulation: signals go to the task's process by
-// its pidfd, and the ended tasks and containers are left to the power-off.
+// the runtime's `kill` or `delete`, each a program start that costs a
+// large part of a second under emulation: signals go to the task's process
+// by its pidfd, and the ended tasks and containers are left to the
+// power-off. The runtime is the one Services.Runtime names, as PID 1
+// sets crun: the shim runs it for create and start.
 // The stop itself is unchanged: SIGTERM reaches a service that traps it,
 // one that cannot get it is killed, and both exit codes are seen.
-func TestServicesStopAtShutdownRunsNoRunc(t *testing.T) {
+func TestServicesStopAtShutdownRunsNoRuntime(t *testing.T) {
 	needRoot(t)
-	_, runcDir := containerdTools(t)
-	// A runc that writes down each command it is given.
+	// The runtime, wrapped so that it writes down each command it is given.
+	runtime := testRuntime(t)
 	wrapDir := t.TempDir()
 	calls := filepath.Join(wrapDir, "calls")
-	script := "#!/bin/sh\necho \"$*\" >> " + calls + "\nexec " + filepath.Join(runcDir, "runc") + " \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(wrapDir, "runc"), []byte(script), 0o755); err != nil {
+	wrapper := filepath.Join(wrapDir, "recording-crun")
+	script := "#!/bin/sh\necho \"$*\" >> " + calls + "\nexec " + runtime + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var out syncBuffer
@@ -39,7 +43,7 @@ func TestServicesStopAtShutdownRunsNoRunc(t *testing.T) {
 			t.Logf("console:\n%s", out.String())
 		}
 	})
-	cd := startTestContainerdPath(t, startReaper(t), log, wrapDir)
+	cd := startTestContainerd(t, startReaper(t), log)
 
 	root := t.TempDir()
 	logDir := filepath.Join(root, "var/log")
@@ -50,7 +54,7 @@ func TestServicesStopAtShutdownRunsNoRunc(t *testing.T) {
 	}
 	var mounts mount.Table
 	t.Cleanup(func() { _ = mounts.UnmountAll(mount.Syscalls{}) })
-	s := &Services{Containerd: cd, Preparer: &Preparer{Mounts: &mounts}, Log: log, LogDir: logDir, LeaveAtShutdown: true}
+	s := &Services{Containerd: cd, Preparer: &Preparer{Mounts: &mounts}, Log: log, LogDir: logDir, LeaveAtShutdown: true, Runtime: wrapper}
 	ctx := namespaces.WithNamespace(context.Background(), DefaultNamespace)
 	// What the power-off leaves is deleted before the test's containerd
 	// stops, so that no runc state or cgroup outlives the test.
@@ -72,7 +76,15 @@ func TestServicesStopAtShutdownRunsNoRunc(t *testing.T) {
 	})
 	before, err := os.ReadFile(calls)
 	if err != nil {
-		t.Fatalf("the recording runc was not used: %v", err)
+		t.Fatalf("the recording runtime was not used: %v", err)
+	}
+	// The shim ran the runtime it was given for both tasks.
+	for _, name := range []string{"polite", "stubborn"} {
+		for _, cmd := range []string{"create", "start"} {
+			if !hasCall(string(before), cmd, name) {
+				t.Errorf("no %s of %s by the given runtime; it ran:\n%s", cmd, name, before)
+			}
+		}
 	}
 
 	if err := s.StopServices(context.Background()); err != nil {
@@ -95,7 +107,7 @@ func TestServicesStopAtShutdownRunsNoRunc(t *testing.T) {
 		for _, cmd := range []string{"kill", "delete"} {
 			for _, w := range f {
 				if w == cmd {
-					t.Errorf("runc run at shutdown: runc %s", line)
+					t.Errorf("the runtime ran at shutdown: %s", line)
 				}
 			}
 		}
@@ -107,4 +119,16 @@ func TestServicesStopAtShutdownRunsNoRunc(t *testing.T) {
 			t.Errorf("%s's container was deleted at shutdown: %v", name, err)
 		}
 	}
+}
+
+// hasCall reports whether a recorded runtime command line is cmd for the
+// container id (its last word).
+func hasCall(calls, cmd, id string) bool {
+	for _, line := range strings.Split(calls, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[len(f)-1] == id && slices.Contains(f, cmd) {
+			return true
+		}
+	}
+	return false
 }

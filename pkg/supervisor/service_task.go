@@ -10,9 +10,11 @@ import (
 	"sync"
 	"time"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	"github.com/keel-os/keel/pkg/goroutine"
@@ -34,6 +36,9 @@ type taskRunner struct {
 	p          *Prepared
 	out        io.Writer
 	log        *slog.Logger
+	// runtime is Services.Runtime: the shim's OCI runtime binary, "" for
+	// its default.
+	runtime string
 	// leaveOnExit, when set and true, says the machine is going down: a
 	// run that ends then keeps its task and container (taskProcess.Wait).
 	leaveOnExit func() bool
@@ -62,7 +67,7 @@ func (r *taskRunner) Start(stop context.Context) (Process, error) {
 			r.log.Warn("service "+r.id+": delete container", "err", err)
 		}
 	}
-	container, err := client.NewContainer(ctx, r.id, containerd.WithSpec(r.p.Spec))
+	container, err := client.NewContainer(ctx, r.id, r.containerOpts()...)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -120,6 +125,17 @@ func (r *taskRunner) Start(stop context.Context) (Process, error) {
 	}
 	return &taskProcess{r: r, ctx: ctx, task: task, io: task.IO(), exitc: exitc, gen: gen, pid: int(task.Pid()),
 		pidfd: pidfd, ownPidNS: ownsPidNamespace(r.p.Spec)}, nil
+}
+
+// containerOpts are the new container's: its spec, and the runtime
+// binary the shim is to run, when one is set. The runtime name is the
+// client's default, so that the task still joins its group's shim.
+func (r *taskRunner) containerOpts() []containerd.NewContainerOpts {
+	opts := []containerd.NewContainerOpts{containerd.WithSpec(r.p.Spec)}
+	if r.runtime != "" {
+		opts = append(opts, containerd.WithRuntime(plugins.RuntimeRuncV2, &runcoptions.Options{BinaryName: r.runtime}))
+	}
+	return opts
 }
 
 // taskProcess is a running service task.

@@ -47,6 +47,9 @@ type System struct {
 	// StatusSocket is where the status command is answered;
 	// DefaultStatusSocket if empty.
 	StatusSocket string
+	// Runtime is the services' OCI runtime binary (Services.Runtime); ""
+	// is the runc shim's default, runc.
+	Runtime string
 	// Containerd is the daemon; set up by NewSystem, replaceable in tests.
 	Containerd *Containerd
 
@@ -95,9 +98,9 @@ func NewSystem(s *System) *System {
 			Cgroup: filepath.Join("/sys/fs/cgroup", DefaultContainerdCgroup)}
 	}
 	s.services = &Services{Containerd: s.Containerd, Preparer: s.preparer, Log: s.Log, LogDir: s.LogDir,
-		LeaveAtShutdown: true,
-		Running:         func(name string) { bootreport.Mark("service " + name) },
-		Healthy:         func(name string) { bootreport.Mark("service " + name + " healthy") }}
+		LeaveAtShutdown: true, Runtime: s.Runtime,
+		Running: func(name string) { bootreport.Mark("service " + name) },
+		Healthy: func(name string) { bootreport.Mark("service " + name + " healthy") }}
 	return s
 }
 
