@@ -187,7 +187,8 @@ func (b *bench) run(ctx context.Context) (err error) {
 	fmt.Printf("kernel: keel/kernel:%s (the same bzImage for both); %s", b.versions["KERNEL_ABI"], firstLine(qemuVersion))
 	fmt.Printf("qemu %s\n", strings.Join(qemuArgs, " "))
 	fmt.Printf("append: baseline %q, keel %q\n", baselineAppend, keelAppend)
-	fmt.Printf("containerd %s, runc %s in both; containerd, ctr and the shim: keel one multi-call binary, baseline three\n", b.versions["CONTAINERD_VERSION"], b.versions["RUNC_VERSION"])
+	fmt.Printf("containerd %s in both; containerd, ctr and the shim: keel one multi-call binary, baseline three\n", b.versions["CONTAINERD_VERSION"])
+	fmt.Printf("runtime: baseline runc %s (onboot and services); keel runc %s's libcontainer in PID 1 (onboot), crun %s under the shim (services)\n", b.versions["RUNC_VERSION"], b.versions["RUNC_VERSION"], b.versions["CRUN_VERSION"])
 	fmt.Printf("ready: baseline BASELINE-READY (ctr task ls shows 3 RUNNING); keel `keel: services started`\n")
 	fmt.Printf("memory: MemTotal-MemAvailable once ready; baseline from its MEM line (busybox free: total-available),\n")
 	fmt.Printf("        keel from /proc/meminfo, typed on its console shell after `services started`, then `poweroff`\n")
@@ -516,7 +517,7 @@ func readVersions(path string) (map[string]string, error) {
 			v[strings.TrimSpace(k)] = strings.TrimSpace(val)
 		}
 	}
-	for _, k := range []string{"KERNEL_ABI", "KEEL_VERSION", "BUSYBOX_TAG", "CONTAINERD_VERSION", "RUNC_VERSION"} {
+	for _, k := range []string{"KERNEL_ABI", "KEEL_VERSION", "BUSYBOX_TAG", "CONTAINERD_VERSION", "RUNC_VERSION", "CRUN_VERSION"} {
 		if v[k] == "" {
 			return nil, fmt.Errorf("%s: no %s", path, k)
 		}
