@@ -9,8 +9,10 @@ OUT     := out
 KEEL    := $(BIN)/keel
 
 # Debian packages the build, the tests and the demo need (ovmf: UEFI
-# firmware for booting the -efi formats; qemu-utils: qemu-img for qcow2 and vmdk).
-APT_PACKAGES := qemu-system-x86 busybox-static kmod libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq ovmf qemu-utils
+# firmware for booting the -efi formats; qemu-utils: qemu-img for qcow2 and vmdk;
+# libcap-dev and python3: crun's build, whose configure stops without
+# libcap's headers or a Python 3, and which needs libseccomp-dev too).
+APT_PACKAGES := qemu-system-x86 busybox-static kmod libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq ovmf qemu-utils libcap-dev python3
 
 .PHONY: all deps keel images demo demo-build test test-go test-boot bench fuzz clean
 

@@ -121,19 +121,20 @@ func TestParseControlAndVersion(t *testing.T) {
 
 func TestReadVersions(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "versions.env")
-	good := "# comment\nKEEL_VERSION=0.1.0\n\nKERNEL_ABI=6.1.0-56\nCONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.3\nBUSYBOX_TAG=1.35\nSYSTEMD_BOOT_VERSION=252\nSYSLINUX_VERSION=6.04\n"
+	good := "# comment\nKEEL_VERSION=0.1.0\n\nKERNEL_ABI=6.1.0-56\nCONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.3\nCRUN_VERSION=1.21\nCRUN_SHA256=4bfb\nBUSYBOX_TAG=1.35\nSYSTEMD_BOOT_VERSION=252\nSYSLINUX_VERSION=6.04\n"
 	os.WriteFile(p, []byte(good), 0o644)
 	v, err := readVersions(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *v != (versions{Keel: "0.1.0", KernelABI: "6.1.0-56", Containerd: "v2.4.2", Runc: "v1.5.3", BusyboxTag: "1.35", SystemdBoot: "252", Syslinux: "6.04"}) {
+	if *v != (versions{Keel: "0.1.0", KernelABI: "6.1.0-56", Containerd: "v2.4.2", Runc: "v1.5.3", Crun: "1.21", CrunSHA256: "4bfb", BusyboxTag: "1.35", SystemdBoot: "252", Syslinux: "6.04"}) {
 		t.Errorf("got %+v", v)
 	}
 	for bad, want := range map[string]string{
-		good + "TYPO=1\n": ":10: unknown key TYPO",
+		good + "TYPO=1\n": ":12: unknown key TYPO",
 		strings.Replace(good, "RUNC_VERSION=v1.5.3\n", "", 1): "RUNC_VERSION is not set",
-		good + "BUSYBOX_TAG\n":                                ":10: want KEY=VALUE",
+		strings.Replace(good, "CRUN_SHA256=4bfb\n", "", 1):    "CRUN_SHA256 is not set",
+		good + "BUSYBOX_TAG\n":                                ":12: want KEY=VALUE",
 	} {
 		os.WriteFile(p, []byte(bad), 0o644)
 		if _, err := readVersions(p); err == nil || !strings.Contains(err.Error(), want) {

@@ -1,6 +1,7 @@
 // Command mkimages makes keel's base images without Docker: the kernel
-// from Debian's cloud kernel package, keel/init from keel's PID 1 and
-// containerd and runc built from the Go module proxy, and a busybox image,
+// from Debian's cloud kernel package, keel/init from keel's PID 1,
+// containerd built from the Go module proxy and crun from Debian's source
+// tarball (runc, built too, stays in the tools cache), a busybox image,
 // the boot loaders of the disk formats from Debian's systemd-boot-efi,
 // isolinux and syslinux-common, all stored in keel's local image cache. Versions come from
 // tools/versions.env.

@@ -15,6 +15,8 @@ type versions struct {
 	KernelABI  string // KERNEL_ABI: Debian's kernel ABI, e.g. 6.1.0-56
 	Containerd string // CONTAINERD_VERSION: a containerd/v2 module version
 	Runc       string // RUNC_VERSION: a runc module version
+	Crun       string // CRUN_VERSION: upstream version of Debian's crun source
+	CrunSHA256 string // CRUN_SHA256: sha256 of crun_<CRUN_VERSION>.orig.tar.gz
 	BusyboxTag string // BUSYBOX_TAG: the tag of keel/busybox
 	// SYSTEMD_BOOT_VERSION and SYSLINUX_VERSION: upstream versions of
 	// Debian's systemd-boot-efi and isolinux/syslinux-common, keel/boot's tag.
@@ -37,6 +39,8 @@ func readVersions(path string) (*versions, error) {
 		"KERNEL_ABI":           &v.KernelABI,
 		"CONTAINERD_VERSION":   &v.Containerd,
 		"RUNC_VERSION":         &v.Runc,
+		"CRUN_VERSION":         &v.Crun,
+		"CRUN_SHA256":          &v.CrunSHA256,
 		"BUSYBOX_TAG":          &v.BusyboxTag,
 		"SYSTEMD_BOOT_VERSION": &v.SystemdBoot,
 		"SYSLINUX_VERSION":     &v.Syslinux,
@@ -61,7 +65,7 @@ func readVersions(path string) (*versions, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read versions %s: %w", path, err)
 	}
-	for _, key := range []string{"KEEL_VERSION", "KERNEL_ABI", "CONTAINERD_VERSION", "RUNC_VERSION", "BUSYBOX_TAG", "SYSTEMD_BOOT_VERSION", "SYSLINUX_VERSION"} {
+	for _, key := range []string{"KEEL_VERSION", "KERNEL_ABI", "CONTAINERD_VERSION", "RUNC_VERSION", "CRUN_VERSION", "CRUN_SHA256", "BUSYBOX_TAG", "SYSTEMD_BOOT_VERSION", "SYSLINUX_VERSION"} {
 		if *fields[key] == "" {
 			return nil, fmt.Errorf("%s: %s is not set", path, key)
 		}
