@@ -58,9 +58,10 @@ func TestServices(t *testing.T) {
 	i = vm.run(i, "cat /proc/$(pidof containerd)/cgroup", `^0::/podruntime/containerd$`)
 	i = vm.run(i, "ctr -n services.linuxkit task ls | grep ticker", `^ticker\s+\d+\s+RUNNING`)
 	// The shim runs crun for them (keel/init has no runc): its state is
-	// crun's, and an exec through ctr works.
+	// crun's, and an exec through ctr works (its stdin from /dev/null: ctr
+	// forwards the console's, which would take the next command typed).
 	i = vm.run(i, "crun --root /run/containerd/runc/services.linuxkit list | grep ticker", `^ticker\s+\d+\s+running\s`)
-	i = vm.run(i, "ctr -n services.linuxkit task exec --exec-id probe ticker /bin/sh -c 'echo exec in $(hostname)'", `^exec in \S+$`)
+	i = vm.run(i, "ctr -n services.linuxkit task exec --exec-id probe ticker /bin/sh -c 'echo exec in $(hostname)' </dev/null", `^exec in \S+$`)
 	i = vm.run(i, "sleep 2; keel logs ticker -n 1", `^tick \d+$`)
 
 	// A killed service comes back.
