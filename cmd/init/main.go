@@ -132,7 +132,7 @@ func (p *pid1) boot() {
 		Shell:    newConsole(log, p.reaper, args),
 		Oneshot:  args.Flag(paramOneshot),
 		Request:  p.request,
-		Runtime:  serviceRuntime(log),
+		Runtime:  serviceRuntime(log, crunPath),
 	})
 	goroutine.Go(log, "system", false, p.system.Boot)
 }
@@ -144,12 +144,12 @@ const crunPath = "/usr/bin/crun"
 // crun when the image has it, else the shim's default (runc). Under
 // emulation runc's create and start are three Go program starts per
 // service (create, init, start); crun's are C.
-func serviceRuntime(log *slog.Logger) string {
-	if st, err := os.Stat(crunPath); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-		log.Debug("services run under crun", "path", crunPath)
-		return crunPath
+func serviceRuntime(log *slog.Logger, crun string) string {
+	if st, err := os.Stat(crun); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		log.Debug("services run under crun", "path", crun)
+		return crun
 	}
-	log.Debug("services run under runc: no " + crunPath)
+	log.Debug("services run under runc: no " + crun)
 	return ""
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -85,6 +86,26 @@ func TestShutdownWorksAfterPanics(t *testing.T) {
 	for i := range want {
 		if rec.actions[i] != want[i] {
 			t.Fatalf("actions %v, want %v", rec.actions, want)
+		}
+	}
+}
+
+// The services run under crun when the image has it as an executable
+// file, and under the shim's default (runc) otherwise.
+func TestServiceRuntime(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	exe := filepath.Join(dir, "crun")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{exe: exe, plain: "", filepath.Join(dir, "none"): "", dir: ""} {
+		if got := serviceRuntime(log, path); got != want {
+			t.Errorf("serviceRuntime(%s) = %q, want %q", path, got, want)
 		}
 	}
 }
