@@ -75,12 +75,14 @@ func checkInitrd(log *slog.Logger, root string, sys sysFiles) bool {
 // mib writes a size in MiB, rounded up, as "12MB".
 func mib(n uint64) string { return fmt.Sprintf("%dMB", (n+1<<20-1)>>20) }
 
-// needsMargin is added to the memory a VM needs (memoryNeeded): MemTotal
-// now counts the kernel's init code and data, freed after the rootfs was
-// mounted (a few MB on x86-64, "Freeing unused kernel image" at boot),
-// which the tmpfs limit did not count; and what PID 1 and the services
-// need beside the files is more than the little left of the other half.
-const needsMargin = 8 << 20
+// needsMargin is added to the memory a VM needs (memoryNeeded). MemTotal
+// now counts memory the kernel freed after it mounted the rootfs, which
+// the tmpfs limit did not count: its init code and data and the gaps
+// between its sections (keel's kernel at boot: "Freeing unused ..." 2036K
+// decrypted, 2612K initmem, 2040K text/rodata gap, 1892K rodata/data gap,
+// 8.6 MB in all); the rest is slack for the kernel's own reservations,
+// which grow with the memory, and for what runs beside the files.
+const needsMargin = 16 << 20
 
 // memoryNeeded is the memory (QEMU's -m, in bytes, a multiple of 16 MiB)
 // a VM needs for its rootfs tmpfs to hold the unpacked initrd, tmpfs
