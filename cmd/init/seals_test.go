@@ -70,7 +70,7 @@ func TestCheckInitrd(t *testing.T) {
 	}
 	// This keel's list: 75 MiB in all.
 	out.Reset()
-	os.WriteFile(filepath.Join(root, bundle.SealsExpected), []byte("root 73400320\ncontainers/services/web 5242880\n"), 0o644)
+	os.WriteFile(filepath.Join(root, bundle.SealsTmpfs), []byte("root 73400320\ncontainers/services/web 5242880\n"), 0o644)
 	if checkInitrd(log, root, sys) {
 		t.Fatal("an initrd missing its web segment counted as complete")
 	}

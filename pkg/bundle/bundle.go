@@ -77,13 +77,17 @@ func DirName(kind Kind, index int, name string) string {
 // unpacking failed") and boots on with what it has. So the root segment,
 // the first, lists every segment in SealsExpected, one a line, and each
 // segment ends with an empty file SealsDir/<SealName(segment)>: PID 1
-// finds out what is missing before it runs anything. A line is "name
-// bytes", bytes being the memory the segment's files take once unpacked
-// into the kernel's tmpfs; older builds, and the outputs that are not
-// unpacked so (tar, squashfs), write the name alone.
+// finds out what is missing before it runs anything. SealsTmpfs, written
+// just after it, has a "name bytes" line per segment, bytes being the
+// memory the segment's files take once unpacked into the kernel's tmpfs,
+// so that PID 1 can say how much memory the image needs. It is a file of
+// its own so that a PID 1 older than it reads SealsExpected as before;
+// older builds, and outputs that are not unpacked so (tar, squashfs), do
+// not write it.
 const (
 	SealsDir      = EtcDir + "/seals"
 	SealsExpected = EtcDir + "/seals.expected"
+	SealsTmpfs    = EtcDir + "/seals.tmpfs"
 )
 
 // SealName is the file name of a segment's seal: its name ("root",
@@ -99,7 +103,8 @@ type Seal struct {
 	Bytes int64
 }
 
-// ExpectedSeals reads the expected seals under root (normally "/"); an
+// ExpectedSeals reads the expected seals under root (normally "/"), with
+// their sizes from SealsTmpfs when it is there and names the segment; an
 // initrd built without seals has no SealsExpected: the list is empty then.
 func ExpectedSeals(root string) ([]Seal, error) {
 	b, err := os.ReadFile(filepath.Join(root, SealsExpected))
@@ -109,16 +114,24 @@ func ExpectedSeals(root string) ([]Seal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the initrd's seal list: %w", err)
 	}
+	sizes := map[string]int64{}
+	if t, err := os.ReadFile(filepath.Join(root, SealsTmpfs)); err == nil {
+		for _, line := range strings.Split(string(t), "\n") {
+			if i := strings.LastIndexByte(line, ' '); i > 0 {
+				if n, err := strconv.ParseInt(line[i+1:], 10, 64); err == nil && n >= 0 {
+					sizes[line[:i]] = n
+				}
+			}
+		}
+	}
 	var seals []Seal
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" {
+	for _, name := range strings.Split(string(b), "\n") {
+		if name == "" {
 			continue
 		}
-		s := Seal{Name: line, Bytes: -1}
-		if i := strings.LastIndexByte(line, ' '); i > 0 {
-			if n, err := strconv.ParseInt(line[i+1:], 10, 64); err == nil && n >= 0 {
-				s = Seal{Name: line[:i], Bytes: n}
-			}
+		s := Seal{Name: name, Bytes: -1}
+		if n, ok := sizes[name]; ok {
+			s.Bytes = n
 		}
 		seals = append(seals, s)
 	}

@@ -225,18 +225,18 @@ func (c Contents) splitSegments() (root func(sizes []int64) segment, segs []segm
 		segs = append(segs, segment{name: g.bundles[0].Path(), key: keyOf(parts...), fill: func(a *Archive) error { return writeBundles(a, members, lower) }})
 	}
 	root = func(sizes []int64) segment {
-		// The others' lines; the root's own comes first.
-		var others strings.Builder
+		// The others' names, and their lines of the size list; the
+		// root's own come first.
+		var names, others strings.Builder
 		for i, s := range segs {
-			others.WriteString(s.name)
+			names.WriteString(s.name + "\n")
 			if sizes != nil {
-				fmt.Fprintf(&others, " %d", sizes[i])
+				fmt.Fprintf(&others, "%s %d\n", s.name, sizes[i])
 			}
-			others.WriteString("\n")
 		}
 		// The root's own size is a function of what its key covers and
-		// of the list (its length).
-		key := keyOf(append(parts, "seals", strconv.FormatBool(sizes != nil), digestOf([]byte(others.String())))...)
+		// of the lists (their length).
+		key := keyOf(append(parts, "seals", strconv.FormatBool(sizes != nil), digestOf([]byte(names.String())), digestOf([]byte(others.String())))...)
 		rest := func(a *Archive) error {
 			if err := a.MkdirAll(sealsDir); err != nil {
 				return err
@@ -244,21 +244,23 @@ func (c Contents) splitSegments() (root func(sizes []int64) segment, segs []segm
 			return writeRoot(a, c)
 		}
 		fill := func(a *Archive) error {
-			expected := []byte("root\n" + others.String())
+			expected := []byte("root\n" + names.String())
+			var tmpfs []byte
 			var want int64 = -1
 			if sizes != nil {
-				// What the root takes without its list is counted by
-				// writing it once into nothing; the list's own pages
-				// depend on the root's figure, written in it: a few
-				// rounds settle it.
+				// What the root takes without its lists is counted by
+				// writing it once into nothing; the size list's own
+				// pages depend on the root's figure, written in it: a
+				// few rounds settle it.
 				info, err := segment{name: "root", fill: rest}.writeTo(discardSink{}, 0)
 				if err != nil {
 					return err
 				}
-				want = info.tmpfsBytes
+				base := info.tmpfsBytes + tmpfsCharge(Entry{Mode: cpio.ModeRegular, Size: int64(len(expected))})
+				want = base
 				for range 10 {
-					expected = []byte(fmt.Sprintf("root %d\n%s", want, others.String()))
-					next := info.tmpfsBytes + tmpfsCharge(Entry{Mode: cpio.ModeRegular, Size: int64(len(expected))})
+					tmpfs = []byte(fmt.Sprintf("root %d\n%s", want, others.String()))
+					next := base + tmpfsCharge(Entry{Mode: cpio.ModeRegular, Size: int64(len(tmpfs))})
 					if next == want {
 						break
 					}
@@ -266,18 +268,25 @@ func (c Contents) splitSegments() (root func(sizes []int64) segment, segs []segm
 				}
 			}
 			// First of all: whatever of the initrd the kernel unpacks, it
-			// has the list, and PID 1 can tell what is missing.
+			// has the lists, and PID 1 can tell what is missing. The
+			// names and the sizes are two files: a PID 1 older than the
+			// sizes reads the names as it always did.
 			if err := a.MkdirAll(sealsDir); err != nil {
 				return err
 			}
 			if err := a.WriteFile(strings.TrimPrefix(bundle.SealsExpected, "/"), 0o444, expected); err != nil {
 				return err
 			}
+			if tmpfs != nil {
+				if err := a.WriteFile(strings.TrimPrefix(bundle.SealsTmpfs, "/"), 0o444, tmpfs); err != nil {
+					return err
+				}
+			}
 			if err := writeRoot(a, c); err != nil {
 				return err
 			}
 			if want >= 0 && a.TmpfsBytes() != want {
-				return fmt.Errorf("root segment: its files take %d bytes, its seal list says %d", a.TmpfsBytes(), want)
+				return fmt.Errorf("root segment: its files take %d bytes, its size list says %d", a.TmpfsBytes(), want)
 			}
 			return nil
 		}

@@ -89,7 +89,7 @@ func TestInitrdListsEachSegmentsTmpfsBytes(t *testing.T) {
 	raw := decompress(t, Gzip, bytes.TrimLeft(first[len("070701 early microcode, 30 B!!"):], "\x00"))
 	cr := cpio.NewReader(bytes.NewReader(raw))
 	var counted []int64 // per archive, from the headers
-	var list string
+	var list, sizes string
 	for {
 		h, err := cr.Next()
 		if errors.Is(err, io.EOF) {
@@ -104,9 +104,13 @@ func TestInitrdListsEachSegmentsTmpfsBytes(t *testing.T) {
 		switch h.Mode & cpio.ModeType {
 		case cpio.ModeRegular:
 			counted[cr.Archive] += (h.Size + 4095) / 4096 * 4096
-			if "/"+h.Name == bundle.SealsExpected {
+			switch "/" + h.Name {
+			case bundle.SealsExpected:
 				d, _ := io.ReadAll(cr)
 				list = string(d)
+			case bundle.SealsTmpfs:
+				d, _ := io.ReadAll(cr)
+				sizes = string(d)
 			}
 		case cpio.ModeSymlink:
 			if len(h.Linkname) >= 128 {
@@ -117,6 +121,10 @@ func TestInitrdListsEachSegmentsTmpfsBytes(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, bundle.SealsDir), 0o755)
 	os.WriteFile(filepath.Join(root, bundle.SealsExpected), []byte(list), 0o644)
+	os.WriteFile(filepath.Join(root, bundle.SealsTmpfs), []byte(sizes), 0o644)
+	if strings.ContainsRune(list, ' ') {
+		t.Errorf("the seal list has more than names (an older PID 1 reads it): %q", list)
+	}
 	seals, err := bundle.ExpectedSeals(root)
 	if err != nil || len(seals) != len(counted) {
 		t.Fatalf("seal list %q (%v) for %d archives", list, err, len(counted))
