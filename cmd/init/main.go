@@ -109,7 +109,7 @@ func (p *pid1) boot() {
 
 	applyXattrs(log) // xattrs.go: file capabilities, before anything is mounted over /
 	p.mounts = mountSystem(log)
-	if !checkInitrd(log, "/", "/sys/kernel/boot_params/data") { // seals.go: a partly unpacked initrd runs nothing
+	if !checkInitrd(log, "/", guestSys) { // seals.go: a partly unpacked initrd runs nothing
 		p.request(supervisor.Halt)
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -74,39 +75,96 @@ func DirName(kind Kind, index int, name string) string {
 // The initrd's seals. The initrd is several cpio segments; when the guest
 // has too little memory the kernel stops unpacking part-way ("Initramfs
 // unpacking failed") and boots on with what it has. So the root segment,
-// the first, lists every segment in SealsExpected, one name a line, and
-// each segment ends with an empty file SealsDir/<SealName(segment)>: PID 1
-// finds out what is missing before it runs anything.
+// the first, lists every segment in SealsExpected, one a line, and each
+// segment ends with an empty file SealsDir/<SealName(segment)>: PID 1
+// finds out what is missing before it runs anything. SealsTmpfs, written
+// just after it, has a "name bytes" line per segment, bytes being the
+// memory the segment's files take once unpacked into the kernel's tmpfs,
+// so that PID 1 can say how much memory the image needs. It is a file of
+// its own so that a PID 1 older than it reads SealsExpected as before;
+// older builds, and outputs that are not unpacked so (tar, squashfs), do
+// not write it.
 const (
 	SealsDir      = EtcDir + "/seals"
 	SealsExpected = EtcDir + "/seals.expected"
+	SealsTmpfs    = EtcDir + "/seals.tmpfs"
 )
 
 // SealName is the file name of a segment's seal: its name ("root",
 // "containers/services/web") with slashes made underscores.
 func SealName(segment string) string { return strings.ReplaceAll(segment, "/", "_") }
 
+// Seal is one line of SealsExpected.
+type Seal struct {
+	// Name is the segment's name.
+	Name string
+	// Bytes is the memory the segment's files take in a tmpfs, -1 when
+	// the list does not say.
+	Bytes int64
+}
+
+// ExpectedSeals reads the expected seals under root (normally "/"), with
+// their sizes from SealsTmpfs when it is there and names the segment; an
+// initrd built without seals has no SealsExpected: the list is empty then.
+func ExpectedSeals(root string) ([]Seal, error) {
+	b, err := os.ReadFile(filepath.Join(root, SealsExpected))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the initrd's seal list: %w", err)
+	}
+	sizes := map[string]int64{}
+	if t, err := os.ReadFile(filepath.Join(root, SealsTmpfs)); err == nil {
+		for _, line := range strings.Split(string(t), "\n") {
+			if i := strings.LastIndexByte(line, ' '); i > 0 {
+				if n, err := strconv.ParseInt(line[i+1:], 10, 64); err == nil && n >= 0 {
+					sizes[line[:i]] = n
+				}
+			}
+		}
+	}
+	var seals []Seal
+	for _, name := range strings.Split(string(b), "\n") {
+		if name == "" {
+			continue
+		}
+		s := Seal{Name: name, Bytes: -1}
+		if n, ok := sizes[name]; ok {
+			s.Bytes = n
+		}
+		seals = append(seals, s)
+	}
+	return seals, nil
+}
+
 // MissingSeals reads the expected seals under root (normally "/") and
 // returns the segments whose seal is not there. An initrd built without
 // seals has no SealsExpected: nothing is missing then.
 func MissingSeals(root string) (missing []string, total int, err error) {
-	b, err := os.ReadFile(filepath.Join(root, SealsExpected))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil
-	}
+	seals, err := ExpectedSeals(root)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read the initrd's seal list: %w", err)
+		return nil, 0, err
 	}
-	for _, name := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if name == "" {
-			continue
-		}
+	for _, s := range seals {
 		total++
-		if _, err := os.Lstat(filepath.Join(root, SealsDir, SealName(name))); err != nil {
-			missing = append(missing, name)
+		if _, err := os.Lstat(filepath.Join(root, SealsDir, SealName(s.Name))); err != nil {
+			missing = append(missing, s.Name)
 		}
 	}
 	return missing, total, nil
+}
+
+// SealsBytes is the memory all the listed segments take in a tmpfs; ok is
+// false when the list does not say for every segment (or is empty).
+func SealsBytes(seals []Seal) (total int64, ok bool) {
+	for _, s := range seals {
+		if s.Bytes < 0 {
+			return 0, false
+		}
+		total += s.Bytes
+	}
+	return total, len(seals) > 0
 }
 
 // Bundle is one bundle directory found in an image.

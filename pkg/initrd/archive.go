@@ -56,7 +56,44 @@ type Archive struct {
 	// xattrWarnings warns of the extended attributes of the layers that may not
 	// be set at boot (xattrWarnings).
 	xattrWarnings []string
+	// tmpfsBytes counts what the entries written take in a tmpfs
+	// (TmpfsBytes).
+	tmpfsBytes int64
 }
+
+// tmpfsPage is the unit a tmpfs charges its size limit in: a page.
+const tmpfsPage = 4096
+
+// tmpfsShortSymlink is the longest symlink target, its NUL included, a
+// tmpfs keeps in the inode (Linux's SHORT_SYMLINK_LEN); a longer one takes
+// a page.
+const tmpfsShortSymlink = 128
+
+// tmpfsCharge is what entry e takes of a tmpfs's size limit once unpacked:
+// a regular file's data rounded up to whole pages (once per file: a later
+// name of it has no data), a page for a long symlink target, and nothing
+// for a directory, a device or a short symlink (they take an inode, which
+// the size limit does not count).
+func tmpfsCharge(e Entry) int64 {
+	switch e.Mode & cpio.ModeType {
+	case cpio.ModeRegular:
+		if e.HardLink != "" {
+			return 0
+		}
+		return (e.Size + tmpfsPage - 1) / tmpfsPage * tmpfsPage
+	case cpio.ModeSymlink:
+		if len(e.Linkname)+1 > tmpfsShortSymlink {
+			return tmpfsPage
+		}
+	}
+	return 0
+}
+
+// TmpfsBytes is the memory the entries written so far take once the
+// kernel unpacks them into its rootfs tmpfs: what they count against its
+// size limit (tmpfsCharge). A file that a later entry replaces is counted
+// twice, so the figure errs on the high side.
+func (a *Archive) TmpfsBytes() int64 { return a.tmpfsBytes }
 
 // warn records warnings about extended attributes.
 func (a *Archive) warn(lines ...string) { a.xattrWarnings = append(a.xattrWarnings, lines...) }
@@ -123,7 +160,11 @@ func (a *Archive) Entry(e Entry, data io.Reader) error {
 	} else if data == nil {
 		return fmt.Errorf("initrd: %s: %d bytes of data missing", e.Name, e.Size)
 	}
-	return a.sink.Add(e, data)
+	if err := a.sink.Add(e, data); err != nil {
+		return err
+	}
+	a.tmpfsBytes += tmpfsCharge(e)
+	return nil
 }
 
 // WriteFile writes a regular file owned by root with the given contents.

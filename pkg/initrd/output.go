@@ -321,17 +321,25 @@ func Write(o Outputs, b Build) error {
 // then each compressed segment. task, when not nil, follows the segments
 // being made; it is ended when the initrd is complete.
 func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool, ucode, tmp string, task *progress.Task) error {
-	segs, err := c.segments()
+	root, segs, err := c.splitSegments()
 	if err != nil {
 		return err
 	}
 	st := &segmentStore{dir: b.SegmentCache, tmp: tmp, compression: comp, mtime: b.Mtime, task: task}
-	files := make([]string, len(segs))
+	// The root is written first into the initrd but made last: it lists
+	// the memory every other segment takes (bundle.SealsExpected).
+	n := len(segs) + 1
+	files := make([]string, n)
+	sizes := make([]int64, len(segs))
 	for i, s := range segs {
-		task.Note(fmt.Sprintf("segment %d/%d", i+1, len(segs)))
-		if files[i], err = st.file(s); err != nil {
+		task.Note(fmt.Sprintf("segment %d/%d", i+2, n))
+		if files[i+1], sizes[i], err = st.file(s); err != nil {
 			return fmt.Errorf("write initrd: %w", err)
 		}
+	}
+	task.Note(fmt.Sprintf("segment 1/%d", n))
+	if files[0], _, err = st.file(root(sizes)); err != nil {
+		return fmt.Errorf("write initrd: %w", err)
 	}
 	if b.Stats != nil {
 		*b.Stats = st.stats
@@ -357,7 +365,7 @@ func writeInitrd(p string, c Contents, b Build, comp Compression, hasUcode bool,
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("write initrd: %w", err)
 	}
-	task.End(fmt.Sprintf("%s, %d segments, %d reused", comp, len(segs), st.stats.Reused))
+	task.End(fmt.Sprintf("%s, %d segments, %d reused", comp, n, st.stats.Reused))
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keel-os/keel/pkg/bundle"
+	"github.com/keel-os/keel/pkg/cpio"
 	"github.com/keel-os/keel/pkg/oci"
 	"github.com/keel-os/keel/pkg/progress"
 )
@@ -48,7 +49,7 @@ func pruneSegments(dir string, now time.Time) {
 // the running keel executable (builderID): a segment made by another
 // build of keel is never reused, since the bytes written for the same
 // inputs may have changed.
-const segmentVersion = "keel-segment-4"
+const segmentVersion = "keel-segment-5"
 
 var builderID = sync.OnceValue(func() string {
 	exe, err := os.Executable()
@@ -85,29 +86,52 @@ type segment struct {
 	fill func(a *Archive) error
 }
 
-// write writes the segment as a whole cpio archive and returns its
-// warnings about extended attributes (Archive.XattrWarnings).
-func (s segment) write(w io.Writer, mtime int64) (xattrWarnings []string, err error) {
+// write writes the segment as a whole cpio archive and returns what
+// writeTo returns.
+func (s segment) write(w io.Writer, mtime int64) (segmentInfo, error) {
 	cs := newCPIOSink(w)
-	if xattrWarnings, err = s.writeTo(cs, mtime); err != nil {
-		return nil, err
+	info, err := s.writeTo(cs, mtime)
+	if err != nil {
+		return segmentInfo{}, err
 	}
-	return xattrWarnings, cs.Close()
+	return info, cs.Close()
+}
+
+// segmentInfo is what writing a segment tells beside its bytes.
+type segmentInfo struct {
+	// xattrWarnings warns of extended attributes (Archive.XattrWarnings).
+	xattrWarnings []string
+	// tmpfsBytes is the memory the segment's files take once unpacked
+	// (Archive.TmpfsBytes).
+	tmpfsBytes int64
 }
 
 // writeTo writes the segment's entries into sink, which it does not close.
-func (s segment) writeTo(sink Sink, mtime int64) (xattrWarnings []string, err error) {
+func (s segment) writeTo(sink Sink, mtime int64) (segmentInfo, error) {
 	a := NewArchiveTo(sink, mtime)
 	if err := s.fill(a); err != nil {
-		return nil, err
+		return segmentInfo{}, err
 	}
 	// The seal comes last: a segment the kernel unpacked whole has it.
 	// The root segment made the seals' directory.
 	a.dirWritten(sealsDir)
 	if err := a.WriteFile(sealsDir+"/"+bundle.SealName(s.name), 0o444, nil); err != nil {
-		return nil, err
+		return segmentInfo{}, err
 	}
-	return a.XattrWarnings(), nil
+	return segmentInfo{a.XattrWarnings(), a.TmpfsBytes()}, nil
+}
+
+// discardSink takes entries and drops them: writing a segment into it
+// only counts (the root's size, before its list is written).
+type discardSink struct{}
+
+func (discardSink) Add(e Entry, data io.Reader) error {
+	if data != nil {
+		if _, err := io.CopyN(io.Discard, data, e.Size); err != nil {
+			return fmt.Errorf("%s: read data: %w", e.Name, err)
+		}
+	}
+	return nil
 }
 
 // sealsDir is bundle.SealsDir inside the archive.
@@ -144,8 +168,25 @@ func imageID(img Image) string {
 	return d.String()
 }
 
-// segments splits the initrd into its segments, in order.
+// segments splits the initrd into its segments, in order: the root, whose
+// seal list names the segments without their sizes, then the bundles'.
+// The outputs that are not unpacked into the kernel's tmpfs (tar,
+// squashfs, WriteCPIO) use these; the initrd lists sizes (splitSegments).
 func (c Contents) segments() ([]segment, error) {
+	root, segs, err := c.splitSegments()
+	if err != nil {
+		return nil, err
+	}
+	return append([]segment{root(nil)}, segs...), nil
+}
+
+// splitSegments returns the bundles' segments, in order, and a function
+// that makes the root segment, which comes first in the initrd and lists
+// every segment's seal (see bundle.SealsDir). root(nil) lists the names
+// only; root(sizes), sizes being the tmpfs bytes of each of segs, lists
+// "name bytes" lines, the root's own bytes included: so the root is made
+// after the other segments.
+func (c Contents) splitSegments() (root func(sizes []int64) segment, segs []segment, err error) {
 	// The root's key: the init images, the modules, the index, the files
 	// and which bundle directories exist.
 	parts := []string{segmentVersion, "root"}
@@ -160,14 +201,12 @@ func (c Contents) segments() ([]segment, error) {
 	}
 	files, err := json.Marshal(c.Files)
 	if err != nil {
-		return nil, fmt.Errorf("encode files for the segment cache: %w", err)
+		return nil, nil, fmt.Errorf("encode files for the segment cache: %w", err)
 	}
 	parts = append(parts, "files", digestOf(files))
 	for _, d := range bundleDirs(c.Bundles, c.Overlays) {
 		parts = append(parts, "dir", d)
 	}
-	root := &segment{name: "root"}
-	segs := []segment{}
 	for _, g := range sharedGroups(c.Bundles, c.Overlays) {
 		var members []bundleData
 		parts := []string{segmentVersion, "bundles"}
@@ -177,7 +216,7 @@ func (c Contents) segments() ([]segment, error) {
 		for _, b := range g.bundles {
 			cfg, runtime, err := bundleFiles(b, g.lowerOf(b))
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			members = append(members, bundleData{b, cfg, runtime})
 			parts = append(parts, b.Path(), imageID(b.Image), digestOf(cfg), digestOf(runtime))
@@ -185,26 +224,75 @@ func (c Contents) segments() ([]segment, error) {
 		lower := g.lower
 		segs = append(segs, segment{name: g.bundles[0].Path(), key: keyOf(parts...), fill: func(a *Archive) error { return writeBundles(a, members, lower) }})
 	}
-	// The root, first, lists every segment's seal (see bundle.SealsDir).
-	names := []string{root.name}
-	for _, s := range segs {
-		names = append(names, s.name)
-	}
-	expected := []byte(strings.Join(names, "\n") + "\n")
-	parts = append(parts, "seals", digestOf(expected))
-	root.key = keyOf(parts...)
-	root.fill = func(a *Archive) error {
-		// First of all: whatever of the initrd the kernel unpacks, it has
-		// the list, and PID 1 can tell what is missing.
-		if err := a.MkdirAll(sealsDir); err != nil {
-			return err
+	root = func(sizes []int64) segment {
+		// The others' names, and their lines of the size list; the
+		// root's own come first.
+		var names, others strings.Builder
+		for i, s := range segs {
+			names.WriteString(s.name + "\n")
+			if sizes != nil {
+				fmt.Fprintf(&others, "%s %d\n", s.name, sizes[i])
+			}
 		}
-		if err := a.WriteFile(strings.TrimPrefix(bundle.SealsExpected, "/"), 0o444, expected); err != nil {
-			return err
+		// The root's own size is a function of what its key covers and
+		// of the lists (their length).
+		key := keyOf(append(parts, "seals", strconv.FormatBool(sizes != nil), digestOf([]byte(names.String())), digestOf([]byte(others.String())))...)
+		rest := func(a *Archive) error {
+			if err := a.MkdirAll(sealsDir); err != nil {
+				return err
+			}
+			return writeRoot(a, c)
 		}
-		return writeRoot(a, c)
+		fill := func(a *Archive) error {
+			expected := []byte("root\n" + names.String())
+			var tmpfs []byte
+			var want int64 = -1
+			if sizes != nil {
+				// What the root takes without its lists is counted by
+				// writing it once into nothing; the size list's own
+				// pages depend on the root's figure, written in it: a
+				// few rounds settle it.
+				info, err := segment{name: "root", fill: rest}.writeTo(discardSink{}, 0)
+				if err != nil {
+					return err
+				}
+				base := info.tmpfsBytes + tmpfsCharge(Entry{Mode: cpio.ModeRegular, Size: int64(len(expected))})
+				want = base
+				for range 10 {
+					tmpfs = []byte(fmt.Sprintf("root %d\n%s", want, others.String()))
+					next := base + tmpfsCharge(Entry{Mode: cpio.ModeRegular, Size: int64(len(tmpfs))})
+					if next == want {
+						break
+					}
+					want = next
+				}
+			}
+			// First of all: whatever of the initrd the kernel unpacks, it
+			// has the lists, and PID 1 can tell what is missing. The
+			// names and the sizes are two files: a PID 1 older than the
+			// sizes reads the names as it always did.
+			if err := a.MkdirAll(sealsDir); err != nil {
+				return err
+			}
+			if err := a.WriteFile(strings.TrimPrefix(bundle.SealsExpected, "/"), 0o444, expected); err != nil {
+				return err
+			}
+			if tmpfs != nil {
+				if err := a.WriteFile(strings.TrimPrefix(bundle.SealsTmpfs, "/"), 0o444, tmpfs); err != nil {
+					return err
+				}
+			}
+			if err := writeRoot(a, c); err != nil {
+				return err
+			}
+			if want >= 0 && a.TmpfsBytes() != want {
+				return fmt.Errorf("root segment: its files take %d bytes, its size list says %d", a.TmpfsBytes(), want)
+			}
+			return nil
+		}
+		return segment{name: "root", key: key, fill: fill}
 	}
-	return append([]segment{*root}, segs...), nil
+	return root, segs, nil
 }
 
 // SegmentStats counts what a build did with its segments.
@@ -223,6 +311,12 @@ type SegmentStats struct {
 // made before still show their warnings.
 const xattrWarningsExt = ".dropped"
 
+// tmpfsBytesExt is the suffix of the file kept beside a cached segment
+// that holds its tmpfs bytes (Archive.TmpfsBytes), in decimal: the root
+// lists them. A cached segment without it (made by an older keel) counts
+// as not cached.
+const tmpfsBytesExt = ".tmpfs"
+
 // segmentStore makes each segment's compressed file, or finds it in the
 // cache.
 type segmentStore struct {
@@ -237,8 +331,9 @@ type segmentStore struct {
 	task *progress.Task
 }
 
-// file returns the path of the compressed segment, making it if needed.
-func (st *segmentStore) file(s segment) (string, error) {
+// file returns the path of the compressed segment, making it if needed,
+// and the memory its files take once unpacked (Archive.TmpfsBytes).
+func (st *segmentStore) file(s segment) (string, int64, error) {
 	dir, name := st.tmp, ""
 	if s.key != "" && st.dir != "" && builderID() != "" {
 		// The key covers the contents; compression and mtime change the
@@ -247,32 +342,35 @@ func (st *segmentStore) file(s segment) (string, error) {
 		name = keyOf(s.key, builderID(), string(st.compression), strconv.FormatInt(st.mtime, 10)) + st.compression.Ext()
 		p := filepath.Join(dir, name)
 		if info, err := os.Stat(p); err == nil {
-			st.stats.Reused++
-			st.task.AddOut(info.Size())
-			// The mtime says when a segment was last used, for pruning.
-			now := time.Now()
-			os.Chtimes(p, now, now)
-			os.Chtimes(p+xattrWarningsExt, now, now)
-			if b, err := os.ReadFile(p + xattrWarningsExt); err == nil {
-				st.stats.XattrWarnings = append(st.stats.XattrWarnings, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+			if n, ok := readTmpfsBytes(p + tmpfsBytesExt); ok {
+				st.stats.Reused++
+				st.task.AddOut(info.Size())
+				// The mtime says when a segment was last used, for pruning.
+				now := time.Now()
+				os.Chtimes(p, now, now)
+				os.Chtimes(p+xattrWarningsExt, now, now)
+				os.Chtimes(p+tmpfsBytesExt, now, now)
+				if b, err := os.ReadFile(p + xattrWarningsExt); err == nil {
+					st.stats.XattrWarnings = append(st.stats.XattrWarnings, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+				}
+				return p, n, nil
 			}
-			return p, nil
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("segment cache: %w", err)
+			return "", 0, fmt.Errorf("segment cache: %w", err)
 		}
 		// Private, as the image cache it normally lies in: a segment
 		// found here goes into the initrd unchecked.
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return "", fmt.Errorf("segment cache %s: %w", dir, err)
+			return "", 0, fmt.Errorf("segment cache %s: %w", dir, err)
 		}
 	}
 	f, err := os.CreateTemp(dir, ".segment-*")
 	if err != nil {
-		return "", fmt.Errorf("write segment %s: %w", s.name, err)
+		return "", 0, fmt.Errorf("write segment %s: %w", s.name, err)
 	}
-	var warnings []string
+	var info segmentInfo
 	err = compressWith(st.compression, countingWriter{f, st.task.AddOut}, func(w io.Writer) (err error) {
-		warnings, err = s.write(countingWriter{w, st.task.Add}, st.mtime)
+		info, err = s.write(countingWriter{w, st.task.Add}, st.mtime)
 		return err
 	})
 	if cerr := f.Close(); err == nil && cerr != nil {
@@ -280,23 +378,29 @@ func (st *segmentStore) file(s segment) (string, error) {
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("write segment %s: %w", s.name, err)
+		return "", 0, fmt.Errorf("write segment %s: %w", s.name, err)
 	}
 	st.stats.Written++
+	warnings := info.xattrWarnings
 	st.stats.XattrWarnings = append(st.stats.XattrWarnings, warnings...)
 	if name == "" {
-		return f.Name(), nil
+		return f.Name(), info.tmpfsBytes, nil
 	}
+	// The sidecars are written before the segment: whoever sees the
+	// segment sees them, and whole (a torn list would drop warnings on
+	// every later build).
+	sidecars := []struct{ ext, text string }{{tmpfsBytesExt, strconv.FormatInt(info.tmpfsBytes, 10) + "\n"}}
 	if len(warnings) > 0 {
-		// Written before the segment: whoever sees the segment sees this,
-		// and whole (a torn list would drop warnings on every later build).
-		err := oci.WriteFileAtomic(filepath.Join(dir, name+xattrWarningsExt), 0o644, func(w io.Writer) error {
-			_, err := io.WriteString(w, strings.Join(warnings, "\n")+"\n")
+		sidecars = append(sidecars, struct{ ext, text string }{xattrWarningsExt, strings.Join(warnings, "\n") + "\n"})
+	}
+	for _, sc := range sidecars {
+		err := oci.WriteFileAtomic(filepath.Join(dir, name+sc.ext), 0o644, func(w io.Writer) error {
+			_, err := io.WriteString(w, sc.text)
 			return err
 		})
 		if err != nil {
 			os.Remove(f.Name())
-			return "", fmt.Errorf("write segment %s: %w", s.name, err)
+			return "", 0, fmt.Errorf("write segment %s: %w", s.name, err)
 		}
 	}
 	// Renamed into place whole: a concurrent build sees the segment
@@ -304,7 +408,18 @@ func (st *segmentStore) file(s segment) (string, error) {
 	p := filepath.Join(dir, name)
 	if err := os.Rename(f.Name(), p); err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("write segment %s: %w", s.name, err)
+		return "", 0, fmt.Errorf("write segment %s: %w", s.name, err)
 	}
-	return p, nil
+	return p, info.tmpfsBytes, nil
+}
+
+// readTmpfsBytes reads a cached segment's tmpfsBytesExt file; ok is false
+// when it is missing or not a number.
+func readTmpfsBytes(p string) (n int64, ok bool) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, false
+	}
+	n, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil && n >= 0
 }
