@@ -124,16 +124,7 @@ func ensureCrun(ctx context.Context, toolsDir, downloadsDir, version, sha string
 	if err := os.RemoveAll(filepath.Join(tmp, "src")); err != nil {
 		return "", false, err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, buildStampFile), []byte(stamp), 0o644); err != nil {
-		return "", false, err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", false, err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return "", false, err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := storeTool(tmp, dir, stamp); err != nil {
 		return "", false, fmt.Errorf("store crun %s in the tools cache: %w", version, err)
 	}
 	return dir, true, nil

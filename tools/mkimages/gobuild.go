@@ -73,21 +73,12 @@ func (t goTool) ensure(ctx context.Context, toolsDir string) (dir string, built 
 	if err := runGo(ctx, toolsDir, []string{"GOBIN=" + tmp, cgoEnv(t.Cgo)}, args...); err != nil {
 		return "", false, fmt.Errorf("build %s %s: %w", t.Module, t.Version, err)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, buildStampFile), []byte(t.buildStamp()), 0o644); err != nil {
-		return "", false, err
+	for _, b := range t.binaries() {
+		if st, err := os.Stat(filepath.Join(tmp, b)); err != nil || !st.Mode().IsRegular() {
+			return "", false, fmt.Errorf("build %s %s: go install did not produce %s", t.Module, t.Version, strings.Join(t.binaries(), ", "))
+		}
 	}
-	if !t.complete(tmp) {
-		return "", false, fmt.Errorf("build %s %s: go install did not produce %s", t.Module, t.Version, strings.Join(t.binaries(), ", "))
-	}
-	// MkdirTemp made it private; the cache is not.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", false, err
-	}
-	// An older build of the same version (other tags) goes.
-	if err := os.RemoveAll(dir); err != nil {
-		return "", false, err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := storeTool(tmp, dir, t.buildStamp()); err != nil {
 		return "", false, fmt.Errorf("store %s %s in the tools cache: %w", t.Name, t.Version, err)
 	}
 	return dir, true, nil
@@ -112,6 +103,25 @@ const buildStampFile = ".build"
 
 func (t goTool) buildStamp() string {
 	return fmt.Sprintf("tags=%s\nldflags=%s\ncgo=%t\n", t.Tags, t.Ldflags, t.Cgo)
+}
+
+// storeTool puts a complete build, made in the temp directory tmp, at dir
+// in the tools cache: it writes the build stamp (buildStampFile), makes
+// the directory public (MkdirTemp made it private), removes an older
+// build of the same version (other tags or flags) and renames tmp into
+// place, so that a killed build never leaves half a tool where a later
+// run would take it.
+func storeTool(tmp, dir, stamp string) error {
+	if err := os.WriteFile(filepath.Join(tmp, buildStampFile), []byte(stamp), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
 }
 
 // removeStale removes what killed builds left behind: temp directories
@@ -201,16 +211,7 @@ func ensureMulticall(ctx context.Context, src, toolsDir, version string) (dir st
 			return "", false, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(tmp, buildStampFile), []byte(stamp), 0o644); err != nil {
-		return "", false, err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", false, err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return "", false, err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := storeTool(tmp, dir, stamp); err != nil {
 		return "", false, fmt.Errorf("store containerd %s in the tools cache: %w", version, err)
 	}
 	return dir, true, nil
