@@ -3,6 +3,9 @@
 // supervisor's System: the onboot containers in order, the console shell,
 // containerd and the services; and on a signal or the power button, the
 // shutdown. It must never exit: PID 1 exiting panics the kernel.
+//
+// The same binary is containerd, ctr and the runc shim when run under
+// their names (pkg/containerdcmd), and the console's keel command.
 package main
 
 import (
@@ -10,9 +13,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/keel-os/keel/pkg/bootlog"
+	"github.com/keel-os/keel/pkg/containerdcmd"
 	"github.com/keel-os/keel/pkg/goroutine"
 	"github.com/keel-os/keel/pkg/mount"
 	"github.com/keel-os/keel/pkg/supervisor"
@@ -34,15 +39,23 @@ const (
 	defaultPath    = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
 
-// libcontainer starts each container by re-executing this binary as
-// "init ..." with its sync pipe in the environment; that child must become
-// the container's init, not run keel. Its pid cannot tell: in a container
-// with its own pid namespace it is pid 1 too. The kernel may also hand PID 1
-// a bare "init" word from its command line, so the argument alone is not
-// enough either.
+// This binary is more than PID 1, and what it runs as is decided here,
+// before main:
+//   - libcontainer starts each container by re-executing it as "init ..."
+//     with its sync pipe in the environment; that child must become the
+//     container's init, not run keel. Its pid cannot tell: in a container
+//     with its own pid namespace it is pid 1 too. The kernel may also hand
+//     PID 1 a bare "init" word from its command line, so the argument alone
+//     is not enough either.
+//   - Run as containerd, ctr or containerd-shim-runc-v2 (hard links in
+//     /usr/bin), it is that program (pkg/containerdcmd).
+//   - Run as keel, it is the console's status command (services.go).
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" && os.Getenv("_LIBCONTAINER_SYNCPIPE") != "" {
 		libcontainer.Init() // never returns
+	}
+	if code, ok := containerdcmd.Run(filepath.Base(os.Args[0])); ok {
+		os.Exit(code)
 	}
 }
 

@@ -18,14 +18,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// containerdTools finds the containerd (the multi-call binary keel/init
-// ships, under its three names) and runc that `make images` builds, or
-// skips.
+// containerdTools finds the containerd and shim (PID 1's binary, which
+// is them too, as keel/init ships it: the last one `make images` built,
+// under their names) and the runc that `make images` builds, or skips.
 func containerdTools(t *testing.T) (containerdDir, runcDir string) {
 	t.Helper()
 	cache := toolsCache()
 	v := pinnedVersions(t)
-	containerdDir = filepath.Join(cache, "containerd-multicall-"+v["CONTAINERD_VERSION"])
+	containerdDir = filepath.Join(cache, "keel-init")
 	runcDir = filepath.Join(cache, "runc-"+v["RUNC_VERSION"])
 	for _, f := range []string{
 		filepath.Join(containerdDir, "containerd"),

@@ -3,7 +3,7 @@
 // scripts, onboot bundles by `runc run` and services by `ctr run`
 // (tools/benchboot/baseline). Its containerd, ctr, shim and runc are the
 // versions keel ships, built with keel's tags, but as containerd's own build
-// makes them: three programs, where keel/init has one multi-call binary.
+// makes them: three programs, where keel's PID 1 binary is all three.
 // Both boot the same kernel under the same QEMU
 // line, alternately, several times; serial lines are timestamped on the
 // host. It prints the medians and the keel/baseline ratios.
@@ -187,7 +187,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 	fmt.Printf("kernel: keel/kernel:%s (the same bzImage for both); %s", b.versions["KERNEL_ABI"], firstLine(qemuVersion))
 	fmt.Printf("qemu %s\n", strings.Join(qemuArgs, " "))
 	fmt.Printf("append: baseline %q, keel %q\n", baselineAppend, keelAppend)
-	fmt.Printf("containerd %s in both; containerd, ctr and the shim: keel one multi-call binary, baseline three\n", b.versions["CONTAINERD_VERSION"])
+	fmt.Printf("containerd %s in both; containerd, ctr and the shim: keel in its PID 1 binary, baseline three programs\n", b.versions["CONTAINERD_VERSION"])
 	fmt.Printf("runtime: baseline runc %s (onboot and services); keel runc %s's libcontainer in PID 1 (onboot), crun %s under the shim (services)\n", b.versions["RUNC_VERSION"], b.versions["RUNC_VERSION"], b.versions["CRUN_VERSION"])
 	fmt.Printf("ready: baseline BASELINE-READY (ctr task ls shows 3 RUNNING); keel `keel: services started`\n")
 	fmt.Printf("memory: MemTotal-MemAvailable once ready; baseline from its MEM line (busybox free: total-available),\n")

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -152,98 +151,54 @@ func (b *builder) ensureTool(ctx context.Context, image string, tool goTool) (st
 	return dir, nil
 }
 
-// containerdModule is the module cmd/containerd-multicall is built from.
+// containerdModule is the containerd PID 1's binary carries
+// (pkg/containerdcmd).
 const containerdModule = "github.com/containerd/containerd/v2"
 
-// multicallSources are the files of keel's module that decide what
-// cmd/containerd-multicall is: a change to either builds it again.
-var multicallSources = []string{"go.sum", "cmd/containerd-multicall/main.go"}
+// initNames are the names PID 1's binary is run as besides init: it is
+// containerd, ctr and the runc shim too (pkg/containerdcmd). keel/init has
+// them in /usr/bin as hard links to /init, and the tools cache keeps the
+// last PID 1 built under each (keelInitDir) for the root tests.
+var initNames = []string{"containerd", "ctr", "containerd-shim-runc-v2"}
 
-// ensureMulticall returns the tools cache directory holding the containerd
-// multi-call binary (cmd/containerd-multicall, built from keel's module at
-// src) under each of multicallNames, as hard links, building it first if
-// the cache has none built from these sources, tags and flags. Its
-// containerd is the version keel's go.mod requires, which must be the one
-// versions.env pins: the two could drift apart unseen otherwise.
-func ensureMulticall(ctx context.Context, src, toolsDir, version string) (dir string, built bool, err error) {
-	out, err := outputGo(ctx, src, "list", "-m", "-f", "{{.Version}}", containerdModule)
-	if err != nil {
-		return "", false, err
-	}
-	if got := strings.TrimSpace(out); got != version {
-		return "", false, fmt.Errorf("containerd: versions.env pins CONTAINERD_VERSION=%s but go.mod requires %s %s; change both together (go get %s@%s)",
-			version, containerdModule, got, containerdModule, version)
-	}
-	h := sha256.New()
-	for _, f := range multicallSources {
-		b, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			return "", false, err
-		}
-		fmt.Fprintf(h, "%s %d\n", f, len(b))
-		h.Write(b)
-	}
-	ldflags := multicallLdflags(version)
-	stamp := fmt.Sprintf("tags=%s\nldflags=%s\ncgo=false\nsources=%x\n", containerdTags, ldflags, h.Sum(nil))
-
-	dir = filepath.Join(toolsDir, "containerd-multicall-"+version)
-	if multicallComplete(dir, stamp) {
-		return dir, false, nil
-	}
-	if err := os.MkdirAll(toolsDir, 0o755); err != nil {
-		return "", false, err
-	}
-	removeStale(toolsDir, ".containerd-multicall-*")
-	tmp, err := os.MkdirTemp(toolsDir, ".containerd-multicall-"+version+"-")
-	if err != nil {
-		return "", false, err
-	}
-	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, multicallNames[0])
-	err = runGo(ctx, src, []string{cgoEnv(false)},
-		"build", "-trimpath", "-tags", containerdTags, "-ldflags", ldflags,
-		"-o", bin, "./cmd/containerd-multicall")
-	if err != nil {
-		return "", false, fmt.Errorf("build containerd (./cmd/containerd-multicall): %w", err)
-	}
-	for _, name := range multicallNames[1:] {
-		if err := os.Link(bin, filepath.Join(tmp, name)); err != nil {
-			return "", false, err
-		}
-	}
-	if err := storeTool(tmp, dir, stamp); err != nil {
-		return "", false, fmt.Errorf("store containerd %s in the tools cache: %w", version, err)
-	}
-	return dir, true, nil
-}
-
-// multicallLdflags strip the binary and set the version containerd
-// reports, as containerd's own Makefile does (built from another module,
-// it would say "2.4.2+unknown").
-func multicallLdflags(version string) string {
-	return "-s -w -X " + containerdModule + "/version.Version=" + version
-}
-
-func multicallComplete(dir, stamp string) bool {
-	for _, name := range multicallNames {
-		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || !st.Mode().IsRegular() {
-			return false
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(dir, buildStampFile))
-	return err == nil && string(b) == stamp
-}
+// keelInitDir is the tools cache directory holding the last PID 1 built,
+// as init and under each of initNames.
+const keelInitDir = "keel-init"
 
 // buildInit builds keel's PID 1 from ./cmd/init of the module at src into
-// dst, static, with seccomp support for libcontainer.
-func buildInit(ctx context.Context, src, dst string) error {
-	err := runGo(ctx, src, []string{cgoEnv(true)},
-		"build", "-trimpath", "-tags", "seccomp,netgo,osusergo", "-ldflags", staticCgoLdflags,
-		"-o", dst, "./cmd/init")
+// dir/init, static, with seccomp support for libcontainer, and links it
+// there under each of initNames. Its containerd is the version keel's
+// go.mod requires, which must be the one versions.env pins: the two could
+// drift apart unseen otherwise.
+func buildInit(ctx context.Context, src, dir, containerdVersion string) error {
+	out, err := outputGo(ctx, src, "list", "-m", "-f", "{{.Version}}", containerdModule)
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(out); got != containerdVersion {
+		return fmt.Errorf("containerd: versions.env pins CONTAINERD_VERSION=%s but go.mod requires %s %s; change both together (go get %s@%s)",
+			containerdVersion, containerdModule, got, containerdModule, containerdVersion)
+	}
+	bin := filepath.Join(dir, "init")
+	err = runGo(ctx, src, []string{cgoEnv(true)},
+		"build", "-trimpath", "-tags", "seccomp,netgo,osusergo", "-ldflags", initLdflags(containerdVersion),
+		"-o", bin, "./cmd/init")
 	if err != nil {
 		return fmt.Errorf("build PID 1 (./cmd/init): %w", err)
 	}
+	for _, name := range initNames {
+		if err := os.Link(bin, filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// initLdflags link PID 1 static and stripped, and set the version its
+// containerd reports, as containerd's own Makefile does (built from
+// another module, it would say "2.4.2+unknown").
+func initLdflags(containerdVersion string) string {
+	return staticCgoLdflags + " -X " + containerdModule + "/version.Version=" + containerdVersion
 }
 
 func cgoEnv(on bool) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 
 // containerdTags leave out of containerd what a VM with no Kubernetes, no
 // image pulls and no other snapshotters never uses: containerd alone goes
-// from 39.4 to 31.3 MB.
+// from 39.4 to 31.3 MB. They are for the baseline's three programs;
+// keel's PID 1 names the plugins it carries (pkg/containerdcmd).
 const containerdTags = "no_cri,no_devmapper,no_zfs,no_tracing,no_btrfs"
 
 // runcTool is runc at its pinned version, from the module proxy. It links
@@ -35,8 +37,8 @@ func runcTool(v *versions) goTool {
 
 // containerdTools are containerd, ctr and the shim as the three programs
 // containerd's own build makes, with keel's tags. keel/init does not carry
-// them (it has the multi-call binary); the boot benchmark's baseline does,
-// as the design keel replaces ships them.
+// them (its PID 1 binary is all three, see pkg/containerdcmd); the boot
+// benchmark's baseline does, as the design keel replaces ships them.
 func containerdTools(v *versions) goTool {
 	return goTool{
 		Name:    "containerd",
@@ -47,11 +49,6 @@ func containerdTools(v *versions) goTool {
 		Ldflags: "-s -w",
 	}
 }
-
-// multicallNames are the names keel/init gives the containerd multi-call
-// binary (cmd/containerd-multicall), as hard links: it runs as the program
-// it is named.
-var multicallNames = []string{"containerd", "ctr", "containerd-shim-runc-v2"}
 
 // systemDirs are the empty directories PID 1 mounts on or writes to.
 var systemDirs = []struct {
@@ -64,7 +61,8 @@ var systemDirs = []struct {
 }
 
 // makeInit makes keel/init:<KEEL_VERSION>: PID 1 at /init and /sbin/init,
-// containerd, ctr and the runc shim (one multi-call binary) and crun, the
+// and under the names containerd, ctr and the runc shim in /usr/bin (one
+// binary, hard links), crun, the
 // OCI runtime, in /usr/bin, busybox for the console shell, and the
 // directories the system needs. runc is built too, into the tools cache
 // only.
@@ -76,41 +74,29 @@ func makeInit(ctx context.Context, b *builder) error {
 		}
 	}
 
-	// PID 1 is keel's own code: always rebuilt, and quick.
+	// PID 1 is keel's own code: always rebuilt, and quick once Go's build
+	// cache holds containerd. The same binary is containerd, ctr and the
+	// shim (pkg/containerdcmd), by hard links in /usr/bin.
 	start := time.Now()
-	pid1 := filepath.Join(b.work, "init")
-	if err := buildInit(ctx, b.src, pid1); err != nil {
+	pid1, err := b.buildPID1(ctx)
+	if err != nil {
 		return err
 	}
-	b.step("init", "built PID 1 from ./cmd/init in %s", since(start))
-	if err := t.file("init", 0o755, pid1); err != nil {
+	b.step("init", "built PID 1 (with containerd, ctr and the shim %s) from ./cmd/init in %s", b.versions.Containerd, since(start))
+	if err := t.file("init", 0o755, filepath.Join(pid1, "init")); err != nil {
 		return err
 	}
 	if err := t.hardlink("sbin/init", "init"); err != nil {
 		return err
 	}
+	for _, name := range initNames {
+		if err := t.hardlink("usr/bin/"+name, "init"); err != nil {
+			return err
+		}
+	}
 	// Run as "keel", PID 1's binary is the console's status command.
 	if err := t.symlink("usr/bin/keel", "/init"); err != nil {
 		return err
-	}
-
-	start = time.Now()
-	multicall, built, err := ensureMulticall(ctx, b.src, b.toolsDir(), b.versions.Containerd)
-	if err != nil {
-		return err
-	}
-	if built {
-		b.step("init", "built containerd, ctr and the shim %s as one binary in %s", b.versions.Containerd, since(start))
-	} else {
-		b.step("init", "containerd, ctr and the shim %s (one binary) from the tools cache", b.versions.Containerd)
-	}
-	if err := t.file("usr/bin/"+multicallNames[0], 0o755, filepath.Join(multicall, multicallNames[0])); err != nil {
-		return err
-	}
-	for _, name := range multicallNames[1:] {
-		if err := t.hardlink("usr/bin/"+name, "usr/bin/"+multicallNames[0]); err != nil {
-			return err
-		}
 	}
 
 	// crun is the image's OCI runtime: it creates and starts a container
@@ -158,4 +144,29 @@ func makeBenchTools(ctx context.Context, b *builder) error {
 		}
 	}
 	return nil
+}
+
+// buildPID1 builds PID 1 (buildInit) into the tools cache's keelInitDir,
+// which the root tests run containerd and the shim from, and returns that
+// directory.
+func (b *builder) buildPID1(ctx context.Context) (string, error) {
+	toolsDir := b.toolsDir()
+	if err := os.MkdirAll(toolsDir, 0o755); err != nil {
+		return "", err
+	}
+	removeStale(toolsDir, "."+keelInitDir+"-*")
+	tmp, err := os.MkdirTemp(toolsDir, "."+keelInitDir+"-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := buildInit(ctx, b.src, tmp, b.versions.Containerd); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(toolsDir, keelInitDir)
+	stamp := fmt.Sprintf("keel=%s\ncontainerd=%s\nldflags=%s\n", b.versions.Keel, b.versions.Containerd, initLdflags(b.versions.Containerd))
+	if err := storeTool(tmp, dir, stamp); err != nil {
+		return "", fmt.Errorf("store PID 1 in the tools cache: %w", err)
+	}
+	return dir, nil
 }
