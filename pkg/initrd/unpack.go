@@ -118,6 +118,11 @@ func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []s
 		}
 	}
 	plan := fsys.plan()
+	if prefixes[0] == "" {
+		if err := copyFirst(a, prefixes, layers, plan, &manifest, rdinit); err != nil {
+			return err
+		}
+	}
 	for i, l := range layers {
 		if err := copyLayer(a, prefixes, i, l, plan, &manifest); err != nil {
 			return err
@@ -529,67 +534,119 @@ func (t *tree) plan() map[at]*write {
 // the manifest.
 func copyLayer(a *Archive, prefixes []string, li int, l Layer, plan map[at]*write, manifest *xattrManifest) error {
 	return eachEntry(l, func(seq int, h *tar.Header, data io.Reader) error {
-		w := plan[at{li, seq}]
-		if w == nil {
-			return nil
+		return copyEntry(a, prefixes, li, seq, data, plan, manifest)
+	})
+}
+
+// copyEntry writes entry seq of layer li (data its tar data) if plan has
+// it, and removes it from plan.
+func copyEntry(a *Archive, prefixes []string, li, seq int, data io.Reader, plan map[at]*write, manifest *xattrManifest) error {
+	w := plan[at{li, seq}]
+	if w == nil {
+		return nil
+	}
+	delete(plan, at{li, seq})
+	m := w.meta
+	e := Entry{
+		Name: join(prefixes[0], w.name),
+		Mode: cpioType(m.typ) | uint32(m.mode)&cpio.ModePerm,
+		UID:  uint32(m.uid), GID: uint32(m.gid),
+		Linkname: m.linkname,
+		Devmajor: uint32(m.major), Devminor: uint32(m.minor),
+	}
+	shared := len(prefixes) > 1 && (w.group != nil || m.typ == tar.TypeReg)
+	if w.group != nil {
+		e.Mode = cpio.ModeRegular | uint32(m.mode)&cpio.ModePerm
+		e.Linkname = ""
+		e.Nlink = w.group.nlink * uint32(len(prefixes))
+		switch {
+		case w.data:
+			w.group.first = e.Name
+		case w.group.first == "":
+			return fmt.Errorf("%s: hard link comes before the file's data", e.Name)
+		default:
+			e.HardLink = w.group.first
 		}
-		delete(plan, at{li, seq})
-		m := w.meta
-		e := Entry{
-			Name: join(prefixes[0], w.name),
-			Mode: cpioType(m.typ) | uint32(m.mode)&cpio.ModePerm,
-			UID:  uint32(m.uid), GID: uint32(m.gid),
-			Linkname: m.linkname,
-			Devmajor: uint32(m.major), Devminor: uint32(m.minor),
+	} else if shared {
+		e.Nlink = uint32(len(prefixes))
+	}
+	if w.data {
+		e.Size = m.size
+	}
+	if err := a.Entry(e, data); err != nil {
+		return err
+	}
+	// An inode's attributes are listed once: under the name that
+	// carries its data.
+	if w.group == nil || w.data {
+		manifest.add(e.Name, m.xattrs)
+	}
+	// The same entry under the other prefixes: a regular file is
+	// another name of the inode just written, with no data; anything
+	// else is written again.
+	first := e.Name
+	if w.group != nil {
+		first = w.group.first
+	}
+	for _, prefix := range prefixes[1:] {
+		e.Name = join(prefix, w.name)
+		if shared {
+			e.HardLink, e.Size = first, 0
 		}
-		shared := len(prefixes) > 1 && (w.group != nil || m.typ == tar.TypeReg)
-		if w.group != nil {
-			e.Mode = cpio.ModeRegular | uint32(m.mode)&cpio.ModePerm
-			e.Linkname = ""
-			e.Nlink = w.group.nlink * uint32(len(prefixes))
-			switch {
-			case w.data:
-				w.group.first = e.Name
-			case w.group.first == "":
-				return fmt.Errorf("%s: hard link comes before the file's data", e.Name)
-			default:
-				e.HardLink = w.group.first
-			}
-		} else if shared {
-			e.Nlink = uint32(len(prefixes))
-		}
-		if w.data {
-			e.Size = m.size
-		}
-		if err := a.Entry(e, data); err != nil {
+		if err := a.Entry(e, nil); err != nil {
 			return err
 		}
-		// An inode's attributes are listed once: under the name that
-		// carries its data.
-		if w.group == nil || w.data {
+		if !shared {
 			manifest.add(e.Name, m.xattrs)
 		}
-		// The same entry under the other prefixes: a regular file is
-		// another name of the inode just written, with no data; anything
-		// else is written again.
-		first := e.Name
-		if w.group != nil {
-			first = w.group.first
+	}
+	return nil
+}
+
+// rdinit is the file the kernel runs from an initrd: /init.
+const rdinit = "init"
+
+// errCopied stops copyFirst's read of a layer once its entry is written.
+var errCopied = errors.New("copied")
+
+// copyFirst writes the file name (of the image's root) before every other
+// file, when the layers have it as a file.
+//
+// Why /init: a VM whose memory cannot hold the unpacked initrd gets part of
+// it; the kernel stops unpacking at the first file that does not fit and
+// boots on. With /init whole, keel's PID 1 runs, finds segments missing
+// and says how much memory the VM needs. Were /init cut instead, the
+// kernel would try /sbin/init, /etc/init, /bin/init and /bin/sh; written
+// first, /init leaves none of them behind to run a partial system, and the
+// kernel panics, which keel run reports.
+//
+// The layer is read up to the entry; the full pass over it later checks
+// its digest.
+func copyFirst(a *Archive, prefixes []string, layers []Layer, plan map[at]*write, manifest *xattrManifest, name string) error {
+	for pos, w := range plan {
+		if w.name != name || !w.data {
+			continue
 		}
-		for _, prefix := range prefixes[1:] {
-			e.Name = join(prefix, w.name)
-			if shared {
-				e.HardLink, e.Size = first, 0
+		one := map[at]*write{pos: w}
+		err := eachEntry(layers[pos.layer], func(seq int, h *tar.Header, data io.Reader) error {
+			if seq < pos.seq {
+				return nil
 			}
-			if err := a.Entry(e, nil); err != nil {
+			if err := copyEntry(a, prefixes, pos.layer, seq, data, one, manifest); err != nil {
 				return err
 			}
-			if !shared {
-				manifest.add(e.Name, m.xattrs)
+			return errCopied
+		})
+		if !errors.Is(err, errCopied) {
+			if err == nil {
+				err = fmt.Errorf("%s: vanished between two reads of %s", name, layers[pos.layer].Name)
 			}
+			return err
 		}
+		delete(plan, pos)
 		return nil
-	})
+	}
+	return nil
 }
 
 func cpioType(typ byte) uint32 {

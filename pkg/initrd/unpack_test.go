@@ -257,3 +257,40 @@ func TestUnpackSkipsPAXGlobalHeader(t *testing.T) {
 		t.Errorf("etc/hostname = %q, %v; want \"keel\\n\"", got, err)
 	}
 }
+
+// /init is the first file of the initrd's root, whatever the layers' order,
+// with its hard links after it: a VM too small for the whole initrd gets
+// all of PID 1 or nothing to run (see copyFirst). Below the root, a file
+// named init keeps its place.
+func TestUnpackWritesInitFirst(t *testing.T) {
+	layers := []Layer{
+		tarLayer(t, "busybox", tarEntry{"bin/", ""}, tarEntry{"bin/busybox", "bb"}, tarEntry{"bin/sh->busybox", ""}),
+		tarLayer(t, "keel-init", tarEntry{"etc/", ""}, tarEntry{"etc/motd", "hi"}, tarEntry{"init", "pid1"},
+			tarEntry{"usr/bin/ctr=>init", ""}),
+	}
+	archive, err := unpackToArchive(t, "", layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "bin\netc\nusr\nusr/bin\ninit\nbin/busybox\nbin/sh\netc/motd\nusr/bin/ctr"
+	if got := listing(t, archive); got != want {
+		t.Errorf("listing:\n%s\nwant:\n%s", got, want)
+	}
+	dir := extract(t, archive)
+	if b, _ := os.ReadFile(filepath.Join(dir, "usr/bin/ctr")); string(b) != "pid1" {
+		t.Errorf("usr/bin/ctr = %q, want init's data", b)
+	}
+	fi1, err1 := os.Stat(filepath.Join(dir, "init"))
+	fi2, err2 := os.Stat(filepath.Join(dir, "usr/bin/ctr"))
+	if err1 != nil || err2 != nil || !os.SameFile(fi1, fi2) {
+		t.Errorf("init and usr/bin/ctr are not one inode: %v %v", err1, err2)
+	}
+
+	archive, err = unpackToArchive(t, "containers/onboot/000-x/rootfs", layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := listing(t, archive); !strings.Contains(got, "rootfs/etc/motd\ncontainers/onboot/000-x/rootfs/init\n") {
+		t.Errorf("a bundle's init moved:\n%s", got)
+	}
+}

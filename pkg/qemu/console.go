@@ -39,6 +39,8 @@ type Watcher struct {
 	line    []byte
 	ending  Ending
 	failure string // keel's PID 1 said it gave up booting
+	// cut: the kernel could not unpack all of the initrd.
+	cut bool
 	// Stuck receives once when the guest halts or panics.
 	Stuck chan Ending
 }
@@ -66,9 +68,21 @@ func (w *Watcher) Write(p []byte) (int, error) {
 // unpacked initrd): the run then fails, however the machine ends.
 var bootFailed = []byte("keel: ERROR boot failed: ")
 
+// unpackFailed is how the kernel says the initrd did not all fit in the
+// rootfs (init/initramfs.c).
+var unpackFailed = []byte("Initramfs unpacking failed")
+
+// cutPanic is Failure's word for a kernel that panicked after it could not
+// unpack the initrd: the VM's memory held less than PID 1 itself (/init
+// comes first in a keel initrd), so nothing of keel ran to say more.
+const cutPanic = "the initrd did not fit in this VM's memory, not even PID 1 (/init): the kernel found no init to run; give the VM more memory (keel run -mem MiB)"
+
 func (w *Watcher) scan(line []byte) {
 	if i := bytes.Index(line, bootFailed); i >= 0 && w.failure == "" {
 		w.failure = string(bytes.TrimSpace(line[i+len(bootFailed):]))
+	}
+	if bytes.Contains(line, unpackFailed) {
+		w.cut = true
 	}
 	for _, e := range endings {
 		if !bytes.Contains(line, e.marker) {
@@ -91,10 +105,13 @@ func (w *Watcher) Ending() Ending {
 	return w.ending
 }
 
-// Failure is what keel's PID 1 said when it gave up booting; "" if it did
-// not.
+// Failure is what keel's PID 1 said when it gave up booting, or why the
+// kernel panicked before PID 1 could run; "" if neither.
 func (w *Watcher) Failure() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.failure == "" && w.cut && w.ending == Panicked {
+		return cutPanic
+	}
 	return w.failure
 }

@@ -105,3 +105,28 @@ func TestWatcherBootFailed(t *testing.T) {
 		t.Fatalf("Failure() = %q, want %q", got, want)
 	}
 }
+
+// A VM too small for /init itself: the kernel cuts the initrd short, finds
+// no init and panics. The run fails saying why, not just "panicked".
+func TestWatcherInitrdCutBeforeInit(t *testing.T) {
+	w := NewWatcher()
+	w.Write([]byte("[    1.47] Initramfs unpacking failed: write error\n"))
+	if w.Failure() != "" {
+		t.Fatalf("a failure before the kernel gave up: %q", w.Failure())
+	}
+	w.Write([]byte("[    2.04] Failed to execute /init (error -26)\n"))
+	w.Write([]byte("[    2.05] Kernel panic - not syncing: No working init found.\n"))
+	if e := <-w.Stuck; e != Panicked {
+		t.Fatalf("want panic, got %v", e)
+	}
+	if got := w.Failure(); !strings.Contains(got, "did not fit in this VM's memory, not even PID 1") {
+		t.Fatalf("Failure() = %q", got)
+	}
+
+	// A panic with the initrd whole is a plain panic.
+	w = NewWatcher()
+	w.Write([]byte("[ 3.0] Kernel panic - not syncing: Attempted to kill init!\n"))
+	if got := w.Failure(); got != "" {
+		t.Fatalf("Failure() = %q for a panic with the initrd whole", got)
+	}
+}
