@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,5 +47,35 @@ func TestParamValue(t *testing.T) {
 	// The last word wins, as for the kernel.
 	if v, _ := (cmdline{"keel.console=off", "keel.console=on"}).Value("keel.console"); v != "on" {
 		t.Errorf("last word: %q", v)
+	}
+}
+
+// Transparent huge pages become madvise, unless the kernel command line
+// names a mode, and a kernel without them is no error.
+func TestHugePagesOnRequest(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	dir := t.TempDir()
+	enabled := filepath.Join(dir, "enabled")
+	for _, c := range []struct {
+		args cmdline
+		want string
+	}{
+		{cmdline{"console=ttyS0"}, "madvise"},
+		{cmdline{"console=ttyS0", "transparent_hugepage=always"}, "always [madvise] never"},
+		{cmdline{"transparent_hugepage=never", "quiet"}, "always [madvise] never"},
+	} {
+		if err := os.WriteFile(enabled, []byte("always [madvise] never"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hugePagesOnRequest(log, c.args, enabled)
+		if b, _ := os.ReadFile(enabled); string(b) != c.want {
+			t.Errorf("%v: enabled holds %q, want %q", c.args, b, c.want)
+		}
+	}
+	logs.Reset()
+	hugePagesOnRequest(log, nil, filepath.Join(dir, "none", "enabled"))
+	if strings.Contains(logs.String(), "WARN") {
+		t.Errorf("a kernel without transparent huge pages warns:\n%s", logs.String())
 	}
 }

@@ -102,6 +102,13 @@ func TestSystemConsolePowerButton(t *testing.T) {
 		t.Errorf("orphan storm left zombies: %q", l)
 	}
 
+	// Huge pages only on request (hugePagesOnRequest); the kernel's
+	// default is always.
+	i = vm.run(i, "echo thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled)", `^thp=`)
+	if l := vm.Lines()[i]; l != "thp=always [madvise] never" {
+		t.Errorf("transparent huge pages: %q, want madvise", l)
+	}
+
 	i = vm.run(i, "grep VmRSS /proc/1/status", `^VmRSS:`)
 	t.Logf("PID 1 idle: %s", vm.Lines()[i])
 	i = vm.run(i, "echo modules=$(wc -l < /proc/modules) overlay=$(grep -c '^overlay ' /proc/modules)", `^modules=\d+ overlay=1$`)
