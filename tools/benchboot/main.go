@@ -8,10 +8,15 @@
 // line, alternately, several times; serial lines are timestamped on the
 // host. It prints the medians and the keel/baseline ratios.
 //
+// keel's image is built once in two formats and both are booted: the
+// initrd (kernel+initrd, the whole system unpacked into RAM, as the
+// baseline) and kernel+squashfs (a small initrd and a virtio disk whose
+// squashfs is paged in as read).
+//
 // The work: 5 onboot bundles that echo; 3 services: svc-a ticks once a
 // second in a shell loop with no TERM trap, svc-b and svc-c sleep.
 //
-//	go run ./tools/benchboot [-keel bin/keel] [-n 5] [-min-mem] [-logs DIR]
+//	go run ./tools/benchboot [-keel bin/keel] [-n 5] [-min-mem] [-logs DIR] [-squashfs=false]
 package main
 
 import (
@@ -29,6 +34,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"text/template"
@@ -103,6 +109,8 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Minute, "per-boot limit")
 	logs := flag.String("logs", "", "keep each boot's timestamped console in this directory")
 	buildArgs := flag.String("keel-build-args", "", "more arguments for keel build, space-separated (\"--compress zstd\")")
+	keelMore := flag.String("keel-append", "", "more kernel command line words for keel (\"transparent_hugepage=always\")")
+	squashfs := flag.Bool("squashfs", true, "also boot keel's kernel+squashfs image")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("benchboot: ")
@@ -115,7 +123,7 @@ func main() {
 	defer stop()
 	b := &bench{keel: *keel, baselineDir: *baselineDir, versionsFile: *versionsFile, cache: *cache,
 		n: *n, minMem: *minMem, memLo: *memLo, timeout: *timeout, logs: *logs,
-		buildArgs: strings.Fields(*buildArgs)}
+		buildArgs: strings.Fields(*buildArgs), keelAppend: strings.TrimSpace(keelAppend + " " + *keelMore), squashfs: *squashfs}
 	if err := b.run(ctx); err != nil {
 		stop()
 		log.Fatal(err)
@@ -138,6 +146,8 @@ type bench struct {
 	timeout                                time.Duration
 	logs                                   string
 	buildArgs                              []string
+	keelAppend                             string
+	squashfs                               bool
 
 	work     string
 	kernel   string
@@ -149,6 +159,8 @@ type bench struct {
 type system struct {
 	kind   kind
 	initrd string
+	// disk, when set, is attached as a read-only virtio disk.
+	disk   string
 	append string
 	ready  func(string) bool
 	boots  []*boot
@@ -173,7 +185,7 @@ func (b *bench) run(ctx context.Context) (err error) {
 		}
 	}
 
-	keelSys, err := b.buildKeel(ctx)
+	keelSys, sqfsSys, err := b.buildKeel(ctx)
 	if err != nil {
 		return fmt.Errorf("keel image: %w", err)
 	}
@@ -186,7 +198,10 @@ func (b *bench) run(ctx context.Context) (err error) {
 	fmt.Printf("work: 5 onboot bundles that echo; services svc-a (tick loop, no TERM trap), svc-b, svc-c (sleep)\n")
 	fmt.Printf("kernel: keel/kernel:%s (the same bzImage for both); %s", b.versions["KERNEL_ABI"], firstLine(qemuVersion))
 	fmt.Printf("qemu %s\n", strings.Join(qemuArgs, " "))
-	fmt.Printf("append: baseline %q, keel %q\n", baselineAppend, keelAppend)
+	fmt.Printf("append: baseline %q, keel %q\n", baselineAppend, b.keelAppend)
+	if sqfsSys != nil {
+		fmt.Printf("keel twice: keel = kernel+initrd (all in RAM, as the baseline); keel-sqfs = kernel+squashfs (small initrd, read-only virtio disk)\n")
+	}
 	fmt.Printf("containerd %s in both; containerd, ctr and the shim: keel in its PID 1 binary, baseline three programs\n", b.versions["CONTAINERD_VERSION"])
 	fmt.Printf("runtime: baseline runc %s (onboot and services); keel runc %s's libcontainer in PID 1 (onboot), crun %s under the shim (services)\n", b.versions["RUNC_VERSION"], b.versions["RUNC_VERSION"], b.versions["CRUN_VERSION"])
 	fmt.Printf("ready: baseline BASELINE-READY (ctr task ls shows 3 RUNNING); keel `keel: services started`\n")
@@ -194,11 +209,13 @@ func (b *bench) run(ctx context.Context) (err error) {
 	fmt.Printf("        keel from /proc/meminfo, typed on its console shell after `services started`, then `poweroff`\n")
 	fmt.Printf("power-off request: baseline POWEROFF-CMD line; keel `keel: shutdown power-off` line (host times)\n\n")
 
+	systems := []*system{keelSys, baseSys}
+	if sqfsSys != nil {
+		systems = append(systems, sqfsSys)
+	}
 	for round := 0; round < b.n; round++ {
-		order := []*system{baseSys, keelSys}
-		if round%2 == 1 { // who goes first alternates too
-			order[0], order[1] = order[1], order[0]
-		}
+		// who goes first turns too
+		order := slices.Concat(systems[round%len(systems):], systems[:round%len(systems)])
 		for _, s := range order {
 			bt, err := b.boot(ctx, s, 1024, true)
 			if err != nil {
@@ -211,46 +228,13 @@ func (b *bench) run(ctx context.Context) (err error) {
 		}
 	}
 
-	fmt.Printf("\n%-40s %10s %10s %8s\n", "median of "+fmt.Sprint(b.n)+" boots", "keel", "baseline", "ratio")
-	for _, m := range metrics {
-		var kv, bv []float64
-		for _, bt := range keelSys.boots {
-			kv = append(kv, m.get(bt))
-		}
-		for _, bt := range baseSys.boots {
-			bv = append(bv, m.get(bt))
-		}
-		k, kn := median(kv)
-		bs, bn := median(bv)
-		note := ""
-		if kn != b.n || bn != b.n {
-			note = fmt.Sprintf("  (n=%d/%d)", kn, bn)
-		}
-		prec := 3
-		if m.unit == "MiB" {
-			prec = 1
-		}
-		fmt.Printf("%-40s %10s %10s %8s%s\n", m.label+", "+m.unit, fmtNum(k, prec), fmtNum(bs, prec), fmtRatio(ratio(k, bs)), note)
-	}
-	for _, s := range []struct {
-		label string
-		gz    bool
-	}{{"initrd, compressed", true}, {"initrd, uncompressed", false}} {
-		k, err := initrdSize(keelSys.initrd, s.gz)
-		if err != nil {
-			return err
-		}
-		bs, err := initrdSize(baseSys.initrd, s.gz)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("%-40s %10s %10s %8s\n", s.label+", MB", fmtNum(float64(k)/1e6, 1), fmtNum(float64(bs)/1e6, 1),
-			fmtRatio(ratio(float64(k), float64(bs))))
+	if err := b.table(keelSys, baseSys, sqfsSys); err != nil {
+		return err
 	}
 
 	if b.minMem {
 		fmt.Printf("\nsmallest -m that boots to services running (16 MB steps, %d..1024):\n", b.memLo)
-		for _, s := range []*system{keelSys, baseSys} {
+		for _, s := range systems {
 			m, tries, err := b.bisectMem(ctx, s)
 			if err != nil {
 				return err
@@ -268,17 +252,80 @@ func (b *bench) run(ctx context.Context) (err error) {
 	return nil
 }
 
+// table prints the medians, keel's against the baseline's, and the
+// initrd's bytes; sqfs, when not nil, gets two columns more.
+func (b *bench) table(keelSys, baseSys, sqfsSys *system) error {
+	cols := []*system{keelSys, baseSys}
+	head := fmt.Sprintf("\n%-40s %10s %10s %8s", "median of "+fmt.Sprint(b.n)+" boots", "keel", "baseline", "ratio")
+	if sqfsSys != nil {
+		cols = append(cols, sqfsSys)
+		head += fmt.Sprintf(" %10s %8s", "keel-sqfs", "ratio")
+	}
+	fmt.Println(head)
+	for _, m := range metrics {
+		var med []float64
+		note := ""
+		for _, s := range cols {
+			var vs []float64
+			for _, bt := range s.boots {
+				vs = append(vs, m.get(bt))
+			}
+			v, n := median(vs)
+			med = append(med, v)
+			if n != b.n {
+				note = "  (some boots lack it)"
+			}
+		}
+		prec := 3
+		if m.unit == "MiB" {
+			prec = 1
+		}
+		line := fmt.Sprintf("%-40s %10s %10s %8s", m.label+", "+m.unit, fmtNum(med[0], prec), fmtNum(med[1], prec), fmtRatio(ratio(med[0], med[1])))
+		if sqfsSys != nil {
+			line += fmt.Sprintf(" %10s %8s", fmtNum(med[2], prec), fmtRatio(ratio(med[2], med[1])))
+		}
+		fmt.Println(line + note)
+	}
+	for _, s := range []struct {
+		label string
+		gz    bool
+	}{{"initrd, compressed", true}, {"initrd, uncompressed", false}} {
+		var sizes []float64
+		for _, sys := range cols {
+			n, err := initrdSize(sys.initrd, s.gz)
+			if err != nil {
+				return err
+			}
+			sizes = append(sizes, float64(n)/1e6)
+		}
+		line := fmt.Sprintf("%-40s %10s %10s %8s", s.label+", MB", fmtNum(sizes[0], 1), fmtNum(sizes[1], 1), fmtRatio(ratio(sizes[0], sizes[1])))
+		if sqfsSys != nil {
+			line += fmt.Sprintf(" %10s %8s", fmtNum(sizes[2], 1), fmtRatio(ratio(sizes[2], sizes[1])))
+		}
+		fmt.Println(line)
+	}
+	if sqfsSys != nil {
+		fi, err := os.Stat(sqfsSys.disk)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-40s %10s %10s %8s %10s\n", "disk (squashfs, GPT), MB", "-", "-", "", fmtNum(float64(fi.Size())/1e6, 1))
+	}
+	return nil
+}
+
 func firstLine(b []byte) string {
 	l, _, _ := strings.Cut(string(b), "\n")
 	return l + "\n"
 }
 
 // buildKeel builds keel's image from the cached base images (as an OCI
-// layout, into a temporary cache, so the real cache is only read).
-func (b *bench) buildKeel(ctx context.Context) (*system, error) {
+// layout, into a temporary cache, so the real cache is only read): as an
+// initrd and, with b.squashfs, as kernel+squashfs too.
+func (b *bench) buildKeel(ctx context.Context) (initrd, sqfs *system, err error) {
 	dir := filepath.Join(b.work, "keel")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	data := map[string]any{"Onboot": []int{1, 2, 3, 4, 5}, "Sleepers": []string{"svc-b", "svc-c"}, "Spec": containerSpec}
 	for k, v := range b.versions {
@@ -286,20 +333,28 @@ func (b *bench) buildKeel(ctx context.Context) (*system, error) {
 	}
 	var y bytes.Buffer
 	if err := template.Must(template.New("yaml").Parse(keelYAML)).Execute(&y, data); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	yml := filepath.Join(dir, "bench.yml")
 	if err := os.WriteFile(yml, y.Bytes(), 0o644); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	args := append([]string{"build", "-q", "-no-segment-cache", "-layout", filepath.Join(b.cache, "oci"), "-dir", dir}, b.buildArgs...)
-	cmd := exec.CommandContext(ctx, b.keel, append(args, yml)...)
+	args := []string{"build", "-q", "-no-segment-cache", "-layout", filepath.Join(b.cache, "oci"), "-dir", dir, "--format", "kernel+initrd"}
+	if b.squashfs {
+		args = append(args, "--format", "kernel+squashfs")
+	}
+	cmd := exec.CommandContext(ctx, b.keel, append(append(args, b.buildArgs...), yml)...)
 	cmd.Env = append(os.Environ(), "KEEL_CACHE="+filepath.Join(dir, "cache"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("keel build: %v\n%s", err, out)
+		return nil, nil, fmt.Errorf("keel build: %v\n%s", err, out)
 	}
 	b.kernel = filepath.Join(dir, "bench-kernel")
-	return &system{kind: keelKind{}, initrd: filepath.Join(dir, "bench-initrd.img"), append: keelAppend, ready: keelReady}, nil
+	initrd = &system{kind: keelKind{}, initrd: filepath.Join(dir, "bench-initrd.img"), append: b.keelAppend, ready: keelReady}
+	if b.squashfs {
+		sqfs = &system{kind: keelKind{label: "keel-sqfs"}, initrd: filepath.Join(dir, "bench-squashfs-initrd.img"),
+			disk: filepath.Join(dir, "bench-squashfs.img"), append: b.keelAppend, ready: keelReady}
+	}
+	return initrd, sqfs, nil
 }
 
 // buildBaseline runs the baseline's build.sh with containerd, ctr and the
@@ -342,6 +397,9 @@ func (b *bench) boot(ctx context.Context, s *system, mem int, full bool) (*boot,
 		}
 	}
 	args = append(args, "-kernel", b.kernel, "-initrd", s.initrd, "-append", s.append)
+	if s.disk != "" {
+		args = append(args, "-drive", "file="+s.disk+",if=virtio,format=raw,readonly=on")
+	}
 	bctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(bctx, "qemu-system-x86_64", args...)

@@ -47,9 +47,16 @@ var keelStamp = regexp.MustCompile(`\[\s*(\d+\.\d+)\] keel: (.*)$`)
 // meminfoRE is a /proc/meminfo line, as the console shell prints it.
 var meminfoRE = regexp.MustCompile(`^(MemTotal|MemAvailable):\s+(\d+) kB`)
 
-type keelKind struct{}
+// keelKind reads keel's console. label names the image's format when
+// there are two ("keel-sqfs"); "" is "keel".
+type keelKind struct{ label string }
 
-func (keelKind) name() string { return "keel" }
+func (k keelKind) name() string {
+	if k.label != "" {
+		return k.label
+	}
+	return "keel"
+}
 
 func (keelKind) feed(b *boot, t time.Duration, line string) {
 	if m := meminfoRE.FindStringSubmatch(line); m != nil {
@@ -70,10 +77,12 @@ func (keelKind) feed(b *boot, t time.Duration, line string) {
 		return
 	}
 	msg := m[2]
+	// /init's start is its first line: "init started" comes after the
+	// root is switched, and a kernel+squashfs boot first mounts its disk
+	// and starts /init again from it, all of which counts.
+	setOnce(&b.guestInit, ts)
+	setHostOnce(&b.hostInit, t)
 	switch {
-	case strings.HasPrefix(msg, "init started"):
-		setOnce(&b.guestInit, ts)
-		setHostOnce(&b.hostInit, t)
 	case strings.HasPrefix(msg, "onboot done"):
 		setOnce(&b.guestOnboot, ts)
 	case strings.HasPrefix(msg, "services started"):

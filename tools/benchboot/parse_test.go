@@ -30,7 +30,7 @@ func TestKeelLines(t *testing.T) {
 	}
 	b := feedAll(keelKind{}, lines, order)
 	b.hostExit = 15 * s
-	want := []float64{2, 4.5 - 2.2, 9.25 - 2.2, 5, 6, float64(996624-792000) / 1024}
+	want := []float64{1, 4.5 - 2.104512, 9.25 - 2.104512, 5, 6, float64(996624-792000) / 1024}
 	for i, m := range metrics {
 		if got := m.get(b); math.Abs(got-want[i]) > 1e-9 {
 			t.Errorf("%s = %v, want %v", m.label, got, want[i])
@@ -129,5 +129,22 @@ func TestHopeless(t *testing.T) {
 	}
 	if hopeless("[  9.1] keel: services started count=3") {
 		t.Error("hopeless on ready")
+	}
+}
+
+// A kernel+squashfs boot's first keel line comes before its /init runs
+// again from the disk and says "init started": /init's start is that
+// first line.
+func TestKeelSquashfsInitIsFirstLine(t *testing.T) {
+	s := time.Second
+	order := []time.Duration{1 * s, 2 * s, 3 * s}
+	lines := map[time.Duration]string{
+		1 * s: "[    1.900000] keel: squashfs root: modules loaded=virtio_blk,squashfs,overlay failed=0",
+		2 * s: "[    2.300000] keel: root on squashfs device=/dev/vda1 partition=keel-0 freed=13000kB duration=400ms",
+		3 * s: "[    2.400000] keel: init started pid=1",
+	}
+	b := feedAll(keelKind{label: "keel-sqfs"}, lines, order)
+	if b.guestInit != 1.9 || b.hostInit != 1*s {
+		t.Errorf("/init at guest %v host %v, want 1.9 and 1s", b.guestInit, b.hostInit)
 	}
 }
