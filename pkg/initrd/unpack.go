@@ -629,7 +629,7 @@ func copyFirst(a *Archive, prefixes []string, layers []Layer, plan map[at]*write
 		}
 		one := map[at]*write{pos: w}
 		err := eachEntry(layers[pos.layer], func(seq int, h *tar.Header, data io.Reader) error {
-			if seq < pos.seq {
+			if seq != pos.seq {
 				return nil
 			}
 			if err := copyEntry(a, prefixes, pos.layer, seq, data, one, manifest); err != nil {

@@ -252,14 +252,24 @@ func (b *bench) run(ctx context.Context) (err error) {
 	return nil
 }
 
-// table prints the medians, keel's against the baseline's, and the
-// initrd's bytes; sqfs, when not nil, gets two columns more.
+// table prints the medians and the initrd's bytes, one column per
+// system: keel, the baseline, then keel-sqfs when it was booted; every
+// column but the baseline's has its ratio to the baseline beside it.
 func (b *bench) table(keelSys, baseSys, sqfsSys *system) error {
 	cols := []*system{keelSys, baseSys}
-	head := fmt.Sprintf("\n%-40s %10s %10s %8s", "median of "+fmt.Sprint(b.n)+" boots", "keel", "baseline", "ratio")
 	if sqfsSys != nil {
 		cols = append(cols, sqfsSys)
-		head += fmt.Sprintf(" %10s %8s", "keel-sqfs", "ratio")
+	}
+	row := func(label string, vals []float64, prec int) string {
+		line := fmt.Sprintf("%-40s %10s %10s %8s", label, fmtNum(vals[0], prec), fmtNum(vals[1], prec), fmtRatio(ratio(vals[0], vals[1])))
+		for _, v := range vals[2:] {
+			line += fmt.Sprintf(" %10s %8s", fmtNum(v, prec), fmtRatio(ratio(v, vals[1])))
+		}
+		return line
+	}
+	head := fmt.Sprintf("\n%-40s %10s %10s %8s", "median of "+fmt.Sprint(b.n)+" boots", "keel", "baseline", "ratio")
+	for _, s := range cols[2:] {
+		head += fmt.Sprintf(" %10s %8s", s.kind.name(), "ratio")
 	}
 	fmt.Println(head)
 	for _, m := range metrics {
@@ -280,11 +290,7 @@ func (b *bench) table(keelSys, baseSys, sqfsSys *system) error {
 		if m.unit == "MiB" {
 			prec = 1
 		}
-		line := fmt.Sprintf("%-40s %10s %10s %8s", m.label+", "+m.unit, fmtNum(med[0], prec), fmtNum(med[1], prec), fmtRatio(ratio(med[0], med[1])))
-		if sqfsSys != nil {
-			line += fmt.Sprintf(" %10s %8s", fmtNum(med[2], prec), fmtRatio(ratio(med[2], med[1])))
-		}
-		fmt.Println(line + note)
+		fmt.Println(row(m.label+", "+m.unit, med, prec) + note)
 	}
 	for _, s := range []struct {
 		label string
@@ -298,11 +304,7 @@ func (b *bench) table(keelSys, baseSys, sqfsSys *system) error {
 			}
 			sizes = append(sizes, float64(n)/1e6)
 		}
-		line := fmt.Sprintf("%-40s %10s %10s %8s", s.label+", MB", fmtNum(sizes[0], 1), fmtNum(sizes[1], 1), fmtRatio(ratio(sizes[0], sizes[1])))
-		if sqfsSys != nil {
-			line += fmt.Sprintf(" %10s %8s", fmtNum(sizes[2], 1), fmtRatio(ratio(sizes[2], sizes[1])))
-		}
-		fmt.Println(line)
+		fmt.Println(row(s.label+", MB", sizes, 1))
 	}
 	if sqfsSys != nil {
 		fi, err := os.Stat(sqfsSys.disk)
