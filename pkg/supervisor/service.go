@@ -67,7 +67,8 @@ type Services struct {
 
 	mu      sync.Mutex
 	svcs    []*service
-	stopped bool          // StopServices was called: start nothing more
+	stopped bool // StopServices was called: start nothing more
+	leases  serviceLeases
 	changed chan struct{} // closed and replaced when a service starts or its health changes
 }
 
@@ -308,8 +309,8 @@ func (s *Services) run(svc *service, b bundle.Bundle) {
 	if s.runnerFor != nil {
 		u.Runner = s.runnerFor(b.Name, p, svc.output())
 	} else {
-		u.Runner = &taskRunner{containerd: s.Containerd, id: b.Name, namespace: ns, p: p, out: svc.output(), log: s.logger(),
-			runtime: s.Runtime, leaveOnExit: s.leavingAtShutdown}
+		u.Runner = &taskRunner{containerd: s.Containerd, id: b.Name, namespace: ns, leases: &s.leases, p: p, out: svc.output(),
+			log: s.logger(), runtime: s.Runtime, leaveOnExit: s.leavingAtShutdown}
 	}
 	u.OnStart = func(Process) {
 		svc.once.Do(func() {

@@ -286,6 +286,20 @@ func TestServicesUnderContainerd(t *testing.T) {
 	if st := serviceStatus(s, "stubborn"); st.Namespace != "keel-test-other" {
 		t.Errorf("stubborn's namespace: %+v", st)
 	}
+	// Every create ran under keel's one lease per namespace, not under a
+	// lease of the client's own, made and deleted around each create
+	// (crasher has been created several times by now).
+	waitFor(t, 5*time.Second, "crasher's restart", func() bool { return serviceStatus(s, "crasher").Restarts >= 1 })
+	for _, ns := range []string{DefaultNamespace, "keel-test-other"} {
+		ls, err := client.LeasesService().List(namespaces.WithNamespace(context.Background(), ns))
+		var ids []string
+		for _, l := range ls {
+			ids = append(ids, l.ID)
+		}
+		if err != nil || len(ids) != 1 || ids[0] != ServiceLease {
+			t.Errorf("leases in namespace %s: %v %v; want just %s", ns, ids, err, ServiceLease)
+		}
+	}
 	// runtime.json's bindNS: the task's network namespace is bound before
 	// it runs.
 	var fs unix.Statfs_t

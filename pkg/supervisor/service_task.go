@@ -33,6 +33,7 @@ type taskRunner struct {
 	containerd ClientSource
 	id         string
 	namespace  string
+	leases     *serviceLeases // nil: the client makes a lease per create
 	p          *Prepared
 	out        io.Writer
 	log        *slog.Logger
@@ -56,6 +57,9 @@ func (r *taskRunner) Start(stop context.Context) (Process, error) {
 		return nil, errors.New("containerd is not running")
 	}
 	ctx := namespaces.WithNamespace(context.Background(), r.namespace)
+	if r.leases != nil {
+		ctx = r.leases.with(ctx, client, r.namespace, r.log)
+	}
 	// Left from an earlier run of this service (or of containerd).
 	if old, err := client.LoadContainer(ctx, r.id); err == nil {
 		_ = deleteContainer(ctx, old)
