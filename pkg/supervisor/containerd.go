@@ -115,7 +115,11 @@ func (c *Containerd) defaults() {
 // containerdConfig is the TOML keel gives containerd. Version 3 matters:
 // with an older version the grpc address setting is silently ignored.
 // Plugins a VM with no Kubernetes and no images never uses are disabled,
-// which makes the daemon start faster and smaller.
+// which makes the daemon start faster and smaller. So are the gRPC
+// metrics: keel gives containerd no metrics address, so what they count
+// is never read, and the prometheus one made a series for every method of
+// every service at start (containerd ready 0.49 -> 0.38 s under TCG,
+// medians of 8 boots).
 func containerdConfig(root, state, address string) string {
 	q := strconv.Quote
 	var b strings.Builder
@@ -134,6 +138,8 @@ func containerdConfig(root, state, address string) string {
 		"io.containerd.snapshotter.v1.erofs",
 		"io.containerd.tracing.processor.v1.otlp",
 		"io.containerd.internal.v1.tracing",
+		"io.containerd.metrics.v1.grpc-prometheus",
+		"io.containerd.metrics.v1.grpc-otel",
 	} {
 		fmt.Fprintf(&b, "  %s,\n", q(p))
 	}

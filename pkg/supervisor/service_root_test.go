@@ -286,6 +286,16 @@ func TestServicesUnderContainerd(t *testing.T) {
 	if st := serviceStatus(s, "stubborn"); st.Namespace != "keel-test-other" {
 		t.Errorf("stubborn's namespace: %+v", st)
 	}
+	// keel's config leaves out the gRPC metrics, which nothing reads.
+	if resp, err := client.IntrospectionService().Plugins(ctx, "type==io.containerd.metrics.v1"); err != nil {
+		t.Errorf("introspection: %v", err)
+	} else {
+		for _, p := range resp.Plugins {
+			if p.InitErr == nil {
+				t.Errorf("metrics plugin %s loaded", p.ID)
+			}
+		}
+	}
 	// Every create ran under keel's one lease per namespace, not under a
 	// lease of the client's own, made and deleted around each create
 	// (crasher has been created several times by now).
