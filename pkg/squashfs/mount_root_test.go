@@ -21,6 +21,9 @@ func TestKernelMountsIt(t *testing.T) {
 		t.Skipf("this kernel cannot mount squashfs from a loop device: %v\n%s", err, out)
 	}
 	defer exec.Command("umount", dir).Run()
+	if b, err := os.ReadFile(filepath.Join(dir, "bin/program")); err != nil || string(b) != program {
+		t.Errorf("program (stored uncompressed): %d bytes, %v", len(b), err)
+	}
 	if b, err := os.ReadFile(filepath.Join(dir, "home/user/big")); err != nil || string(b) != big {
 		t.Errorf("big: %d bytes, %v", len(b), err)
 	}

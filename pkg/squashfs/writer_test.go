@@ -17,12 +17,17 @@ type entry struct {
 // big is more than one data block and than one metadata block of names.
 var big = strings.Repeat("0123456789abcdef", 3*BlockSize/16+1000)
 
+// program is an executable (ELF) of more than one block: stored
+// uncompressed.
+var program = "\x7fELF\x02\x01\x01" + big
+
 func testEntries() []entry {
 	es := []entry{
 		{f: File{Name: "bin", Mode: ModeDir | 0o755}},
 		{f: File{Name: "bin/busybox", Mode: ModeRegular | 0o4755, Size: 7}, data: "busybox"},
 		{f: File{Name: "bin/sh", Mode: ModeRegular, HardLink: "bin/busybox"}},
 		{f: File{Name: "bin/ls", Mode: ModeSymlink | 0o777, Linkname: "busybox"}},
+		{f: File{Name: "bin/program", Mode: ModeRegular | 0o755, Size: int64(len(program))}, data: program},
 		{f: File{Name: "dev", Mode: ModeDir | 0o755}},
 		{f: File{Name: "dev/console", Mode: ModeChar | 0o600, Major: 5, Minor: 1}},
 		{f: File{Name: "dev/sda3", Mode: ModeBlock | 0o660, Major: 259, Minor: 3, GID: 6}},
@@ -158,5 +163,38 @@ func TestUnsquashfsReadsIt(t *testing.T) {
 	b, _ := os.Stat(filepath.Join(dest, "bin/sh"))
 	if a == nil || b == nil || !os.SameFile(a, b) {
 		t.Error("bin/sh is not a hard link of bin/busybox")
+	}
+}
+
+// An ELF file's blocks are stored as they are, other files' compressed.
+// (TestKernelMountsIt reads both back.)
+func TestExecutablesStoredUncompressed(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "img.squashfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := NewWriter(f, 1700000000)
+	for _, e := range []entry{
+		{f: File{Name: "program", Mode: ModeRegular | 0o755, Size: int64(len(program))}, data: program},
+		{f: File{Name: "text", Mode: ModeRegular | 0o644, Size: int64(len(big))}, data: big},
+	} {
+		if err := w.Add(e.f, strings.NewReader(e.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		raw  bool
+	}{{"program", true}, {"text", false}} {
+		sizes := w.nodes[c.name].blockSizes
+		if len(sizes) < 2 {
+			t.Fatalf("%s: %d blocks", c.name, len(sizes))
+		}
+		for i, s := range sizes {
+			if raw := s&dataUncompBit != 0; raw != c.raw {
+				t.Errorf("%s block %d: stored uncompressed %v, want %v", c.name, i, raw, c.raw)
+			}
+		}
 	}
 }
