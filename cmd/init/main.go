@@ -20,6 +20,7 @@ import (
 	"github.com/keel-os/keel/pkg/containerdcmd"
 	"github.com/keel-os/keel/pkg/goroutine"
 	"github.com/keel-os/keel/pkg/mount"
+	"github.com/keel-os/keel/pkg/squashfsroot"
 	"github.com/keel-os/keel/pkg/supervisor"
 	"github.com/opencontainers/runc/libcontainer"
 
@@ -240,7 +241,12 @@ func switchRoot(log *slog.Logger) {
 	if !initramfs {
 		return
 	}
-	if done, err := squashfsRoot(log); done {
+	// An initrd whose /init is this binary rather than the small init
+	// (cmd/squashfsinit): the same steps, then the disk's PID 1.
+	if done, err := squashfsroot.Mount(log); done {
+		if err := squashfsroot.ExecInit(); err != nil {
+			log.Warn("squashfs root: exec /init, booting on", "err", err)
+		}
 		return
 	} else if err != nil {
 		log.Error("root on squashfs failed, staying on the initramfs", "err", err)

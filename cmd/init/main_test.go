@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keel-os/keel/pkg/initsig"
 	"github.com/keel-os/keel/pkg/supervisor"
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +19,7 @@ import (
 // this test binary on the first of them.
 func TestFatalSignalsAreCaught(t *testing.T) {
 	s := catchSignals()
-	for _, sig := range fatalByDefault {
+	for _, sig := range initsig.FatalByDefault {
 		if err := unix.Kill(os.Getpid(), sig.(unix.Signal)); err != nil {
 			t.Fatal(err)
 		}

@@ -6,25 +6,9 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keel-os/keel/pkg/initsig"
 )
-
-// fatalByDefault are the signals whose Go runtime handler ends the
-// program when one arrives from kill(2) and nobody asked for it with
-// signal.Notify; for PID 1 that is a kernel panic. busybox init and
-// systemd shrug them off: so does keel, by asking for them all.
-var fatalByDefault = []os.Signal{
-	unix.SIGABRT, unix.SIGSEGV, unix.SIGBUS, unix.SIGFPE, unix.SIGILL,
-	unix.SIGTRAP, unix.SIGSYS, unix.SIGQUIT, unix.SIGSTKFLT,
-	// These end a program by default too.
-	unix.SIGALRM, unix.SIGVTALRM, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGPIPE,
-	unix.SIGIO,
-}
-
-// shutdownSignals are those PID 1 is asked to shut down with, and SIGHUP,
-// which it ignores (see supervisor.ActionFor).
-var shutdownSignals = []os.Signal{
-	unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR,
-}
 
 // sigChild is SIGCHLD, for the reaper alone.
 var sigChild = make(chan os.Signal, 1)
@@ -41,8 +25,8 @@ type signals struct {
 func catchSignals() signals {
 	signal.Notify(sigChild, unix.SIGCHLD)
 	s := signals{shutdown: make(chan os.Signal, 32)}
-	signal.Notify(s.shutdown, shutdownSignals...)
-	signal.Notify(s.shutdown, fatalByDefault...)
+	signal.Notify(s.shutdown, initsig.Shutdown...)
+	signal.Notify(s.shutdown, initsig.FatalByDefault...)
 	// The stop signals from a terminal stop nothing in PID 1.
 	signal.Ignore(unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
 	return s

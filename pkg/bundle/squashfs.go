@@ -9,6 +9,12 @@ package bundle
 // overlay and boots on from it.
 const SquashfsRootFile = EtcDir + "/squashfs-root"
 
+// SquashfsInitFile is where an init image has the small initrd's /init
+// (cmd/squashfsinit): a small program that mounts the disk and runs PID 1
+// from it, so that PID 1's far larger binary need not be in the small
+// initrd too. The system's own tree leaves it out.
+const SquashfsInitFile = "usr/lib/keel/squashfs-init"
+
 // SquashfsModules are the modules PID 1 loads (with their dependencies,
 // which the build puts in the small initrd too) to find and mount the
 // squashfs partition: the virtio disk, squashfs and overlayfs.

@@ -49,7 +49,7 @@ func pruneSegments(dir string, now time.Time) {
 // the running keel executable (builderID): a segment made by another
 // build of keel is never reused, since the bytes written for the same
 // inputs may have changed.
-const segmentVersion = "keel-segment-6"
+const segmentVersion = "keel-segment-7"
 
 var builderID = sync.OnceValue(func() string {
 	exe, err := os.Executable()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -114,8 +115,9 @@ func guidOf(b []byte) string {
 	return strings.ToUpper(u.String())
 }
 
-// writeSmallInitrd writes the initrd of a kernel+squashfs build at p: PID
-// 1 (the init images' /init alone), /dev/console, the modules of
+// writeSmallInitrd writes the initrd of a kernel+squashfs build at p: as
+// /init, the small init of the init images (bundle.SquashfsInitFile), or
+// PID 1 (their /init alone) if they have none; /dev/console, the modules of
 // bundle.SquashfsModules with their dependencies and an index of just
 // those, and bundle.SquashfsRootFile naming the partition; the microcode
 // cpio in front, if any, as in the full initrd.
@@ -170,10 +172,22 @@ func writeSmallInitrd(p, tmp string, c Contents, modulesTar string, partName str
 			return fmt.Errorf("write squashfs initrd: %w", err)
 		}
 	}
+	smallInit, err := squashfsInit(inits)
+	if err != nil {
+		return fmt.Errorf("squashfs initrd: %w", err)
+	}
 	err = compressWith(comp, out, func(w io.Writer) error {
 		cs := newCPIOSink(w)
-		// PID 1 only: the rest of the init images is on the disk.
-		if err := Unpack(NewArchiveTo(&keepSink{Sink: cs, keep: map[string]bool{"init": true}}, mtime), "", inits); err != nil {
+		if smallInit != nil {
+			// The small init (cmd/squashfsinit) mounts the disk and runs
+			// PID 1 from it.
+			e := Entry{Name: rdinit, Mode: cpio.ModeRegular | 0o755, Mtime: mtime, Size: int64(len(smallInit))}
+			if err := cs.Add(e, bytes.NewReader(smallInit)); err != nil {
+				return fmt.Errorf("squashfs initrd: %w", err)
+			}
+		} else if err := Unpack(NewArchiveTo(&keepSink{Sink: cs, keep: map[string]bool{rdinit: true}}, mtime), "", inits); err != nil {
+			// Init images without it: PID 1 alone, which does the same
+			// and runs itself again from the disk.
 			return fmt.Errorf("squashfs initrd: %w", err)
 		}
 		if err := Unpack(NewArchiveTo(cs, mtime), "", root); err != nil {
@@ -185,6 +199,44 @@ func writeSmallInitrd(p, tmp string, c Contents, modulesTar string, partName str
 		return fmt.Errorf("write squashfs initrd: %w", err)
 	}
 	return out.Close()
+}
+
+// squashfsInit returns the data of bundle.SquashfsInitFile in the init
+// images' layers, the last layer's if several have it; nil if none does.
+func squashfsInit(layers []Layer) ([]byte, error) {
+	var data []byte
+	for _, l := range layers {
+		err := func() error {
+			rc, err := l.Open()
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			tr := tar.NewReader(rc)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if strings.TrimPrefix(path.Clean("/"+h.Name), "/") != bundle.SquashfsInitFile {
+					continue
+				}
+				if h.Typeflag != tar.TypeReg {
+					return fmt.Errorf("%s is not a regular file", bundle.SquashfsInitFile)
+				}
+				if data, err = io.ReadAll(tr); err != nil {
+					return err
+				}
+			}
+		}()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l.Name, err)
+		}
+	}
+	return data, nil
 }
 
 // keepSink passes on the entries named in keep (and no directory: kept

@@ -117,3 +117,39 @@ func TestKernelSquashfsNeedsItsModules(t *testing.T) {
 		t.Fatalf("Write = %v, want an error naming the modules kernel+squashfs needs", err)
 	}
 }
+
+// An init image with the small init (bundle.SquashfsInitFile): it is the
+// small initrd's /init, and neither the full initrd nor the disk holds it.
+func TestSquashfsSmallInit(t *testing.T) {
+	b := squashfsBuild(t)
+	small := "\x7fELF the small init" // ELF: stored raw on the disk, so a search would find it
+	b.Contents.Init = []Image{{Ref: "keel/init:t", Image: testImage(t, tarEntry{"init", "#!pid1"}, tarEntry{"sbin/", ""},
+		tarEntry{"sbin/init=>init", ""}, tarEntry{bundle.SquashfsInitFile, small})}}
+	o := Outputs{Dir: t.TempDir(), Name: "x", Formats: []Format{FormatKernelInitrd, FormatKernelSquashfs}}
+	if err := Write(o, b); err != nil {
+		t.Fatal(err)
+	}
+	smallRD, _ := os.ReadFile(o.SquashfsInitrd())
+	names, data := readInitrd(t, Gzip, smallRD)
+	if data["init"] != small {
+		t.Errorf("the small initrd's init = %q, want the small init", data["init"])
+	}
+	for _, n := range names {
+		if n == bundle.SquashfsInitFile || n == "sbin/init" {
+			t.Errorf("small initrd holds %s", n)
+		}
+	}
+	full, _ := os.ReadFile(o.Initrd())
+	names, data = readInitrd(t, Gzip, full)
+	if data["init"] != "#!pid1" {
+		t.Errorf("the full initrd's init = %q, want PID 1", data["init"])
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, bundle.SquashfsInitFile) {
+			t.Errorf("the full initrd holds %s", n)
+		}
+	}
+	if disk, _ := os.ReadFile(o.SquashfsDisk()); bytes.Contains(disk, []byte(small)) {
+		t.Error("the squashfs disk holds the small init")
+	}
+}

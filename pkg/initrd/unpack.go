@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/cpio"
 )
 
@@ -100,6 +101,11 @@ func UnpackShared(a *Archive, prefixes []string, layers []Layer, mountpoints []s
 	}
 	for _, m := range mountpoints {
 		fsys.ensureDir(m)
+	}
+	if prefixes[0] == "" {
+		// The small initrd's init is for a kernel+squashfs build's initrd
+		// alone (writeSmallInitrd): the system's tree leaves it out.
+		fsys.remove(bundle.SquashfsInitFile)
 	}
 	var manifest xattrManifest
 	for _, prefix := range prefixes {

@@ -89,6 +89,20 @@ func TestDemoSquashfs(t *testing.T) {
 			}
 		}
 	}
+	// The small initrd without its disk: the small init says why the boot
+	// cannot go on, in the words keel run looks for, and halts; nothing of
+	// the system runs.
+	vm := boot(t, prefix, func(m *qemu.Machine) { m.Initrd = prefix + "-squashfs-initrd.img" })
+	i := vm.Expect(0, `keel: squashfs root: waiting for the disk partition=keel-[0-9a-f]{24} `, 3*time.Minute)
+	i = vm.Expect(i, `keel: ERROR boot failed: squashfs root: partition "keel-[0-9a-f]{24}" after 30s: `, 3*time.Minute)
+	t.Logf("kernel+squashfs without its disk: %s", vm.Lines()[i])
+	vm.Expect(i, `reboot: System halted`, time.Minute)
+	for _, l := range vm.Lines() {
+		if strings.Contains(l, "init started") || strings.Contains(l, "Kernel panic") {
+			t.Errorf("without its disk: %s", l)
+		}
+	}
+
 	t.Logf("guest memory used once ready: kernel+squashfs %d MiB, kernel+initrd %d MiB; in tmpfs (Shmem, never reclaimed): %d kB and %d kB",
 		used["kernel+squashfs"], used["kernel+initrd"], shmem["kernel+squashfs"], shmem["kernel+initrd"])
 	// MemAvailable counts only part of the page cache as available, so

@@ -167,7 +167,8 @@ const keelInitDir = "keel-init"
 
 // buildInit builds keel's PID 1 from ./cmd/init of the module at src into
 // dir/init, static, with seccomp support for libcontainer, and links it
-// there under each of initNames. Its containerd is the version keel's
+// there under each of initNames; and ./cmd/squashfsinit into
+// dir/squashfs-init. Its containerd is the version keel's
 // go.mod requires, which must be the one versions.env pins: the two could
 // drift apart unseen otherwise.
 func buildInit(ctx context.Context, src, dir, containerdVersion string) error {
@@ -191,8 +192,19 @@ func buildInit(ctx context.Context, src, dir, containerdVersion string) error {
 			return err
 		}
 	}
+	// The small initrd's init of kernel+squashfs builds: no cgo, no
+	// containerd, a few MB.
+	err = runGo(ctx, src, []string{cgoEnv(false)},
+		"build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, squashfsInitName), "./cmd/squashfsinit")
+	if err != nil {
+		return fmt.Errorf("build the squashfs initrd's init (./cmd/squashfsinit): %w", err)
+	}
 	return nil
 }
+
+// squashfsInitName is the small init's name in the tools cache's
+// keelInitDir.
+const squashfsInitName = "squashfs-init"
 
 // initLdflags link PID 1 static and stripped, and set the version its
 // containerd reports, as containerd's own Makefile does (built from

@@ -62,10 +62,10 @@ var systemDirs = []struct {
 
 // makeInit makes keel/init:<KEEL_VERSION>: PID 1 at /init and /sbin/init,
 // and under the names containerd, ctr and the runc shim in /usr/bin (one
-// binary, hard links), crun, the
-// OCI runtime, in /usr/bin, busybox for the console shell, and the
-// directories the system needs. runc is built too, into the tools cache
-// only.
+// binary, hard links), crun, the OCI runtime, in /usr/bin, the small init
+// of kernel+squashfs initrds (bundle.SquashfsInitFile), busybox for the
+// console shell, and the directories the system needs. runc is built too,
+// into the tools cache only.
 func makeInit(ctx context.Context, b *builder) error {
 	t := newTree()
 	for _, d := range systemDirs {
@@ -93,6 +93,11 @@ func makeInit(ctx context.Context, b *builder) error {
 		if err := t.hardlink("usr/bin/"+name, "init"); err != nil {
 			return err
 		}
+	}
+	// kernel+squashfs builds take it for their small initrd's /init; the
+	// system's tree leaves it out.
+	if err := t.file(bundle.SquashfsInitFile, 0o755, filepath.Join(pid1, squashfsInitName)); err != nil {
+		return err
 	}
 	// Run as "keel", PID 1's binary is the console's status command.
 	if err := t.symlink("usr/bin/keel", "/init"); err != nil {

@@ -1,4 +1,10 @@
-package main
+// Package squashfsroot puts the root of a kernel+squashfs build in
+// place: the small initrd holds the modules to reach the disk and a file
+// naming the partition; the system is the squashfs on it, under a tmpfs
+// overlay. The small initrd's own /init (cmd/squashfsinit) does it, then
+// hands over to PID 1 on the disk; PID 1 does it itself when an initrd
+// has it as /init instead (init images without the small init).
+package squashfsroot
 
 import (
 	"errors"
@@ -21,17 +27,21 @@ const (
 	// squashfsDir holds, in the small initrd, the squashfs and the tmpfs
 	// the new root overlays; both stay mounted there, under the new root.
 	squashfsDir = "/.keel-squashfs"
+	// newRootDir is where the new root is put together before it moves
+	// to /.
+	newRootDir = "/.keel-root"
 	// partitionTimeout bounds the wait for the disk to show up once its
 	// driver is loaded.
 	partitionTimeout = 30 * time.Second
 )
 
-// squashfsRoot boots a kernel+squashfs build: when the small initrd names
-// the partition holding the system (bundle.SquashfsRootFile), it loads the
-// modules to reach it, mounts it under a tmpfs overlay and makes that the
-// root. It reports whether it did; done is false, with no error, for any
-// other initrd.
-func squashfsRoot(log *slog.Logger) (done bool, err error) {
+// Mount makes a kernel+squashfs build's disk the root: when the small
+// initrd names the partition holding the system (bundle.SquashfsRootFile),
+// it loads the modules to reach it, mounts it under a tmpfs overlay,
+// removes the initrd's own files and moves the overlay to /. It reports
+// whether it did; done is false, with no error, for any other initrd.
+// The caller then runs the new root's /init (ExecInit).
+func Mount(log *slog.Logger) (done bool, err error) {
 	b, err := os.ReadFile(bundle.SquashfsRootFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -61,7 +71,12 @@ func squashfsRoot(log *slog.Logger) (done bool, err error) {
 			log.Warn("squashfs root: module", "module", name, "err", err)
 		}
 	}
-	dev, err := mount.FindPartition("/sys", part, partitionTimeout)
+	dev, err := mount.FindPartition("/sys", part, 0)
+	if errors.Is(err, mount.ErrNoPartition) {
+		// A person on the console should know what the boot waits for.
+		log.Info("squashfs root: waiting for the disk", "partition", part, "timeout", partitionTimeout)
+		dev, err = mount.FindPartition("/sys", part, partitionTimeout)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -79,14 +94,15 @@ func squashfsRoot(log *slog.Logger) (done bool, err error) {
 	}
 	log.Info("root on squashfs", "device", dev, "partition", part, "freed", fmt.Sprintf("%dkB", freed>>10),
 		"duration", time.Since(start).Round(time.Millisecond))
-	// This binary is one of those files: run the new root's /init (the
-	// same PID 1, from the same init images) so that its pages are freed
-	// too. It finds / off the initramfs and boots on. Should the exec
-	// fail, this one boots on.
-	if err := unix.Exec("/init", os.Args, os.Environ()); err != nil {
-		log.Warn("squashfs root: exec /init", "err", err)
-	}
 	return true, nil
+}
+
+// ExecInit runs the new root's /init, PID 1, in place of this program,
+// with the same arguments and environment; the caller's pages, the
+// initrd's last file in use, go with it. PID 1 finds / off the initramfs
+// and boots on. It returns only if the exec failed.
+func ExecInit() error {
+	return unix.Exec("/init", os.Args, os.Environ())
 }
 
 // freeInitramfs removes the small initrd's files, but for the mounts the
