@@ -65,10 +65,12 @@ type Services struct {
 	runnerFor func(name string, p *Prepared, out io.Writer) Runner
 	probeFor  func(*HealthCheck, Process) (Probe, error)
 
+	// leases has a lock of its own; one for all the services.
+	leases serviceLeases
+
 	mu      sync.Mutex
 	svcs    []*service
-	stopped bool // StopServices was called: start nothing more
-	leases  serviceLeases
+	stopped bool          // StopServices was called: start nothing more
 	changed chan struct{} // closed and replaced when a service starts or its health changes
 }
 
