@@ -48,3 +48,14 @@ func TestKeepPlugins(t *testing.T) {
 		t.Fatalf("after keeping the shim's: %d plugins (%v)", len(got), got)
 	}
 }
+
+// The servers keel's containerd config gives no address, and so never
+// start, are not in the binary.
+func TestNoAddresslessServers(t *testing.T) {
+	for _, r := range registry.Graph(func(*plugin.Registration) bool { return false }) {
+		switch r.URI() {
+		case "io.containerd.server.v1.debug", "io.containerd.server.v1.metrics", "io.containerd.http.v1.pprof":
+			t.Errorf("%s is registered", r.URI())
+		}
+	}
+}
