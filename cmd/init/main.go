@@ -31,9 +31,6 @@ import (
 )
 
 const (
-	// newRootDir is where the mount that replaces the initramfs as / is
-	// made.
-	newRootDir = "/.keel-root"
 	// containerState is libcontainer's state directory.
 	containerState = "/run/keel/containers"
 	logDir         = "/var/log"
@@ -255,7 +252,7 @@ func switchRoot(log *slog.Logger) {
 	// tmpfs instead of binding it: slower, but an ordinary, limitable tmpfs.
 	copyRoot := os.Getenv("KEEL_ROOT") == "tmpfs"
 	start := time.Now()
-	if err := mount.SwitchRoot(newRootDir, copyRoot); err != nil {
+	if err := mount.SwitchRoot(mount.StagingRoot, copyRoot); err != nil {
 		log.Error("switch root failed, staying on initramfs", "err", err, "after", time.Since(start).Round(time.Millisecond))
 		return
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strings"
 
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -203,40 +202,32 @@ func writeSmallInitrd(p, tmp string, c Contents, modulesTar string, partName str
 
 // squashfsInit returns the data of bundle.SquashfsInitFile in the init
 // images' layers, the last layer's if several have it; nil if none does.
+// The layers are read from the last, each only up to the file; the
+// disk's pass over them checks their digests.
 func squashfsInit(layers []Layer) ([]byte, error) {
-	var data []byte
-	for _, l := range layers {
-		err := func() error {
-			rc, err := l.Open()
-			if err != nil {
+	for i := len(layers) - 1; i >= 0; i-- {
+		var data []byte
+		err := eachEntry(layers[i], func(_ int, h *tar.Header, r io.Reader) error {
+			if name, err := cleanName(h.Name); err != nil || name != bundle.SquashfsInitFile {
 				return err
 			}
-			defer rc.Close()
-			tr := tar.NewReader(rc)
-			for {
-				h, err := tr.Next()
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				if strings.TrimPrefix(path.Clean("/"+h.Name), "/") != bundle.SquashfsInitFile {
-					continue
-				}
-				if h.Typeflag != tar.TypeReg {
-					return fmt.Errorf("%s is not a regular file", bundle.SquashfsInitFile)
-				}
-				if data, err = io.ReadAll(tr); err != nil {
-					return err
-				}
+			if h.Typeflag != tar.TypeReg {
+				return fmt.Errorf("%s: %s is not a regular file", layers[i].Name, bundle.SquashfsInitFile)
 			}
-		}()
+			var err error
+			if data, err = io.ReadAll(r); err != nil {
+				return err
+			}
+			return errCopied
+		})
+		if errors.Is(err, errCopied) {
+			return data, nil
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", l.Name, err)
+			return nil, err
 		}
 	}
-	return data, nil
+	return nil, nil
 }
 
 // keepSink passes on the entries named in keep (and no directory: kept

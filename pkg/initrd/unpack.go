@@ -612,7 +612,8 @@ func copyEntry(a *Archive, prefixes []string, li, seq int, data io.Reader, plan 
 // rdinit is the file the kernel runs from an initrd: /init.
 const rdinit = "init"
 
-// errCopied stops copyFirst's read of a layer once its entry is written.
+// errCopied stops a read of a layer (eachEntry) once the entry sought is
+// taken: copyFirst, squashfsInit.
 var errCopied = errors.New("copied")
 
 // copyFirst writes the file name (of the image's root) before every other

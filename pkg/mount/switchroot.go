@@ -88,6 +88,11 @@ func SwitchRoot(newRoot string, copyFiles bool) error {
 	return MoveRoot(newRoot)
 }
 
+// StagingRoot is where the mount that replaces the initramfs as / is put
+// together before MoveRoot (by SwitchRoot, or from a squashfs disk by
+// pkg/squashfsroot).
+const StagingRoot = "/.keel-root"
+
 // MoveRoot makes the mount at newRoot the root of this process: it moves
 // it onto / and enters it. What was / stays underneath, out of reach.
 func MoveRoot(newRoot string) error {

@@ -27,9 +27,6 @@ const (
 	// squashfsDir holds, in the small initrd, the squashfs and the tmpfs
 	// the new root overlays; both stay mounted there, under the new root.
 	squashfsDir = "/.keel-squashfs"
-	// newRootDir is where the new root is put together before it moves
-	// to /.
-	newRootDir = "/.keel-root"
 	// partitionTimeout bounds the wait for the disk to show up once its
 	// driver is loaded.
 	partitionTimeout = 30 * time.Second
@@ -80,7 +77,7 @@ func Mount(log *slog.Logger) (done bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if err := mount.SquashfsOverlay(dev, squashfsDir, newRootDir); err != nil {
+	if err := mount.SquashfsOverlay(dev, squashfsDir, mount.StagingRoot); err != nil {
 		return false, err
 	}
 	// Unmounted before the move, or they would stay under the new root.
@@ -89,7 +86,7 @@ func Mount(log *slog.Logger) (done bool, err error) {
 	// The small initrd's files would hold RAM for the life of the VM,
 	// out of reach under the new root: they go, as switch_root does.
 	freed := freeInitramfs(log)
-	if err := mount.MoveRoot(newRootDir); err != nil {
+	if err := mount.MoveRoot(mount.StagingRoot); err != nil {
 		return false, err
 	}
 	log.Info("root on squashfs", "device", dev, "partition", part, "freed", fmt.Sprintf("%dkB", freed>>10),
@@ -115,7 +112,7 @@ func freeInitramfs(log *slog.Logger) (freed int64) {
 	}
 	for _, e := range es {
 		p := "/" + e.Name()
-		if p == squashfsDir || p == newRootDir {
+		if p == squashfsDir || p == mount.StagingRoot {
 			continue
 		}
 		filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {

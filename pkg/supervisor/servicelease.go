@@ -30,32 +30,29 @@ const ServiceLease = "keel-services"
 // containerd's database, but a new database would not have it). Its zero
 // value is ready; one is shared by all the services.
 type serviceLeases struct {
-	mu   sync.Mutex
-	made map[leaseKey]bool
-}
-
-type leaseKey struct {
+	mu sync.Mutex
+	// client is the one made holds for; a new client starts afresh (and
+	// the old one is not kept alive by it).
 	client *containerd.Client
-	ns     string
+	made   map[string]bool // namespaces
 }
 
 // with returns ctx, which names namespace ns, under ServiceLease. If the
 // lease cannot be made, ctx comes back as it was, and the client makes
 // its own as before.
 func (l *serviceLeases) with(ctx context.Context, client *containerd.Client, ns string, log *slog.Logger) context.Context {
-	key := leaseKey{client, ns}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.made[key] {
+	if l.client != client {
+		l.client, l.made = client, map[string]bool{}
+	}
+	if !l.made[ns] {
 		_, err := client.LeasesService().Create(ctx, leases.WithID(ServiceLease))
 		if err != nil && !errdefs.IsAlreadyExists(err) {
 			log.Warn("containerd: no service lease, each create makes its own", "namespace", ns, "err", err)
 			return ctx
 		}
-		if l.made == nil {
-			l.made = map[leaseKey]bool{}
-		}
-		l.made[key] = true
+		l.made[ns] = true
 	}
 	return leases.WithLease(ctx, ServiceLease)
 }
