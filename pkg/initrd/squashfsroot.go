@@ -212,7 +212,7 @@ func squashfsInit(layers []Layer) ([]byte, error) {
 				return err
 			}
 			if h.Typeflag != tar.TypeReg {
-				return fmt.Errorf("%s: %s is not a regular file", layers[i].Name, bundle.SquashfsInitFile)
+				return fmt.Errorf("%s is not a regular file", bundle.SquashfsInitFile) // eachEntry names the layer
 			}
 			var err error
 			if data, err = io.ReadAll(r); err != nil {

@@ -31,8 +31,8 @@ const ServiceLease = "keel-services"
 // value is ready; one is shared by all the services.
 type serviceLeases struct {
 	mu sync.Mutex
-	// client is the one made holds for; a new client starts afresh (and
-	// the old one is not kept alive by it).
+	// client is the client whose namespaces made lists; a new client
+	// starts afresh, so the old one is not kept alive here.
 	client *containerd.Client
 	made   map[string]bool // namespaces
 }
