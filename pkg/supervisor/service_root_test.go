@@ -296,9 +296,9 @@ func TestServicesUnderContainerd(t *testing.T) {
 			}
 		}
 	}
-	// Every create ran under keel's one lease per namespace, not under a
-	// lease of the client's own, made and deleted around each create
-	// (crasher has been created several times by now).
+	// Only keel's one lease per namespace is left, however many creates
+	// (crasher has been created several times by now); that each create
+	// carries it, TestServiceCreatesCarryKeelsLease sees on the wire.
 	waitFor(t, 5*time.Second, "crasher's restart", func() bool { return serviceStatus(s, "crasher").Restarts >= 1 })
 	for _, ns := range []string{DefaultNamespace, "keel-test-other"} {
 		ls, err := client.LeasesService().List(namespaces.WithNamespace(context.Background(), ns))
