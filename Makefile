@@ -11,8 +11,9 @@ KEEL    := $(BIN)/keel
 # Debian packages the build, the tests and the demo need (ovmf: UEFI
 # firmware for booting the -efi formats; qemu-utils: qemu-img for qcow2 and vmdk;
 # libcap-dev and python3: crun's build, whose configure stops without
-# libcap's headers or a Python 3, and which needs libseccomp-dev too).
-APT_PACKAGES := qemu-system-x86 busybox-static kmod libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq ovmf qemu-utils libcap-dev python3
+# libcap's headers or a Python 3, and which needs libseccomp-dev too;
+# squashfs-tools: unsquashfs, a second reader for keel's squashfs writer).
+APT_PACKAGES := qemu-system-x86 busybox-static kmod libseccomp-dev cpio e2fsprogs gcc libc6-dev pkg-config jq ovmf qemu-utils libcap-dev python3 squashfs-tools
 
 .PHONY: all deps keel images demo demo-build test test-go test-boot bench fuzz clean
 
@@ -60,8 +61,11 @@ TEST_KERNEL := $(abspath $(OUT))/test-kernel
 
 # Unit tests, and root tests (they skip with a message when not root). The
 # root tests run generated bundles under the runc that `make images` built.
+# KEEL_TEST_STRICT=1 (pkg/testenv): make has installed every tool the tests
+# use, so a test that finds one missing fails instead of skipping.
 test-go: images
 	$(GO) run ./tools/kerneltree -ref keel/kernel:$(KERNEL_ABI) -out $(TEST_KERNEL)
+	KEEL_TEST_STRICT=1 \
 	KEEL_RUNC=$(KEEL_CACHE)/tools/runc-$(RUNC_VERSION)/runc \
 	KMOD_TEST_TREE=$(TEST_KERNEL)/modules \
 	KEEL_TEST_KERNEL_TAR=$(TEST_KERNEL)/kernel.tar \
@@ -69,7 +73,7 @@ test-go: images
 
 # Boot tests: real images under QEMU.
 test-boot: images
-	KEEL_BOOT_TESTS=1 $(GO) test -count=1 -timeout 30m -v ./test/qemu
+	KEEL_TEST_STRICT=1 KEEL_BOOT_TESTS=1 $(GO) test -count=1 -timeout 30m -v ./test/qemu
 
 test: test-go test-boot
 

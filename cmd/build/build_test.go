@@ -25,6 +25,7 @@ import (
 
 	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/initrd"
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // file is a tar entry for a test layer: a regular file unless link (hard
@@ -236,9 +237,7 @@ func cpioListing(t *testing.T, initrdPath string) (names []string, root string) 
 }
 
 func TestBuildEndToEnd(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed")
-	}
+	testenv.Tool(t, "cpio", "cpio")
 	srv, host := testImages(t)
 	t.Setenv("KEEL_CACHE", filepath.Join(t.TempDir(), "cache"))
 	t.Setenv("SOURCE_DATE_EPOCH", "")

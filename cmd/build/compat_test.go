@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/initrd"
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // The compatibility test: YAML as LinuxKit's documentation and its own
@@ -91,9 +91,7 @@ func keelCommand(t *testing.T, args ...string) (stderr string, err error) {
 }
 
 func TestLinuxKitCompatibility(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed")
-	}
+	testenv.Tool(t, "cpio", "cpio")
 	_, host := testImages(t)
 	// An image whose org.mobyproject.config label gives defaults, as
 	// LinuxKit's own images (getty, sshd, dhcpcd) carry them.

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/initrd"
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // An init image that does not declare bundle.FeatureRootfsLower (LinuxKit's
@@ -17,9 +17,7 @@ import (
 // holds its image in its own rootfs, with no rootfsLower and no shared
 // image directory.
 func TestBuildWithoutOverlayFeatureCopiesImages(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed")
-	}
+	testenv.Tool(t, "cpio", "cpio")
 	_, host := testImages(t)
 	t.Setenv("KEEL_CACHE", filepath.Join(t.TempDir(), "cache"))
 	dir := t.TempDir()

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keel-os/keel/pkg/config"
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // TestSquashfsIsReproducible writes the same contents twice and wants the
@@ -47,9 +48,7 @@ func TestSquashfsIsReproducible(t *testing.T) {
 // owners, modes, symlinks, the device node, hard links and file data are
 // kept.
 func TestSquashfsContents(t *testing.T) {
-	if _, err := exec.LookPath("unsquashfs"); err != nil {
-		t.Skip("unsquashfs not installed (Debian: squashfs-tools)")
-	}
+	testenv.Tool(t, "unsquashfs", "squashfs-tools")
 	c := testBuild(t).Contents
 	c.Files = []config.File{
 		{Path: "etc/owned", Contents: "x", Mode: 0o640, UID: config.ID{Num: 1000}, GID: config.ID{Num: 100}},

@@ -9,15 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // cpioTool runs the system cpio with stdin from archive, in dir, to check
 // what the kernel would unpack with a second implementation.
 func cpioTool(t *testing.T, archive []byte, dir string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed")
-	}
+	testenv.Tool(t, "cpio", "cpio")
 	cmd := exec.Command("cpio", args...)
 	cmd.Dir = dir
 	cmd.Stdin = bytes.NewReader(archive)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keel-os/keel/pkg/kmod"
+	"github.com/keel-os/keel/pkg/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -199,10 +200,7 @@ func TestMatch(t *testing.T) {
 // KMOD_TEST_TREE=/path/lib/modules/6.1.0-56-cloud-amd64 (make test-go sets
 // it to the tree of keel/kernel:$(KERNEL_ABI)).
 func TestRealTree(t *testing.T) {
-	dir := os.Getenv("KMOD_TEST_TREE")
-	if dir == "" {
-		t.Skip("KMOD_TEST_TREE not set (make test-go sets it)")
-	}
+	dir := testenv.Env(t, "KMOD_TEST_TREE", "make test-go sets it")
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		t.Fatalf("KMOD_TEST_TREE=%s: not a directory: %v", dir, err)
 	}

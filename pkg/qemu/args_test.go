@@ -3,10 +3,11 @@ package qemu
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 func TestParseDisk(t *testing.T) {
@@ -56,9 +57,7 @@ func TestDiskCreate(t *testing.T) {
 	if err := (Disk{Path: filepath.Join(dir, "none.img")}).Create(context.Background()); err == nil || !strings.Contains(err.Error(), "give its size") {
 		t.Errorf("absent disk with no size: %v", err)
 	}
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed (apt-get install qemu-utils): qcow2 creation untested")
-	}
+	testenv.Tool(t, "qemu-img", "qemu-utils")
 	q := Disk{Path: filepath.Join(dir, "d.qcow2"), Size: 1 << 30}
 	if err := q.Create(context.Background()); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 type entry struct {
@@ -120,9 +122,7 @@ func TestWriterRefusesMisuse(t *testing.T) {
 // implementation: listing with owners, modes and device numbers, and the
 // data and hard links once extracted.
 func TestUnsquashfsReadsIt(t *testing.T) {
-	if _, err := exec.LookPath("unsquashfs"); err != nil {
-		t.Skip("unsquashfs not installed (Debian: squashfs-tools)")
-	}
+	testenv.Tool(t, "unsquashfs", "squashfs-tools")
 	img := writeImage(t, testEntries())
 	out, err := exec.Command("unsquashfs", "-lln", img).CombinedOutput()
 	if err != nil {

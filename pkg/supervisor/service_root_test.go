@@ -15,6 +15,7 @@ import (
 	"github.com/keel-os/keel/pkg/bundle"
 	"github.com/keel-os/keel/pkg/logfile"
 	"github.com/keel-os/keel/pkg/mount"
+	"github.com/keel-os/keel/pkg/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,9 +33,7 @@ func containerdTools(t *testing.T) (containerdDir, runcDir string) {
 		filepath.Join(containerdDir, "containerd-shim-runc-v2"),
 		filepath.Join(runcDir, "runc"),
 	} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("needs containerd and runc as `make images` builds them (%v)", err)
-		}
+		testenv.File(t, f, "containerd and runc as `make images` builds them")
 	}
 	return containerdDir, runcDir
 }
@@ -54,10 +53,7 @@ func testRuntime(t *testing.T) string {
 	}
 	v := pinnedVersions(t)
 	p := filepath.Join(toolsCache(), "crun-"+v["CRUN_VERSION"], "crun")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("needs crun as `make images` builds it (%v)", err)
-	}
-	return p
+	return testenv.File(t, p, "crun as `make images` builds it")
 }
 
 // toolsCache is where `make images` keeps the tools it builds.

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // busyboxRootfs makes a root filesystem holding a copy of /bin/busybox and
@@ -14,9 +16,7 @@ import (
 func busyboxRootfs(t testing.TB, dir string) string {
 	t.Helper()
 	const busybox = "/bin/busybox"
-	if _, err := os.Stat(busybox); err != nil {
-		t.Skipf("needs %s (busybox-static): %v", busybox, err)
-	}
+	testenv.File(t, busybox, busybox+" (Debian package busybox-static)")
 	rootfs := filepath.Join(dir, "rootfs")
 	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // fakeBzImage wraps payload (an already compressed stream) in a setup
@@ -74,10 +76,7 @@ func TestExtractErrors(t *testing.T) {
 // TestRealKernel takes vmlinux out of Debian's kernel: the kernel file
 // beside KEEL_TEST_KERNEL_TAR (tools/kerneltree writes both).
 func TestRealKernel(t *testing.T) {
-	tarPath := os.Getenv("KEEL_TEST_KERNEL_TAR")
-	if tarPath == "" {
-		t.Skip("KEEL_TEST_KERNEL_TAR not set (make test-go sets it; the bzImage is the kernel file beside it)")
-	}
+	tarPath := testenv.Env(t, "KEEL_TEST_KERNEL_TAR", "make test-go sets it; the bzImage is the kernel file beside it")
 	bz, err := os.ReadFile(filepath.Join(filepath.Dir(tarPath), "kernel"))
 	if err != nil {
 		t.Fatal(err)

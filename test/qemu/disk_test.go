@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keel-os/keel/pkg/qemu"
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // The LinuxKit way to give services a disk: an onboot container mounts it
@@ -70,9 +71,7 @@ onshutdown:
 func TestDiskDataSurvivesPowerOff(t *testing.T) {
 	requireBoot(t)
 	for _, tool := range []string{"mkfs.ext4", "e2fsck", "debugfs", "dumpe2fs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install e2fsprogs): %v", tool, err)
-		}
+		testenv.Tool(t, tool, "e2fsprogs")
 	}
 	disk := filepath.Join(t.TempDir(), "data.img")
 	if err := os.WriteFile(disk, nil, 0o644); err != nil {

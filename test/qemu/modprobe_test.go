@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // The guest's own modprobe, busybox's and kmod's, loads modules of the
@@ -50,7 +52,7 @@ func kmodImage(t *testing.T) {
 	t.Helper()
 	bin, err := filepath.EvalSymlinks("/sbin/modprobe")
 	if err != nil || filepath.Base(bin) != "kmod" {
-		t.Skip("kmod's modprobe not installed on the host (Debian package kmod; `make deps` installs it)")
+		testenv.Missing(t, "kmod's modprobe not installed on the host (Debian package kmod; `make deps` installs it)")
 	}
 	out, err := exec.Command("ldd", bin).Output()
 	if err != nil {

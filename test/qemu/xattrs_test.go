@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // netRawCapability is security.capability for cap_net_raw+ep, as
@@ -50,10 +51,7 @@ onboot:
 // in a manifest that PID 1 applies at boot.
 func TestFileCapabilityKept(t *testing.T) {
 	requireBoot(t)
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skipf("busybox not installed (apt-get install busybox-static): %v", err)
-	}
+	bb := testenv.Tool(t, "busybox", "busybox-static")
 	prog, err := os.ReadFile(bb)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keel-os/keel/pkg/testenv"
 )
 
 // TestPID1RunsAsEachName runs the PID 1 binary that `make images` put in
@@ -23,9 +25,7 @@ func TestPID1RunsAsEachName(t *testing.T) {
 		cache = filepath.Join(home, ".cache", "keel")
 	}
 	dir := filepath.Join(cache, "tools", keelInitDir)
-	if _, err := os.Stat(filepath.Join(dir, "init")); err != nil {
-		t.Skipf("needs the PID 1 `make images` builds: %v", err)
-	}
+	testenv.File(t, filepath.Join(dir, "init"), "the PID 1 `make images` builds")
 	want := map[string][]string{
 		"containerd":              {"--version"},
 		"ctr":                     {"--version"},
