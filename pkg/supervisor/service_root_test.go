@@ -266,7 +266,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 	}
 	// Both streams go to the log, and a plain containerd client sees the
 	// task in the services namespace.
-	waitFor(t, 5*time.Second, "chatty's log", func() bool {
+	waitFor(t, time.Minute, "chatty's log", func() bool {
 		b, _ := os.ReadFile(filepath.Join(logDir, "chatty.log"))
 		return strings.Contains(string(b), "line 3\n") && strings.Contains(string(b), "err 3\n")
 	})
@@ -295,7 +295,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 	// Only keel's one lease per namespace is left, however many creates
 	// (crasher has been created several times by now); that each create
 	// carries it, TestServiceCreatesCarryKeelsLease sees on the wire.
-	waitFor(t, 5*time.Second, "crasher's restart", func() bool { return serviceStatus(s, "crasher").Restarts >= 1 })
+	waitFor(t, time.Minute, "crasher's restart", func() bool { return serviceStatus(s, "crasher").Restarts >= 1 })
 	for _, ns := range []string{DefaultNamespace, "keel-test-other"} {
 		ls, err := client.LeasesService().List(namespaces.WithNamespace(context.Background(), ns))
 		var ids []string
@@ -314,7 +314,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 	}
 
 	// on-failure after a clean exit, and never: not restarted.
-	waitFor(t, 5*time.Second, "done and never to exit", func() bool {
+	waitFor(t, time.Minute, "done and never to exit", func() bool {
 		return serviceStatus(s, "done").State == StateExited && serviceStatus(s, "never").State == StateExited
 	})
 	if st := serviceStatus(s, "never"); st.LastExit != 5 || st.Restarts != 0 {
@@ -329,7 +329,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 	if err := unix.Kill(int(old.Pid), unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "chatty to restart", func() bool {
+	waitFor(t, time.Minute, "chatty to restart", func() bool {
 		st := serviceStatus(s, "chatty")
 		return st.State == StateRunning && st.Restarts == 1 && st.Pid != old.Pid
 	})
@@ -340,7 +340,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 	// The crash loop backs off (50ms, doubling up to 400ms): it shows as
 	// crash-looping after a few restarts, and it is restarted a handful of
 	// times, not hundreds.
-	waitFor(t, 10*time.Second, "crasher to crash-loop", func() bool {
+	waitFor(t, time.Minute, "crasher to crash-loop", func() bool {
 		st := serviceStatus(s, "crasher")
 		return st.Restarts >= 3 && st.State == StateCrashLoop
 	})
@@ -363,8 +363,8 @@ func TestServicesUnderContainerd(t *testing.T) {
 	if err := unix.Kill(cdPid, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "containerd to restart", func() bool { st := cd.Status(); return st.Restarts == 1 && st.Pid != 0 && st.Pid != cdPid })
-	waitFor(t, 5*time.Second, "chatty to be re-attached", func() bool {
+	waitFor(t, time.Minute, "containerd to restart", func() bool { st := cd.Status(); return st.Restarts == 1 && st.Pid != 0 && st.Pid != cdPid })
+	waitFor(t, time.Minute, "chatty to be re-attached", func() bool {
 		return strings.Contains(out.String(), "service chatty re-attached")
 	})
 	if st := serviceStatus(s, "chatty"); st.Pid != before.Pid || st.State != StateRunning || st.Restarts != before.Restarts {
@@ -373,7 +373,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 	if err := unix.Kill(int(before.Pid), unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "chatty to restart after containerd's restart", func() bool {
+	waitFor(t, time.Minute, "chatty to restart after containerd's restart", func() bool {
 		st := serviceStatus(s, "chatty")
 		return st.State == StateRunning && st.Restarts == before.Restarts+1
 	})
@@ -411,7 +411,7 @@ func TestServicesUnderContainerd(t *testing.T) {
 
 	// Its third run has set its trap (a shell as its namespace's init
 	// ignores SIGTERM until then).
-	waitFor(t, 5*time.Second, "chatty's third run to log", func() bool {
+	waitFor(t, time.Minute, "chatty's third run to log", func() bool {
 		b, _ := os.ReadFile(filepath.Join(logDir, "chatty.log"))
 		return strings.Count(string(b), "line 2\n") >= 3
 	})

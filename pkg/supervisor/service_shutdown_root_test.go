@@ -69,7 +69,7 @@ func TestServicesStopAtShutdownRunsNoRuntime(t *testing.T) {
 	s.Start(context.Background(), bundles)
 	// Both run their shells: a signal that comes sooner finds runc's own
 	// init, a Go program that a SIGTERM ends with exit 2.
-	waitFor(t, 10*time.Second, "polite to set its trap and stubborn to run", func() bool {
+	waitFor(t, time.Minute, "polite to set its trap and stubborn to run", func() bool {
 		p, _ := os.ReadFile(filepath.Join(logDir, "polite.log"))
 		s, _ := os.ReadFile(filepath.Join(logDir, "stubborn.log"))
 		return strings.Contains(string(p), "trapped\n") && strings.Contains(string(s), "up\n")

@@ -99,6 +99,14 @@ func (f *fakeRunner) next(t *testing.T) *fakeProc {
 	}
 }
 
+// running waits until the unit has taken p as its run: the runner hands
+// p over before the unit records it, and a stop in between finds no
+// process to send SIGTERM to.
+func running(t *testing.T, u *Unit, p *fakeProc) {
+	t.Helper()
+	eventually(t, "the run recorded", func() bool { return u.Status().Pid == p.pid })
+}
+
 var fastBackoff = Backoff{Initial: time.Millisecond, Max: 4 * time.Millisecond, Reset: time.Hour}
 
 func runUnit(u *Unit) <-chan Outcome {
@@ -234,6 +242,7 @@ func TestUnitStopKillsAfterGrace(t *testing.T) {
 		Backoff: fastBackoff, Log: slog.New(slog.NewTextHandler(&logged, nil))}
 	done := runUnit(u)
 	p := f.next(t)
+	running(t, u, p)
 	if err := u.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -305,6 +314,7 @@ func TestUnitContextStops(t *testing.T) {
 	out := make(chan Outcome, 1)
 	go func() { out <- u.Run(ctx) }()
 	p := f.next(t)
+	running(t, u, p)
 	cancel()
 	o := outcome(t, out)
 	if !o.Stopped || o.Code != 128+9 {
