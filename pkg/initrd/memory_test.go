@@ -126,7 +126,15 @@ func TestMemoryFlat(t *testing.T) {
 	}
 	// Growing the image must not grow the peak: allow 16 MiB of noise
 	// (the runtime, compressor buffers), far below the growth in size.
-	if first, last := rss[0], rss[len(rss)-1]; last > first+16<<10 {
+	// Under the race detector (make test-go) the child is the race build,
+	// whose peak alone varies by ±10 MiB (measured: growths of 2 to 27 MiB
+	// between 16 and 128 MiB under load); 48 MiB still catches an image
+	// held in memory, which grows the peak by over 100 MiB there.
+	slack := int64(16 << 10)
+	if raceEnabled {
+		slack = 48 << 10
+	}
+	if first, last := rss[0], rss[len(rss)-1]; last > first+slack {
 		t.Errorf("peak RSS grew from %d to %d MiB as the image grew from %d to %d MiB", first>>10, last>>10, sizes[0], sizes[len(sizes)-1])
 	}
 }
