@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -48,7 +49,11 @@ func testRuntime(t *testing.T) string {
 	t.Helper()
 	var st unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		t.Logf("services run under runc: crun needs cgroup v2 alone at /sys/fs/cgroup (%v)", err)
+		why := fmt.Sprintf("statfs type %#x", st.Type)
+		if err != nil {
+			why = err.Error()
+		}
+		t.Logf("services run under runc: crun needs cgroup v2 alone at /sys/fs/cgroup (%s)", why)
 		return filepath.Join(toolsCache(), "runc-"+pinnedVersions(t)["RUNC_VERSION"], "runc")
 	}
 	v := pinnedVersions(t)
