@@ -82,6 +82,24 @@ func (vm *VM) sh(from int, cmd, want string, timeout time.Duration) int {
 	return vm.want(from+1, want, "", timeout)
 }
 
+// orphanStorm is a console command that leaves n orphans to PID 1: each
+// (sleep &) subshell exits at once, and its sleep is reparented. It
+// prints storm-done once they are all started; the quotes keep the
+// typed command's echo from matching ^storm-done$.
+func orphanStorm(n int) string {
+	return fmt.Sprintf(`for n in $(seq %d); do (sleep 0.11 &); done; echo storm''-done`, n)
+}
+
+// orphansGone is a console command that waits (a minute at most) until
+// the storm's sleeps have all exited and no zombie is left, then prints
+// zombies=N. Waiting for no zombie alone is not enough: a sleep still
+// running is not a zombie yet, and would be counted after the check.
+// (The [.] keeps grep from finding its own command line.)
+const orphansGone = `for k in $(seq 60); do ` +
+	`z=$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$3=="Z"' | wc -l); ` +
+	`s=$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -o 'sleep 0[.]11' | wc -l); ` +
+	`[ $z -eq 0 ] && [ $s -eq 0 ] && break; sleep 1; done; echo zombies""=$z`
+
 // send writes raw bytes to the serial console.
 func (vm *VM) send(s string) {
 	vm.t.Helper()
@@ -234,9 +252,8 @@ func faultSignals(t *testing.T) {
 	vm.step(t, "OrphanStorm", func(t *testing.T) {
 		var before, after int
 		i, _, _, before = vm.daemon(i)
-		i = vm.sh(i, `for n in $(seq 300); do (sleep 0.1 &); done; echo storm-done`, `^storm-done$`, guard)
-		// Poll until no zombie is left (or give up and print the count).
-		i = vm.sh(i, `for k in $(seq 60); do z=$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$3=="Z"' | wc -l); [ $z -eq 0 ] && break; sleep 1; done; echo zombies=$z`, `^zombies=\d+$`, guard)
+		i = vm.sh(i, orphanStorm(300), `^storm-done$`, guard)
+		i = vm.sh(i, orphansGone, `^zombies=\d+$`, guard)
 		if l := vm.Lines()[i]; l != "zombies=0" {
 			t.Errorf("orphan storm left zombies: %q", l)
 		}
@@ -409,8 +426,11 @@ func faultServices(t *testing.T) {
 		i = vm.sh(i, "echo logged=$(keel logs counter -n 1 | cut -d' ' -f2)", `^logged=\d+$`, guard)
 		i = vm.sh(i, `mount -o remount,size=24m /var && dd if=/dev/zero of=/var/fill bs=1M 2>/dev/null; echo fill=$? avail=$(df -k /var | awk 'NR==2{print $4}')`, `^fill=\d+ avail=\d+$`, guard)
 		t.Logf("/var filled: %s", vm.Lines()[i])
-		if !strings.HasSuffix(vm.Lines()[i], " avail=0") {
-			t.Errorf("/var not full: %q", vm.Lines()[i])
+		// dd failing (1) is ENOSPC: it writes until the disk refuses. avail
+		// is only logged, as the counter's log rotating (the old file
+		// renamed over .1) can free some of /var before df runs.
+		if !strings.HasPrefix(vm.Lines()[i], "fill=1 ") {
+			t.Errorf("/var not filled (dd did not stop at a full disk): %q", vm.Lines()[i])
 		}
 		// Long enough for ~2 KB lines to fill any pipe between the
 		// service and its log; a wait, not a measure.
@@ -427,7 +447,7 @@ func faultServices(t *testing.T) {
 			t.Errorf("counter is %q while /var is full", row[1])
 		}
 		i = vm.sh(i, "rm /var/fill; sleep 2; echo freed avail=$(df -k /var | awk 'NR==2{print $4}')", `^freed avail=\d+$`, guard)
-		i = vm.sh(i, "a=$(keel logs counter -n 1 | cut -d' ' -f2); sleep 3; b=$(keel logs counter -n 1 | cut -d' ' -f2); echo logged a=$a b=$b", `^logged a=\S* b=\S*$`, guard)
+		i = vm.sh(i, "a=$(keel logs counter -n 1 | cut -d' ' -f2); sleep 3; b=$(keel logs counter -n 1 | cut -d' ' -f2); echo logged'' a=$a b=$b", `^logged a=\S* b=\S*$`, guard)
 		m = regexp.MustCompile(`a=(\d*) b=(\d*)$`).FindStringSubmatch(vm.Lines()[i])
 		if m == nil {
 			t.Errorf("the counter's log has no tick line at its end: %q", vm.Lines()[i])

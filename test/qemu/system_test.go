@@ -97,7 +97,8 @@ func TestSystemConsolePowerButton(t *testing.T) {
 	}
 
 	// Orphan storm: each (sleep &) leaves an orphan to PID 1.
-	i = vm.run(i, `n=0; while [ $n -lt 200 ]; do (sleep 0.1 &); n=$((n+1)); done; sleep 2; echo zombies=$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$3=="Z"' | wc -l)`, `^zombies=\d+`)
+	i = vm.run(i, orphanStorm(200), `^storm-done$`)
+	i = vm.run(i, orphansGone, `^zombies=\d+$`)
 	if l := vm.Lines()[i]; l != "zombies=0" {
 		t.Errorf("orphan storm left zombies: %q", l)
 	}
