@@ -93,7 +93,7 @@ func TestDiskDataSurvivesPowerOff(t *testing.T) {
 	i = vm.run(i, "while [ ! -e /var/lib/data/done ]; do sleep 0.2; done; echo guest-sha=$(cat /var/lib/data/payload.sha256)", `^guest-sha=[0-9a-f]{64}$`)
 	guestSum := strings.TrimPrefix(vm.Lines()[i], "guest-sha=")
 	// No sync: keel's shutdown must flush it.
-	i = vm.run(i, "echo written-late > /var/lib/data/late; echo late-done", `^late-done$`)
+	i = vm.run(i, "echo written-late > /var/lib/data/late; echo late''-done", `^late-done$`)
 
 	if _, err := qemu.QMP(vm.QMPPath, "system_powerdown", nil); err != nil {
 		t.Fatal(err)

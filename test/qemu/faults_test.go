@@ -73,8 +73,11 @@ func (vm *VM) want(from int, pattern, bad string, timeout time.Duration) int {
 }
 
 // sh types cmd on the console shell and waits for a line matching want
-// after line from (anchor it with ^: the echo of the typed line starts
-// with the prompt).
+// after line from. Anchor want with ^, and keep it from matching the
+// command's own text: the console echoes the typed command, usually after
+// the prompt, but a PID 1 line written into the middle of that echo
+// leaves the rest at the start of a line. So a marker is echoed with a
+// pair of quotes inside it (echo still''-alive) where ^still-alive$ waits.
 func (vm *VM) sh(from int, cmd, want string, timeout time.Duration) int {
 	vm.t.Helper()
 	vm.send(cmd + "\n")
@@ -269,10 +272,10 @@ func faultSignals(t *testing.T) {
 	// open; today it logs "signal ignored signal=SIGHUP".)
 	vm.step(t, "HUP_URG", func(t *testing.T) {
 		from := i
-		i = vm.sh(i, "kill -HUP 1; sleep 1; echo alive-hup", `^alive-hup$`, guard)
-		i = vm.sh(i, "kill -URG 1; sleep 1; echo alive-urg", `^alive-urg$`, guard)
+		i = vm.sh(i, "kill -HUP 1; sleep 1; echo alive''-hup", `^alive-hup$`, guard)
+		i = vm.sh(i, "kill -URG 1; sleep 1; echo alive''-urg", `^alive-urg$`, guard)
 		// Room for a wrongly started shutdown to show; a wait, not a measure.
-		i = vm.sh(i, "sleep 2; echo still-alive", `^still-alive$`, guard)
+		i = vm.sh(i, "sleep 2; echo still''-alive", `^still-alive$`, guard)
 		vm.none(t, vm.Lines()[from:], `keel: `+lvl+`shutdown`, "SIGHUP or SIGURG started a shutdown")
 		for _, l := range vm.Lines()[from:] {
 			if strings.Contains(l, "keel: ") && strings.Contains(l, "signal=") {
@@ -379,7 +382,7 @@ func faultServices(t *testing.T) {
 		i = vm.want(i, `keel: `+lvl+`containerd exited, restarting exit=signal:SIGKILL`, "", guard)
 		i = vm.want(i, `keel: `+lvl+`containerd ready`, `keel: `+lvl+`containerd start failed`, guard)
 		// The status may lag the log line by a moment: poll.
-		i = vm.sh(i, `for k in $(seq 60); do keel status | tail -n 1 | grep -q 'restarts 1;' && break; sleep 1; done; echo polled-cd`, `^polled-cd$`, guard)
+		i = vm.sh(i, `for k in $(seq 60); do keel status | tail -n 1 | grep -q 'restarts 1;' && break; sleep 1; done; echo polled''-cd`, `^polled-cd$`, guard)
 		var newPid, restarts int
 		i, newPid, restarts, _ = vm.daemon(i)
 		if restarts != 1 || newPid == 0 || newPid == cdPid {
@@ -434,7 +437,7 @@ func faultServices(t *testing.T) {
 		}
 		// Long enough for ~2 KB lines to fill any pipe between the
 		// service and its log; a wait, not a measure.
-		i = vm.sh(i, "sleep 10; echo waited-full", `^waited-full$`, guard)
+		i = vm.sh(i, "sleep 10; echo waited''-full", `^waited-full$`, guard)
 		i = vm.sh(i, "a=$(cat /tmp/count); sleep 3; b=$(cat /tmp/count); echo counter a=$a b=$b", `^counter a=\d* b=\d*$`, guard)
 		m := regexp.MustCompile(`a=(\d*) b=(\d*)`).FindStringSubmatch(vm.Lines()[i])
 		a, _ := strconv.Atoi(m[1])
@@ -483,7 +486,7 @@ func faultServices(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("crasher's restarts stayed at %d", restarts1)
 			}
-			i = vm.sh(i, "sleep 5; echo polled-crasher", `^polled-crasher$`, guard)
+			i = vm.sh(i, "sleep 5; echo polled''-crasher", `^polled-crasher$`, guard)
 		}
 		var row []string
 		if i, row = vm.status(i, "counter"); row[1] != "running" {
@@ -535,7 +538,7 @@ func faultXOFF(t *testing.T) {
 		}
 		// Three seconds after XOFF, flood the stopped console, so the
 		// tty's buffer is full and every later write to it blocks.
-		i = vm.sh(i, "(sleep 3; seq 1 200000) & echo flood-armed", `^flood-armed$`, guard)
+		i = vm.sh(i, "(sleep 3; seq 1 200000) & echo flood''-armed", `^flood-armed$`, guard)
 		vm.send("\x13") // Ctrl-S
 		n := len(vm.Lines())
 		// Give the flood time to fill the buffer and the crasher time to
@@ -658,7 +661,7 @@ func faultContainerdFirstStart(t *testing.T) {
 		if c > f {
 			f = c
 		}
-		f = vm.sh(f, "rm -rf /run/containerd/containerd.sock; echo socket-unblocked", `^socket-unblocked$`, guard)
+		f = vm.sh(f, "rm -rf /run/containerd/containerd.sock; echo socket''-unblocked", `^socket-unblocked$`, guard)
 		f = vm.want(f, `keel: `+lvl+`containerd ready`, "", guard)
 		f = vm.want(f, `keel: `+lvl+`service ticker running`, "", guard)
 		var row []string
