@@ -261,8 +261,8 @@ func boot(t *testing.T, prefix string, tweak func(*qemu.Machine)) *VM {
 	return vm
 }
 
-// Expect waits for a console line matching pattern, after line index from,
-// and returns the index of the matching line. It fails the test if QEMU
+// Expect waits for a console line matching pattern, at line index from or
+// later, and returns the index of the matching line. It fails the test if QEMU
 // exits or the wait runs out first; the timeout guards against a hang and
 // says nothing about speed.
 func (vm *VM) Expect(from int, pattern string, timeout time.Duration) int {

@@ -2,7 +2,6 @@ package qemu_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,14 +26,11 @@ func stampOf(t *testing.T, line string) time.Duration {
 	return time.Duration(f * float64(time.Second))
 }
 
-// run types a command on the serial console and waits for a line
-// matching want printed after it; it returns the index of that line.
+// run is sh with a minute to wait: it types cmd on the serial console and
+// returns the index of the first line after from that matches want.
 func (vm *VM) run(from int, cmd, want string) int {
 	vm.t.Helper()
-	if _, err := fmt.Fprintf(vm.stdin, "%s\n", cmd); err != nil {
-		vm.t.Fatalf("type %q: %v", cmd, err)
-	}
-	return vm.Expect(from, want, time.Minute)
+	return vm.sh(from, cmd, want, time.Minute)
 }
 
 const systemYAML = `
