@@ -76,8 +76,10 @@ func (vm *VM) want(from int, pattern, bad string, timeout time.Duration) int {
 // after line from. Anchor want with ^, and keep it from matching the
 // command's own text: the console echoes the typed command, usually after
 // the prompt, but a PID 1 line written into the middle of that echo
-// leaves the rest at the start of a line. So a marker is echoed with a
-// pair of quotes inside it (echo still''-alive) where ^still-alive$ waits.
+// leaves the rest at the start of a line. So a marker is echoed with an
+// empty pair of quotes inside it, which the output loses and the echo keeps:
+//
+//	echo still''-alive    # ^still-alive$ matches the output only
 func (vm *VM) sh(from int, cmd, want string, timeout time.Duration) int {
 	vm.t.Helper()
 	vm.send(cmd + "\n")
@@ -87,8 +89,7 @@ func (vm *VM) sh(from int, cmd, want string, timeout time.Duration) int {
 
 // orphanStorm is a console command that leaves n orphans to PID 1: each
 // (sleep &) subshell exits at once, and its sleep is reparented. It
-// prints storm-done once they are all started; the quotes keep the
-// typed command's echo from matching ^storm-done$.
+// prints storm-done once they are all started (quoted as sh says).
 func orphanStorm(n int) string {
 	return fmt.Sprintf(`for n in $(seq %d); do (sleep 0.11 &); done; echo storm''-done`, n)
 }
@@ -101,7 +102,7 @@ func orphanStorm(n int) string {
 const orphansGone = `for k in $(seq 60); do ` +
 	`z=$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$3=="Z"' | wc -l); ` +
 	`s=$(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -o 'sleep 0[.]11' | wc -l); ` +
-	`[ $z -eq 0 ] && [ $s -eq 0 ] && break; sleep 1; done; echo zombies""=$z`
+	`[ $z -eq 0 ] && [ $s -eq 0 ] && break; sleep 1; done; echo zombies''=$z`
 
 // send writes raw bytes to the serial console.
 func (vm *VM) send(s string) {

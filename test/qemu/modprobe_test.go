@@ -47,7 +47,8 @@ onboot:
 
 // kmodImage makes an image of the host's kmod (Debian's package kmod):
 // the binary, modprobe as a link to it, and the shared libraries it
-// needs, at their paths. It skips the test when kmod is not installed.
+// needs, at their paths. Without kmod on the host it skips the test, or
+// under make test fails it (testenv.Missing).
 func kmodImage(t *testing.T) {
 	t.Helper()
 	bin, err := filepath.EvalSymlinks("/sbin/modprobe")
